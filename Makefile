@@ -1,0 +1,46 @@
+# The README's commands. Everything is set up from nothing under build/ (git-ignored).
+PYTHON ?= python3
+VENV := build/venv
+BUILD_VENV := build/venv-build
+MODEL := build/models/smollm2-135m-instruct-int4
+# pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
+PIP_FLAGS := -q --disable-pip-version-check
+
+.PHONY: help setup build-env model chat test lint clean
+
+help:
+	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
+	@echo "make test   set everything up and run the whole test suite"
+	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
+	@echo "make model  build env + the default model (build/models/...)"
+
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[serve,dev]'
+	touch $@
+
+build-env: $(BUILD_VENV)/.installed
+$(BUILD_VENV)/.installed: scripts/requirements-build.txt scripts/requirements-build-nodeps.txt
+	$(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) -r scripts/requirements-build.txt
+	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r scripts/requirements-build-nodeps.txt
+	touch $@
+
+# Always asks the build script: it is a no-op when the model is up to date.
+model: build-env
+	$(BUILD_VENV)/bin/python scripts/build_model.py $(SOURCE) $(BUILD_ARGS)
+
+chat: setup model
+	$(VENV)/bin/ovchat chat
+
+lint: setup
+	$(VENV)/bin/ruff check src scripts tests
+	$(VENV)/bin/ruff format --check src scripts tests
+	$(VENV)/bin/mypy
+
+test: setup model lint
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf build

@@ -1,0 +1,55 @@
+"""What `ovchat info` reports: the model, how it was built, and the devices here."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from typing import Any
+
+import openvino as ov
+import openvino_genai as ov_genai
+
+from ovchat.gguf_meta import read_gguf_metadata
+from ovchat.model import ModelDir, find_model
+
+
+def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Facts about the model at `spec` (None: the default model) and this machine."""
+    model = find_model(spec)
+    facts: dict[str, Any] = {
+        "model": str(model.path),
+        "format": "GGUF file" if model.is_gguf else "OpenVINO IR folder",
+        "size_mb": round(_size(model) / 1e6, 1),
+        "context_length": model.context_length or "unknown",
+        "chat_template": "yes" if _has_chat_template(model) else "no",
+    }
+    if model.manifest:
+        facts["build"] = _build_summary(model.manifest)
+    core = ov.Core()
+    facts["devices"] = {d: core.get_property(d, "FULL_DEVICE_NAME") for d in core.available_devices}
+    facts["versions"] = {p: importlib.metadata.version(p) for p in ("openvino", "openvino-genai")}
+    return facts
+
+
+def _size(model: ModelDir) -> int:
+    if model.is_gguf:
+        return model.path.stat().st_size
+    return sum(p.stat().st_size for p in model.path.rglob("*") if p.is_file())
+
+
+def _has_chat_template(model: ModelDir) -> bool:
+    if model.is_gguf:
+        meta = read_gguf_metadata(model.path, {"tokenizer.chat_template"})
+        return bool(meta.get("tokenizer.chat_template"))
+    return bool(ov_genai.Tokenizer(str(model.path)).chat_template)
+
+
+def _build_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    flags = manifest.get("export", {}).get("flags", {})
+    modes = [f"{row['mode']}: {row['all_parameters']}" for row in manifest.get("bitwidth_distribution", [])]
+    return {
+        "source": manifest.get("source", {}).get("ref", "unknown"),
+        "built_at": manifest.get("built_at", "unknown"),
+        "export": " ".join(f"{k}={v}" for k, v in flags.items()),
+        "weights": "; ".join(modes) or "unknown",
+    }

@@ -1,0 +1,240 @@
+"""ChatSession: a conversation over openvino_genai.ChatHistory, streamed, cancellable, saveable."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import openvino_genai as ov_genai
+
+from ovchat.errors import ContextError, OvchatError, TranscriptError
+from ovchat.model import Model, openvino_message
+from ovchat.options import GenerationOptions
+
+TRANSCRIPT_FORMAT = "ovchat-transcript"
+TRANSCRIPT_VERSION = 1
+ROLES = ("system", "user", "assistant")
+FINISH_REASONS = {
+    ov_genai.GenerationFinishReason.STOP: "stop",
+    ov_genai.GenerationFinishReason.LENGTH: "length",
+}
+
+TextCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """Figures for one answer, from GenAI's perf_metrics (times in milliseconds)."""
+
+    input_tokens: int
+    output_tokens: int
+    ttft_ms: float
+    tpot_ms: float
+    tokens_per_s: float
+    generate_ms: float
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    finish_reason: str  # stop | length | cancelled
+    metrics: TurnMetrics
+    dropped_messages: int = 0  # oldest messages dropped to fit the context window
+
+
+class Streamer:
+    """The streamer callback GenAI calls with each new piece of text; stops when `cancel` is set."""
+
+    def __init__(self, on_text: TextCallback | None, cancel: threading.Event | None) -> None:
+        self.on_text = on_text
+        self.cancel = cancel
+        self.cancelled = False
+
+    def __call__(self, piece: str) -> ov_genai.StreamingStatus:
+        if self.on_text is not None:
+            self.on_text(piece)
+        if self.cancel is not None and self.cancel.is_set():
+            self.cancelled = True
+            return ov_genai.StreamingStatus.STOP
+        return ov_genai.StreamingStatus.RUNNING
+
+    def finish_reason(self, reason: ov_genai.GenerationFinishReason) -> str:
+        return "cancelled" if self.cancelled else FINISH_REASONS.get(reason, "stop")
+
+
+def complete_raw(model: Model, prompt: str, options: GenerationOptions,
+                 on_text: TextCallback | None = None,
+                 cancel: threading.Event | None = None) -> Reply:  # fmt: skip
+    """Continue `prompt` as-is: no chat template, no special tokens added."""
+    inputs = model.tokenizer.encode(prompt, add_special_tokens=False)
+    prompt_tokens = int(inputs.input_ids.get_shape()[1])
+    context = model.dir.context_length
+    max_new = options.max_new_tokens
+    if context is not None:
+        if prompt_tokens >= context:
+            raise ContextError(
+                f"the prompt is {prompt_tokens} tokens but the model's context window is {context}"
+            )
+        max_new = min(max_new, context - prompt_tokens)
+    config = options.replace(max_new_tokens=max_new).to_config(model.pipeline.get_generation_config())
+    config.apply_chat_template = False
+    streamer = Streamer(on_text, cancel)
+    try:
+        result = model.pipeline.generate(inputs, config, streamer)
+    except RuntimeError as exc:
+        raise OvchatError(f"generation failed: {openvino_message(exc)}") from None
+    text = model.tokenizer.decode(list(result.tokens[0]), skip_special_tokens=True)
+    # EncodedResults carries no finish reason: reaching the limit means "length".
+    reason = "length" if len(result.tokens[0]) >= max_new else "stop"
+    return Reply(text, "cancelled" if streamer.cancelled else reason, _metrics(result.perf_metrics))
+
+
+class ChatSession:
+    """A multi-turn chat with one model. Not thread-safe: one send() at a time."""
+
+    def __init__(self, model: Model, options: GenerationOptions | None = None,
+                 system_prompt: str | None = None) -> None:  # fmt: skip
+        self.model = model
+        self.options = options or GenerationOptions()
+        self.history = ov_genai.ChatHistory()
+        self.last_reply: Reply | None = None
+        if system_prompt:
+            self.history.append({"role": "system", "content": system_prompt})
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        return list(self.history.get_messages())
+
+    @property
+    def system_prompt(self) -> str | None:
+        messages = self.messages
+        return messages[0]["content"] if messages and messages[0]["role"] == "system" else None
+
+    def set_system_prompt(self, text: str | None) -> None:
+        """Replace (or with None remove) the system prompt, keeping the turns."""
+        turns = [m for m in self.messages if m["role"] != "system"]
+        self.history = ov_genai.ChatHistory(([{"role": "system", "content": text}] if text else []) + turns)
+
+    def reset(self) -> None:
+        """Forget every turn; the system prompt stays."""
+        system = self.system_prompt
+        self.history = ov_genai.ChatHistory()
+        self.set_system_prompt(system)
+        self.last_reply = None
+
+    def templated_prompt(self, messages: list[dict[str, str]] | None = None) -> str:
+        """The exact text the model sees for `messages` (default: the history), ready to answer."""
+        chosen = self.messages if messages is None else messages
+        return str(self.model.tokenizer.apply_chat_template(chosen, add_generation_prompt=True))
+
+    def send(self, text: str, on_text: TextCallback | None = None,
+             cancel: threading.Event | None = None) -> Reply:  # fmt: skip
+        """Add a user turn and generate the answer, streaming text pieces to `on_text`.
+
+        Setting `cancel` stops generation after the current token; the partial answer is kept
+        in the history (it is what the user saw).
+        """
+        if not text.strip():
+            raise OvchatError("the message is empty")
+        messages, dropped, max_new = self._fit([*self.messages, {"role": "user", "content": text}])
+        history = ov_genai.ChatHistory(messages)
+        config = self.options.replace(max_new_tokens=max_new).to_config(
+            self.model.pipeline.get_generation_config()
+        )
+        streamer = Streamer(on_text, cancel)
+        try:
+            result = self.model.pipeline.generate(history, config, streamer)
+        except RuntimeError as exc:
+            raise OvchatError(f"generation failed: {openvino_message(exc)}") from None
+        answer = result.texts[0]
+        history.append({"role": "assistant", "content": answer})
+        self.history = history
+        reason = streamer.finish_reason(result.finish_reasons[0])
+        self.last_reply = Reply(answer, reason, _metrics(result.perf_metrics), dropped)
+        return self.last_reply
+
+    def _fit(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], int, int]:
+        """Drop the oldest turns (never the system prompt nor the new message) until the
+        prompt plus max_new_tokens fits the context; shrink max_new_tokens as a last resort."""
+        context = self.model.dir.context_length
+        max_new = self.options.max_new_tokens
+        if context is None:
+            return messages, 0, max_new
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        turns = messages[len(system) :]
+        dropped = 0
+        while True:
+            prompt_tokens = self.model.count_tokens(self.templated_prompt(system + turns))
+            if prompt_tokens + max_new <= context or len(turns) == 1:
+                break
+            # Drop a whole exchange (user + assistant) so the history stays well-formed.
+            cut = 2 if len(turns) > 2 and turns[1]["role"] == "assistant" else 1
+            turns, dropped = turns[cut:], dropped + cut
+        if prompt_tokens >= context:
+            raise ContextError(
+                f"the prompt is {prompt_tokens} tokens but the model's context window is {context}: "
+                "shorten it"
+            )
+        return system + turns, dropped, min(max_new, context - prompt_tokens)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the conversation as JSON (atomically: a failed write never clobbers a file)."""
+        target = Path(path)
+        data = {
+            "format": TRANSCRIPT_FORMAT,
+            "version": TRANSCRIPT_VERSION,
+            "model": self.model.dir.name,
+            "options": asdict(self.options),
+            "messages": self.messages,
+        }
+        temporary = target.with_name(f".{target.name}.tmp")
+        try:
+            temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            temporary.replace(target)
+        except OSError as exc:
+            raise TranscriptError(f"cannot save to {target}: {exc.strerror}") from None
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Replace the conversation with one saved by save()."""
+        self.history = ov_genai.ChatHistory(read_transcript(Path(path)))
+        self.last_reply = None
+
+
+def read_transcript(path: Path) -> list[dict[str, str]]:
+    """The messages of a saved conversation, checked."""
+    try:
+        data: Any = json.loads(path.read_text())
+    except OSError as exc:
+        raise TranscriptError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise TranscriptError(f"{path} is not a saved conversation (invalid JSON)") from None
+    if not isinstance(data, dict) or data.get("format") != TRANSCRIPT_FORMAT:
+        raise TranscriptError(f"{path} is not an ovchat conversation file")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not all(_is_message(m) for m in messages):
+        raise TranscriptError(f"{path}: 'messages' must be a list of {{role, content}} objects")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _is_message(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.get("role") in ROLES
+        and isinstance(value.get("content"), str)
+    )
+
+
+def _metrics(perf: ov_genai.PerfMetrics) -> TurnMetrics:
+    return TurnMetrics(
+        input_tokens=perf.get_num_input_tokens(),
+        output_tokens=perf.get_num_generated_tokens(),
+        ttft_ms=round(perf.get_ttft().mean, 2),
+        tpot_ms=round(perf.get_tpot().mean, 2),
+        tokens_per_s=round(perf.get_throughput().mean, 2),
+        generate_ms=round(perf.get_generate_duration().mean, 2),
+    )
