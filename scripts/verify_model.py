@@ -45,9 +45,7 @@ def check_eos(model_dir: Path, tokenizer: ov_genai.Tokenizer) -> int:
     declared = config.get("eos_token_id")
     ids = declared if isinstance(declared, list) else [declared]
     if eos not in ids:
-        raise VerifyError(
-            f"eos mismatch: generation_config.json says {declared}, the tokenizer says {eos}"
-        )
+        raise VerifyError(f"eos mismatch: generation_config.json says {declared}, the tokenizer says {eos}")
     return int(eos)
 
 

@@ -41,33 +41,71 @@ def cli() -> None:
 def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--model, --device and how OpenVINO compiles the model."""
     decorators = [
-        click.option("--model", "-m", envvar="OVCHAT_MODEL", metavar="PATH",
-                     help="Model folder or .gguf file [env OVCHAT_MODEL; default: the one `make model` builds]"),
-        click.option("--device", "-d", envvar="OVCHAT_DEVICE", default="CPU", show_default=True,
-                     help="OpenVINO device: CPU, GPU, NPU, AUTO ... [env OVCHAT_DEVICE]"),
-        click.option("--performance-hint", default="LATENCY", show_default=True,
-                     type=click.Choice(["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"])),
-        click.option("--num-streams", type=click.IntRange(min=1), help="Inference streams (default: the hint's choice)."),
-        click.option("--cache-dir", metavar="DIR",
-                     help="Compiled-model cache (default: ~/.cache/ovchat/compiled; '' disables)."),
-        click.option("--attention-backend", type=click.Choice(["SDPA", "PA"]),
-                     help="SDPA loads faster; PA (paged attention) reuses the KV cache across chat turns."),
-    ]  # fmt: skip
+        click.option(
+            "--model",
+            "-m",
+            envvar="OVCHAT_MODEL",
+            metavar="PATH",
+            help="Model folder or .gguf file [env OVCHAT_MODEL; default: the one `make model` builds]",
+        ),
+        click.option(
+            "--device",
+            "-d",
+            envvar="OVCHAT_DEVICE",
+            default="CPU",
+            show_default=True,
+            help="OpenVINO device: CPU, GPU, NPU, AUTO ... [env OVCHAT_DEVICE]",
+        ),
+        click.option(
+            "--performance-hint",
+            default="LATENCY",
+            show_default=True,
+            type=click.Choice(["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"]),
+        ),
+        click.option(
+            "--num-streams",
+            type=click.IntRange(min=1),
+            help="Inference streams (default: the hint's choice).",
+        ),
+        click.option(
+            "--cache-dir",
+            metavar="DIR",
+            help="Compiled-model cache (default: ~/.cache/ovchat/compiled; '' disables).",
+        ),
+        click.option(
+            "--attention-backend",
+            type=click.Choice(["SDPA", "PA"]),
+            help="SDPA loads faster; PA (paged attention) reuses the KV cache across chat turns.",
+        ),
+    ]
     return functools.reduce(lambda cmd, deco: deco(cmd), reversed(decorators), command)
 
 
 def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The generation options shared by every command that generates."""
     decorators = [
-        click.option("--max-new-tokens", "-n", type=int, default=512, show_default=True,
-                     help="Longest answer, in tokens."),
-        click.option("--temperature", "-t", type=float, help="0 = greedy (the default unless the model says otherwise)."),
+        click.option(
+            "--max-new-tokens",
+            "-n",
+            type=int,
+            default=512,
+            show_default=True,
+            help="Longest answer, in tokens.",
+        ),
+        click.option(
+            "--temperature",
+            "-t",
+            type=float,
+            help="0 = greedy (the default unless the model says otherwise).",
+        ),
         click.option("--top-p", type=float, help="Nucleus sampling, in (0, 1]."),
         click.option("--top-k", type=int, help="Sample from the k most likely tokens."),
         click.option("--repetition-penalty", type=float, help="1.0 = none."),
         click.option("--seed", type=int, help="Random seed for sampling."),
-        click.option("--stop", multiple=True, metavar="TEXT", help="Stop when the answer contains TEXT (repeatable)."),
-    ]  # fmt: skip
+        click.option(
+            "--stop", multiple=True, metavar="TEXT", help="Stop when the answer contains TEXT (repeatable)."
+        ),
+    ]
     return functools.reduce(lambda cmd, deco: deco(cmd), reversed(decorators), command)
 
 
@@ -100,7 +138,11 @@ def load_model(kwargs: dict[str, Any], default_backend: str | None = None) -> Mo
 
 @cli.command()
 @click.option("--system", "-s", metavar="TEXT", help="System prompt.")
-@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), help="Continue a conversation saved with /save.")
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Continue a conversation saved with /save.",
+)
 @model_options
 @generation_options
 def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
@@ -111,11 +153,12 @@ def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
     options = build_options(kwargs)
     messages = read_transcript(resume) if resume else None  # fail before the slow model load
     session = ChatSession(load_model(kwargs), options, system)
+    notice = None
     if resume:
         session.load(resume)
-        click.echo(f"[resumed {len(messages or [])} messages from {resume}]")
+        notice = f"[resumed {len(messages or [])} messages from {resume}]"
     enable_line_editing()
-    Repl(session).run()
+    Repl(session).run(notice)
 
 
 @cli.command()
@@ -123,16 +166,19 @@ def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
 @click.option("--system", "-s", metavar="TEXT", help="System prompt.")
 @click.option("--no-stream", is_flag=True, help="Print the answer only when it is complete.")
 @click.option("--raw", is_flag=True, help="Send PROMPT as-is: no chat template, no special tokens added.")
-@click.option("--json", "as_json", is_flag=True, help="Print text, finish reason, token counts and metrics as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print text, finish reason, token counts and metrics as JSON."
+)
 @model_options
 @generation_options
-def ask(prompt: tuple[str, ...], system: str | None, no_stream: bool, raw: bool, as_json: bool,
-        **kwargs: Any) -> None:  # fmt: skip
+def ask(
+    prompt: tuple[str, ...], system: str | None, no_stream: bool, raw: bool, as_json: bool, **kwargs: Any
+) -> None:
     """Answer one PROMPT (or the text on stdin) and exit."""
     from ovchat.repl import run_interruptibly
     from ovchat.session import ChatSession, complete_raw
 
-    text = " ".join(prompt) if prompt else ("" if sys.stdin.isatty() else sys.stdin.read())
+    text = " ".join(prompt) if prompt else ("" if sys.stdin.isatty() else sys.stdin.read().strip())
     if not text.strip():
         raise OvchatError("no prompt: give it as an argument or on stdin")
     if raw and system:
@@ -150,8 +196,13 @@ def ask(prompt: tuple[str, ...], system: str | None, no_stream: bool, raw: bool,
         session = ChatSession(model, options, system)
         reply = run_interruptibly(lambda: session.send(text, on_text, cancel), cancel)
     if as_json:
-        payload = {"text": reply.text, "finish_reason": reply.finish_reason, "model": model.dir.name,
-                   "load_seconds": round(model.load_seconds, 3), "metrics": asdict(reply.metrics)}  # fmt: skip
+        payload = {
+            "text": reply.text,
+            "finish_reason": reply.finish_reason,
+            "model": model.dir.name,
+            "load_seconds": round(model.load_seconds, 3),
+            "metrics": asdict(reply.metrics),
+        }
         click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
     else:
         click.echo("" if stream else reply.text)
@@ -160,7 +211,13 @@ def ask(prompt: tuple[str, ...], system: str | None, no_stream: bool, raw: bool,
 
 
 @cli.command()
-@click.option("--model", "-m", envvar="OVCHAT_MODEL", metavar="PATH", help="Model folder or .gguf file [env OVCHAT_MODEL].")
+@click.option(
+    "--model",
+    "-m",
+    envvar="OVCHAT_MODEL",
+    metavar="PATH",
+    help="Model folder or .gguf file [env OVCHAT_MODEL].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(model: str | None, as_json: bool) -> None:
     """Describe the model and the OpenVINO devices of this machine."""
@@ -177,6 +234,11 @@ def info(model: str | None, as_json: bool) -> None:
                 click.echo(f"  {inner}: {item}")
         else:
             click.echo(f"{key}: {value}")
+
+
+from ovchat.server.cli import serve  # noqa: E402  (serve needs model_options above)
+
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -16,8 +16,13 @@ from ovchat.errors import DeviceError, ModelError
 from ovchat.gguf_meta import GGUFFormatError, gguf_context_length
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct-int4"
-IR_FILES = ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml",
-            "openvino_tokenizer.bin", "openvino_detokenizer.xml")  # fmt: skip
+IR_FILES = (
+    "openvino_model.xml",
+    "openvino_model.bin",
+    "openvino_tokenizer.xml",
+    "openvino_tokenizer.bin",
+    "openvino_detokenizer.xml",
+)
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 ATTENTION_BACKENDS = ("SDPA", "PA")
 # Devices that take a list of other devices after a colon, e.g. AUTO:GPU,CPU.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Callable
@@ -36,20 +37,24 @@ def run_interruptibly(work: Callable[[], T], cancel: threading.Event) -> T:
     catches it instead and the streamer returns STOP once it sees `cancel`.
     """
     outcome: dict[str, object] = {}
+    done = threading.Event()
 
     def target() -> None:
         try:
             outcome["value"] = work()
         except BaseException as exc:  # re-raised on the main thread
             outcome["error"] = exc
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=target, name="ovchat-generate", daemon=True)
-    worker.start()
-    while worker.is_alive():
+    # Wait on our own Event, not Thread.join(): on CPython 3.11 a Ctrl-C that lands inside
+    # join() can mark the still-running thread as stopped, and is_alive() then lies.
+    threading.Thread(target=target, name="ovchat-generate", daemon=True).start()
+    while not done.is_set():
         try:
-            worker.join(0.05)
+            done.wait(0.05)
         except KeyboardInterrupt:
-            cancel.set()
+            cancel.set()  # the streamer returns STOP at its next piece
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]
@@ -67,11 +72,16 @@ class Repl:
         self.out.write(text + end)
         self.out.flush()
 
-    def run(self) -> None:
+    def run(self, notice: str | None = None) -> None:
+        """Chat until /exit or Ctrl-D; `notice` is shown under the banner."""
         model = self.session.model
         context = model.dir.context_length or "unknown"
-        self.say(f"ovchat: {model.dir.name} on {model.device.device} (context {context} tokens). "
-                 "/help for commands, Ctrl-D to quit.")  # fmt: skip
+        self.say(
+            f"ovchat: {model.dir.name} on {model.device.device} (context {context} tokens). "
+            "/help for commands, Ctrl-D to quit."
+        )
+        if notice:
+            self.say(notice)
         while self._running:
             try:
                 text = self.read_message()
@@ -88,6 +98,8 @@ class Repl:
                     self.answer(text)
             except OvchatError as exc:
                 self.say(f"error: {exc}")
+            except KeyboardInterrupt:
+                self.say("\n[interrupted]")
 
     def read_message(self) -> str:
         line = input(PROMPT)
@@ -111,8 +123,10 @@ class Repl:
         if reply.finish_reason == "cancelled":
             self.say("[stopped; the partial answer stays in the conversation]")
         elif reply.finish_reason == "length":
-            self.say(f"[stopped at max_new_tokens={reply.metrics.output_tokens}; "
-                     "/set max_new_tokens N for longer answers]")  # fmt: skip
+            self.say(
+                f"[stopped at max_new_tokens={reply.metrics.output_tokens}; "
+                "/set max_new_tokens N for longer answers]"
+            )
         if reply.dropped_messages:
             self.say(f"[dropped the {reply.dropped_messages} oldest messages to fit the context window]")
         return reply
@@ -179,9 +193,11 @@ class Repl:
             self.say("(no answer yet)")
             return
         m = reply.metrics
-        self.say(f"tokens in {m.input_tokens}, out {m.output_tokens}; TTFT {m.ttft_ms:.0f} ms, "
-                 f"TPOT {m.tpot_ms:.1f} ms, {m.tokens_per_s:.1f} tokens/s; "
-                 f"finish: {reply.finish_reason}")  # fmt: skip
+        self.say(
+            f"tokens in {m.input_tokens}, out {m.output_tokens}; TTFT {m.ttft_ms:.0f} ms, "
+            f"TPOT {m.tpot_ms:.1f} ms, {m.tokens_per_s:.1f} tokens/s; "
+            f"finish: {reply.finish_reason}"
+        )
 
     def cmd_exit(self, _: str) -> None:
         self._running = False
@@ -190,7 +206,6 @@ class Repl:
 def enable_line_editing() -> None:
     """readline gives arrow keys and history; only when a person is typing."""
     if sys.stdin.isatty():
-        try:
+        # Some platforms ship Python without readline; plain input() still works there.
+        with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (importing it hooks input())
-        except ImportError:  # some platforms ship Python without readline
-            pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,9 +68,20 @@ class Streamer:
         return "cancelled" if self.cancelled else FINISH_REASONS.get(reason, "stop")
 
 
-def complete_raw(model: Model, prompt: str, options: GenerationOptions,
-                 on_text: TextCallback | None = None,
-                 cancel: threading.Event | None = None) -> Reply:  # fmt: skip
+def _reset_kv_state(pipeline: ov_genai.LLMPipeline) -> None:
+    with warnings.catch_warnings():
+        # Deprecated in favour of ChatHistory, but still the only way to drop the kept state.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pipeline.finish_chat()
+
+
+def complete_raw(
+    model: Model,
+    prompt: str,
+    options: GenerationOptions,
+    on_text: TextCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> Reply:
     """Continue `prompt` as-is: no chat template, no special tokens added."""
     inputs = model.tokenizer.encode(prompt, add_special_tokens=False)
     prompt_tokens = int(inputs.input_ids.get_shape()[1])
@@ -84,10 +96,16 @@ def complete_raw(model: Model, prompt: str, options: GenerationOptions,
     config = options.replace(max_new_tokens=max_new).to_config(model.pipeline.get_generation_config())
     config.apply_chat_template = False
     streamer = Streamer(on_text, cancel)
+    # The SDPA (stateful) pipeline keeps the KV cache of the last ChatHistory call: token input
+    # after chat reuses it (wrong text) and chat after token input crashes. finish_chat() on
+    # both sides resets that state; with paged attention it is harmless.
+    _reset_kv_state(model.pipeline)
     try:
         result = model.pipeline.generate(inputs, config, streamer)
     except RuntimeError as exc:
         raise OvchatError(f"generation failed: {openvino_message(exc)}") from None
+    finally:
+        _reset_kv_state(model.pipeline)
     text = model.tokenizer.decode(list(result.tokens[0]), skip_special_tokens=True)
     # EncodedResults carries no finish reason: reaching the limit means "length".
     reason = "length" if len(result.tokens[0]) >= max_new else "stop"
@@ -97,8 +115,9 @@ def complete_raw(model: Model, prompt: str, options: GenerationOptions,
 class ChatSession:
     """A multi-turn chat with one model. Not thread-safe: one send() at a time."""
 
-    def __init__(self, model: Model, options: GenerationOptions | None = None,
-                 system_prompt: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, model: Model, options: GenerationOptions | None = None, system_prompt: str | None = None
+    ) -> None:
         self.model = model
         self.options = options or GenerationOptions()
         self.history = ov_genai.ChatHistory()
@@ -132,8 +151,9 @@ class ChatSession:
         chosen = self.messages if messages is None else messages
         return str(self.model.tokenizer.apply_chat_template(chosen, add_generation_prompt=True))
 
-    def send(self, text: str, on_text: TextCallback | None = None,
-             cancel: threading.Event | None = None) -> Reply:  # fmt: skip
+    def send(
+        self, text: str, on_text: TextCallback | None = None, cancel: threading.Event | None = None
+    ) -> Reply:
         """Add a user turn and generate the answer, streaming text pieces to `on_text`.
 
         Setting `cancel` stops generation after the current token; the partial answer is kept
@@ -222,11 +242,7 @@ def read_transcript(path: Path) -> list[dict[str, str]]:
 
 
 def _is_message(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and value.get("role") in ROLES
-        and isinstance(value.get("content"), str)
-    )
+    return isinstance(value, dict) and value.get("role") in ROLES and isinstance(value.get("content"), str)
 
 
 def _metrics(perf: ov_genai.PerfMetrics) -> TurnMetrics:

@@ -1,0 +1,86 @@
+"""Shared fixtures: the default model is built once per run and every test reuses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ovchat.model import DeviceConfig, Model, open_model
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_PYTHON = ROOT / "build" / "venv-build" / "bin" / "python"
+BUILD_SCRIPT = ROOT / "scripts" / "build_model.py"
+DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
+OVCHAT = Path(sys.executable).with_name("ovchat")
+
+
+def build_env() -> dict[str, str]:
+    """Builds never reach a model hub from the tests."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run_build(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    if not BUILD_PYTHON.exists():
+        pytest.fail("the build env is missing: run `make build-env` (the README's `make test` does)")
+    return subprocess.run(
+        [str(BUILD_PYTHON), str(BUILD_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=build_env(),
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The default model, built (or confirmed up to date) once per test run."""
+    result = run_build()
+    assert result.returncode == 0, result.stderr[-2000:]
+    return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def manifest(model_dir: Path) -> dict:
+    return json.loads((model_dir / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def model(model_dir: Path) -> Model:
+    """One loaded pipeline shared by the library tests (SDPA: the fastest to load)."""
+    return open_model(model_dir, DeviceConfig(attention_backend="SDPA"))
+
+
+@pytest.fixture
+def model_copy(model_dir: Path, tmp_path: Path) -> Callable[..., Path]:
+    """A copy of the default model made of symlinks; `replace` names files to copy for real."""
+
+    def make(replace: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Path:
+        copy = tmp_path / "model-copy"
+        copy.mkdir()
+        for item in model_dir.iterdir():
+            if item.name in drop:
+                continue
+            target = copy / item.name
+            if item.name in replace:
+                target.write_bytes(item.read_bytes())
+            else:
+                target.symlink_to(item)
+        return copy
+
+    return make
+
+
+@pytest.fixture
+def small_context_model(model_copy: Callable[..., Path]) -> Path:
+    """The default model told its context window is 160 tokens (no manifest, edited config)."""
+    copy = model_copy(replace=("config.json",), drop=("manifest.json",))
+    config = json.loads((copy / "config.json").read_text())
+    config["max_position_embeddings"] = 160
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy

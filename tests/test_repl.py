@@ -1,0 +1,109 @@
+"""`ovchat chat` driven in a real pseudo-terminal, as a person would use it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import OVCHAT
+
+PROMPT = ">>> "
+
+
+@pytest.fixture
+def chat(model_dir: Path, tmp_path: Path) -> Iterator[pexpect.spawn]:
+    child = spawn_chat(model_dir, tmp_path)
+    yield child
+    child.close(force=True)
+
+
+def spawn_chat(model_dir: Path, tmp_path: Path, *extra: str) -> pexpect.spawn:
+    child = pexpect.spawn(
+        str(OVCHAT),
+        ["chat", "--model", str(model_dir), "--temperature", "0", *extra],
+        cwd=str(tmp_path),
+        encoding="utf-8",
+        timeout=60,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "dumb"},
+    )
+    child.logfile_read = sys.stdout  # shows the transcript when a test fails
+    child.expect_exact("/help for commands")
+    child.expect_exact(PROMPT)
+    return child
+
+
+def ask(child: pexpect.spawn, text: str) -> str:
+    child.sendline(text)
+    child.expect_exact(PROMPT)
+    return str(child.before)
+
+
+def test_answers_stream_and_the_conversation_goes_on(chat: pexpect.spawn) -> None:
+    assert "Paris" in ask(chat, "What is the capital of France?")
+    stats = ask(chat, "/stats")
+    assert "tokens in" in stats and "finish: stop" in stats
+
+
+def test_slash_commands(chat: pexpect.spawn) -> None:
+    assert "/reset" in ask(chat, "/help")
+    assert "[system prompt set]" in ask(chat, "/system You are a pirate.")
+    assert "You are a pirate." in ask(chat, "/system")
+    assert "[temperature = 0.5]" in ask(chat, "/set temperature 0.5")
+    assert "temperature = 0.5" in ask(chat, "/set")
+    assert "top_p must be in (0, 1]" in ask(chat, "/set top_p 7")
+    assert "unknown command /frobnicate" in ask(chat, "/frobnicate")
+    assert "[conversation cleared]" in ask(chat, "/reset")
+    assert "(no answer yet)" in ask(chat, "/stats")
+
+
+def test_multi_line_block_is_sent_as_one_message(chat: pexpect.spawn, tmp_path: Path) -> None:
+    chat.sendline('"""')
+    chat.expect_exact("... ")
+    chat.sendline("Repeat these two words:")
+    chat.expect_exact("... ")
+    chat.sendline('apple banana"""')
+    chat.expect_exact(PROMPT)
+    ask(chat, f"/save {tmp_path / 'multi.json'}")
+    messages = json.loads((tmp_path / "multi.json").read_text())["messages"]
+    assert messages[0] == {"role": "user", "content": "Repeat these two words:\napple banana"}
+    assert messages[1]["role"] == "assistant"
+
+
+def test_ctrl_c_stops_the_answer_and_the_session_goes_on(chat: pexpect.spawn) -> None:
+    ask(chat, "/set max_new_tokens 400")
+    chat.sendline("Write a very long story about a dragon and a knight.")
+    chat.expect_exact("knight.\r\n")  # the terminal's echo of the line
+    chat.expect(r"\w+ \w+ \w+")  # the answer has started streaming
+    chat.sendintr()
+    chat.expect_exact("[stopped; the partial answer stays in the conversation]", timeout=10)
+    chat.expect_exact(PROMPT)
+    assert "Paris" in ask(chat, "What is the capital of France?")
+
+
+def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(chat: pexpect.spawn) -> None:
+    chat.sendintr()
+    chat.expect_exact("use /exit or Ctrl-D to quit")
+    chat.expect_exact(PROMPT)
+    chat.sendeof()
+    chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
+
+
+def test_save_then_resume_continues_the_conversation(model_dir: Path, tmp_path: Path) -> None:
+    first = spawn_chat(model_dir, tmp_path)
+    ask(first, "My name is Alice.")
+    assert "[saved 2 messages" in ask(first, "/save talk.json")
+    first.sendline("/exit")
+    first.expect(pexpect.EOF)
+
+    second = spawn_chat(model_dir, tmp_path, "--resume", str(tmp_path / "talk.json"))
+    assert "[resumed 2 messages" in str(second.before)
+    assert "Alice" in ask(second, "What is my name?")
+    second.sendline("/exit")
+    second.expect(pexpect.EOF)
