@@ -1,8 +1,55 @@
-"""ovchat: chat with and serve int4 OpenVINO LLMs on CPUs, with no PyTorch at run time."""
+"""ovchat: chat with and serve int4 OpenVINO LLMs on CPUs, with no PyTorch at run time.
+
+The library's names load lazily, so `ovchat --help` does not pay for importing OpenVINO.
+"""
 
 from __future__ import annotations
 
-from ovchat.errors import ContextError, DeviceError, ModelError, OptionsError, OvchatError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ovchat.errors import ContextError, DeviceError, ModelError, OptionsError, OvchatError, TranscriptError
+
+if TYPE_CHECKING:
+    from ovchat.model import DeviceConfig, Model, ModelDir, find_model, open_model
+    from ovchat.options import GenerationOptions
+    from ovchat.session import ChatSession, Reply, TurnMetrics, complete_raw
 
 __version__ = "0.1.0"
-__all__ = ["ContextError", "DeviceError", "ModelError", "OptionsError", "OvchatError", "__version__"]
+_LAZY = {
+    "DeviceConfig": "ovchat.model",
+    "Model": "ovchat.model",
+    "ModelDir": "ovchat.model",
+    "find_model": "ovchat.model",
+    "open_model": "ovchat.model",
+    "GenerationOptions": "ovchat.options",
+    "ChatSession": "ovchat.session",
+    "Reply": "ovchat.session",
+    "TurnMetrics": "ovchat.session",
+    "complete_raw": "ovchat.session",
+}
+__all__ = [
+    "ChatSession",
+    "ContextError",
+    "DeviceConfig",
+    "DeviceError",
+    "GenerationOptions",
+    "Model",
+    "ModelDir",
+    "ModelError",
+    "OptionsError",
+    "OvchatError",
+    "Reply",
+    "TranscriptError",
+    "TurnMetrics",
+    "__version__",
+    "complete_raw",
+    "find_model",
+    "open_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ovchat' has no attribute {name!r}")

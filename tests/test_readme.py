@@ -1,0 +1,38 @@
+"""The README is the user's first contact: its example runs as written, its commands are CI's."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    start = README.index(f"## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
+
+
+def test_library_example_runs_as_written(model_dir: Path, tmp_path: Path) -> None:
+    code = re.search(r"```python\n(.*?)```", section("Use it as a library"), re.S)
+    assert code, "the library section has no python example"
+    assert len(code.group(1).strip().splitlines()) <= 10
+    result = subprocess.run(
+        [sys.executable, "-c", code.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    saved = json.loads((tmp_path / "conversation.json").read_text())
+    assert [m["role"] for m in saved["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "make test" in section("Two commands")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
