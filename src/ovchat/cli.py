@@ -120,6 +120,7 @@ def build_options(kwargs: dict[str, Any]) -> GenerationOptions:
         repetition_penalty=kwargs.pop("repetition_penalty"),
         seed=kwargs.pop("seed"),
         stop=tuple(kwargs.pop("stop")),
+        ignore_eos=kwargs.pop("ignore_eos"),
     )
 
 
@@ -239,6 +240,34 @@ def info(model: str | None, as_json: bool) -> None:
 from ovchat.server.cli import serve  # noqa: E402  (serve needs model_options above)
 
 cli.add_command(serve)
+
+
+@cli.command()
+@click.option("--prompt-lengths", default="32,512,1024", show_default=True, help="Prompt sizes in tokens.")
+@click.option("--new-tokens", type=int, default=128, show_default=True, help="Tokens generated per run.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timed runs per prompt size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@model_options
+def bench(prompt_lengths: str, new_tokens: int, repeats: int, as_json: bool, **kwargs: Any) -> None:
+    """Measure load time, TTFT, TPOT, prefill and decode speed and peak RSS on this machine."""
+    from ovchat.bench import bench_model, format_report
+    from ovchat.model import DeviceConfig
+
+    try:
+        lengths = [int(n) for n in prompt_lengths.split(",")]
+    except ValueError:
+        raise OvchatError(
+            f"--prompt-lengths must be comma-separated integers, not '{prompt_lengths}'"
+        ) from None
+    device = DeviceConfig(
+        kwargs["device"],
+        kwargs["performance_hint"],
+        kwargs["num_streams"],
+        kwargs["cache_dir"],
+        kwargs["attention_backend"],
+    )
+    report = bench_model(kwargs["model"], device, lengths, new_tokens, repeats)
+    click.echo(json.dumps(asdict(report), indent=2) if as_json else format_report(report))
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ class GenerationOptions:
     frequency_penalty: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # keep going past eos, for fixed-length benchmarks
 
     def __post_init__(self) -> None:
         self.validate()
@@ -66,6 +67,8 @@ class GenerationOptions:
             if key == "max_new_tokens":
                 raise OptionsError("max_new_tokens cannot be unset: it is never unlimited")
             return self.replace(**{key: None})
+        if key == "ignore_eos":
+            return self.replace(ignore_eos=text.lower() in ("1", "true", "yes", "on"))
         parse = int if "int" in str(types[key]) else float
         try:
             value = parse(text)
@@ -89,6 +92,7 @@ class GenerationOptions:
             config.rng_seed = self.seed
         if self.stop:
             config.stop_strings = set(self.stop)
+        config.ignore_eos = self.ignore_eos
         return config
 
     def describe(self) -> str:

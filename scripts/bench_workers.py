@@ -1,0 +1,161 @@
+"""One benchmark measurement in a fresh process, run by each engine's own interpreter.
+
+usage: bench_workers.py ENGINE TASK MODEL
+  ENGINE: reference (optimum-intel + transformers) | llamacpp (xllamacpp)
+  TASK:   cold (prints FIRST at the first streamed token, then DONE) | speed (prints one JSON line)
+ovchat's cold start is measured on its real CLI (`ovchat ask`), and its speed with `ovchat bench`.
+Everything is greedy, on 2 threads, and generates exactly NEW_TOKENS tokens (eos ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+NEW_TOKENS = 128
+THREADS = 2
+QUESTION = "Write a short story about a lighthouse keeper."
+WORDS = ("the", "river", "ran", "past", "old", "stone", "walls", "while", "people", "walked", "to", "market",
+         "and", "talked", "about", "rain", "bread", "music", "work", "long", "summer", "days", "that", "came",
+         "before", "cold", "months", "of", "year")  # fmt: skip
+
+
+def long_prompt(words: int, salt: int) -> str:
+    """About `words` tokens of filler; `salt` makes each one different (no prefix-cache hits)."""
+    return f"Note {salt}: " + " ".join(WORDS[(i * 7 + salt) % len(WORDS)] for i in range(words))
+
+
+def mark(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def reference_cold(model_dir: str) -> None:
+    from optimum.intel import OVModelForCausalLM
+    from transformers import AutoTokenizer
+    from transformers.generation.streamers import BaseStreamer
+
+    class FirstToken(BaseStreamer):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def put(self, value: Any) -> None:
+            self.calls += 1
+            if self.calls == 2:  # the first call carries the prompt
+                mark("FIRST")
+
+        def end(self) -> None:
+            pass
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = OVModelForCausalLM.from_pretrained(model_dir, ov_config=_ov_config(), device="CPU")
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": QUESTION}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    model.generate(
+        **inputs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, streamer=FirstToken()
+    )
+    mark("DONE")
+
+
+def _ov_config() -> dict[str, str]:
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(THREADS), "CACHE_DIR": ""}
+
+
+def reference_speed(model_dir: str, salt: int) -> dict[str, float]:
+    from optimum.intel import OVModelForCausalLM
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = OVModelForCausalLM.from_pretrained(model_dir, ov_config=_ov_config(), device="CPU")
+
+    def timed(prompt: str, new: int) -> tuple[float, int]:
+        inputs = tokenizer(prompt, return_tensors="pt")
+        started = time.perf_counter()
+        model.generate(**inputs, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+        return time.perf_counter() - started, int(inputs["input_ids"].shape[1])
+
+    timed(long_prompt(32, salt), 8)  # warm-up
+    prefill_s, prompt_tokens = timed(long_prompt(512, salt + 1), 1)
+    full_s, _ = timed(long_prompt(512, salt + 2), NEW_TOKENS + 1)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "prefill_tokens_per_s": prompt_tokens / prefill_s,
+        "decode_tokens_per_s": NEW_TOKENS / (full_s - prefill_s),
+    }
+
+
+def _llama_server(gguf: str) -> Any:
+    import xllamacpp as xlc
+
+    params = xlc.CommonParams()
+    params.model.path = gguf
+    params.n_ctx = 2048
+    params.n_predict = NEW_TOKENS
+    params.cpuparams.n_threads = THREADS
+    params.cpuparams_batch.n_threads = THREADS
+    params.sampling.temp = 0.0
+    return xlc.Server(params)
+
+
+def llamacpp_cold(gguf: str) -> None:
+    server = _llama_server(gguf)
+    seen = {"first": False}
+
+    def on_chunk(chunk: Any) -> bool:
+        if not seen["first"] and "content" in json.dumps(chunk):
+            seen["first"] = True
+            mark("FIRST")
+        return False
+
+    request = {
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": NEW_TOKENS,
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream": True,
+    }
+    server.handle_chat_completions(request, on_chunk)
+    mark("DONE")
+
+
+def llamacpp_speed(gguf: str, salt: int) -> dict[str, float]:
+    server = _llama_server(gguf)
+
+    def run(prompt: str, new: int) -> dict[str, Any]:
+        request = {
+            "prompt": prompt,
+            "max_tokens": new,
+            "ignore_eos": True,
+            "temperature": 0.0,
+            "cache_prompt": False,
+        }
+        result: dict[str, Any] = server.handle_completions(request)
+        return dict(result["timings"])
+
+    run(long_prompt(32, salt), 8)  # warm-up
+    timings = run(long_prompt(512, salt + 1), NEW_TOKENS)
+    return {
+        "prompt_tokens": timings["prompt_n"],
+        "prefill_tokens_per_s": timings["prompt_per_second"],
+        "decode_tokens_per_s": timings["predicted_per_second"],
+    }
+
+
+def main() -> None:
+    engine, task, model = sys.argv[1:4]
+    salt = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    if task == "cold":
+        {"reference": reference_cold, "llamacpp": llamacpp_cold}[engine](model)
+    else:
+        speed = {"reference": reference_speed, "llamacpp": llamacpp_speed}[engine](model, salt)
+        mark(json.dumps(speed))
+
+
+if __name__ == "__main__":
+    main()
