@@ -105,6 +105,9 @@ def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--stop", multiple=True, metavar="TEXT", help="Stop when the answer contains TEXT (repeatable)."
         ),
+        click.option(
+            "--ignore-eos", is_flag=True, help="Generate max-new-tokens even past eos (for benchmarks)."
+        ),
     ]
     return functools.reduce(lambda cmd, deco: deco(cmd), reversed(decorators), command)
 
