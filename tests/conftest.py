@@ -37,6 +37,13 @@ def run_build(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
     )
 
 
+def hf_source_folder() -> Path:
+    """The float32 checkpoint the default build converted from the embedded GGUF (cached)."""
+    found = sorted((ROOT / "build" / "sources").glob("SmolLM2-135M-Instruct.Q4_1-*"))
+    assert found, "the default build did not leave its converted checkpoint in build/sources"
+    return found[0]
+
+
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """The default model, built (or confirmed up to date) once per test run."""

@@ -3,53 +3,61 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
+from pexpect.popen_spawn import PopenSpawn
 
 from conftest import OVCHAT
 
 PROMPT = ">>> "
 
 
+# PopenSpawn forks this pytest process, which by now runs OpenVINO worker threads, and runs
+# Python in the child before exec: a lock held by one of those threads at fork time can hang or
+# kill the child. So the chat starts through subprocess (fork+exec in C) in a fresh Python that
+# gives it a real pseudo-terminal with pty.spawn and relays our pipes to it.
+PTY_RELAY = "import os, pty, sys; sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))"
+CTRL_C, CTRL_D = "\x03", "\x04"
+
+
 @pytest.fixture
-def chat(model_dir: Path, tmp_path: Path) -> Iterator[pexpect.spawn]:
+def chat(model_dir: Path, tmp_path: Path) -> Iterator[PopenSpawn]:
     child = spawn_chat(model_dir, tmp_path)
     yield child
-    child.close(force=True)
+    if child.proc.poll() is None:
+        child.kill(signal.SIGKILL)
 
 
-def spawn_chat(model_dir: Path, tmp_path: Path, *extra: str) -> pexpect.spawn:
-    child = pexpect.spawn(
-        str(OVCHAT),
-        ["chat", "--model", str(model_dir), "--temperature", "0", *extra],
-        cwd=str(tmp_path),
-        encoding="utf-8",
-        timeout=60,
-        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "dumb"},
-    )
+def spawn_chat(model_dir: Path, tmp_path: Path, *extra: str) -> PopenSpawn:
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "dumb", "PYTHONFAULTHANDLER": "1"}
+    command = [sys.executable, "-c", PTY_RELAY, str(OVCHAT), "chat", "--model", str(model_dir),
+               "--temperature", "0", *extra]  # fmt: skip
+    child = PopenSpawn(command, cwd=str(tmp_path), encoding="utf-8", timeout=60, env=env)
     child.logfile_read = sys.stdout  # shows the transcript when a test fails
-    child.expect_exact("/help for commands")
+    if child.expect_exact(["/help for commands", pexpect.EOF]) == 1:
+        pytest.fail(f"ovchat chat ended at start with exit code {child.wait()}")
     child.expect_exact(PROMPT)
     return child
 
 
-def ask(child: pexpect.spawn, text: str) -> str:
+def ask(child: PopenSpawn, text: str) -> str:
     child.sendline(text)
     child.expect_exact(PROMPT)
     return str(child.before)
 
 
-def test_answers_stream_and_the_conversation_goes_on(chat: pexpect.spawn) -> None:
+def test_answers_stream_and_the_conversation_goes_on(chat: PopenSpawn) -> None:
     assert "Paris" in ask(chat, "What is the capital of France?")
     stats = ask(chat, "/stats")
     assert "tokens in" in stats and "finish: stop" in stats
 
 
-def test_slash_commands(chat: pexpect.spawn) -> None:
+def test_slash_commands(chat: PopenSpawn) -> None:
     assert "/reset" in ask(chat, "/help")
     assert "[system prompt set]" in ask(chat, "/system You are a pirate.")
     assert "You are a pirate." in ask(chat, "/system")
@@ -61,7 +69,7 @@ def test_slash_commands(chat: pexpect.spawn) -> None:
     assert "(no answer yet)" in ask(chat, "/stats")
 
 
-def test_multi_line_block_is_sent_as_one_message(chat: pexpect.spawn, tmp_path: Path) -> None:
+def test_multi_line_block_is_sent_as_one_message(chat: PopenSpawn, tmp_path: Path) -> None:
     chat.sendline('"""')
     chat.expect_exact("... ")
     chat.sendline("Repeat these two words:")
@@ -74,25 +82,24 @@ def test_multi_line_block_is_sent_as_one_message(chat: pexpect.spawn, tmp_path: 
     assert messages[1]["role"] == "assistant"
 
 
-def test_ctrl_c_stops_the_answer_and_the_session_goes_on(chat: pexpect.spawn) -> None:
+def test_ctrl_c_stops_the_answer_and_the_session_goes_on(chat: PopenSpawn) -> None:
     ask(chat, "/set max_new_tokens 400")
     chat.sendline("Write a very long story about a dragon and a knight.")
     chat.expect_exact("knight.\r\n")  # the terminal's echo of the line
     chat.expect(r"\w+ \w+ \w+")  # the answer has started streaming
-    chat.sendintr()
+    chat.send(CTRL_C)
     chat.expect_exact("[stopped; the partial answer stays in the conversation]", timeout=10)
     chat.expect_exact(PROMPT)
     assert "Paris" in ask(chat, "What is the capital of France?")
 
 
-def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(chat: pexpect.spawn) -> None:
-    chat.sendintr()
+def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(chat: PopenSpawn) -> None:
+    chat.send(CTRL_C)
     chat.expect_exact("use /exit or Ctrl-D to quit")
     chat.expect_exact(PROMPT)
-    chat.sendeof()
+    chat.send(CTRL_D)
     chat.expect(pexpect.EOF)
-    chat.close()
-    assert chat.exitstatus == 0
+    assert chat.wait() == 0
 
 
 def test_save_then_resume_continues_the_conversation(model_dir: Path, tmp_path: Path) -> None:
