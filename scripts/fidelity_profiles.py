@@ -128,7 +128,8 @@ def render(results: list[ProfileResult]) -> str:
             f"({first['fidelity']['ir_inference_precision']} on this machine).",
             f"- Decode tok/s: `openvino_genai.LLMPipeline` greedy, exactly {BENCH_TOKENS} new tokens, median "
             f"of {BENCH_RUNS} runs after a warm-up, on {os.cpu_count()} CPU cores ({platform.machine()}) "
-            "treat speeds as rough (`make bench` measures speed side by side), compare them only within this table.",
+            "- treat speeds as rough (`make bench` measures speed side by side); compare them only "
+            "within this table.",
             "- IR size: openvino_model.xml + .bin (the tokenizer IRs add about 2.6 MB to each).",
             "- speed keeps the embedding / lm_head in int8 (NNCF's default without `--all-layers`).",
             "- Build gate: `build_model.py` fails below `--min-agreement`: by default 0.90 for float "
