@@ -302,8 +302,10 @@ def main() -> int:
         Engine("reference", BUILD / "venv-build", MODEL),
         Engine("llamacpp", BUILD / "venv-llamacpp", args.gguf),
     ]
-    bandwidth = memory_bandwidth_gbs()
+    # Bandwidth last: Linux carries a parent's peak RSS into the children it spawns (ru_maxrss
+    # survives fork+exec), so the driver must stay small while it runs the engines.
     data = run(args.rounds, engines)
+    bandwidth = memory_bandwidth_gbs()
     (BUILD / "bench_compare.json").write_text(json.dumps(data, indent=2))
     print(write_report(data, engines, args.rounds, bandwidth, ROOT / "BENCHMARKS.md"))
     chart(data, ROOT / "docs" / "bench_compare.png")

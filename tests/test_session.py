@@ -172,3 +172,11 @@ def test_set_from_text_parses_and_validates() -> None:
         options.with_text_value("temperature", "hot")
     with pytest.raises(OptionsError, match="never unlimited"):
         options.with_text_value("max_new_tokens", "none")
+
+
+def test_warm_up_leaves_the_next_answer_unchanged(model: Model) -> None:
+    expected = ChatSession(model, GREEDY).send("Name a large animal.").text
+    session = ChatSession(model, GREEDY)
+    session.warm_up()
+    assert session.messages == []
+    assert session.send("Name a large animal.").text == expected

