@@ -137,14 +137,23 @@ class DeviceConfig:
         return props
 
 
-def check_device(config: DeviceConfig) -> None:
-    """Fail with a plain message if the device, hint or stream count cannot work here."""
+def check_settings(config: DeviceConfig) -> None:
+    """Fail with a plain message on a hint, stream count or backend that cannot work."""
     if config.performance_hint not in PERFORMANCE_HINTS:
         raise DeviceError(f"performance hint must be one of {', '.join(PERFORMANCE_HINTS)}")
     if config.num_streams is not None and config.num_streams < 1:
         raise DeviceError("number of streams must be at least 1")
     if config.attention_backend not in (None, *ATTENTION_BACKENDS):
         raise DeviceError(f"attention backend must be one of {', '.join(ATTENTION_BACKENDS)}")
+
+
+def check_device(config: DeviceConfig) -> None:
+    """Fail with a plain message if the settings or the device cannot work here.
+
+    Listing the devices costs ~50 ms (a second ov.Core), so open_model() only does it to
+    explain a failed load.
+    """
+    check_settings(config)
     available = ov.Core().available_devices
     head, _, tail = config.device.upper().partition(":")
     wanted = tail.split(",") if head in META_DEVICES and tail else ([] if head in META_DEVICES else [head])
@@ -184,10 +193,11 @@ def open_model(spec: str | os.PathLike[str] | None = None, device: DeviceConfig 
     """Find, validate and load a model on a device."""
     device = device or DeviceConfig()
     model_dir = find_model(spec)
-    check_device(device)
+    check_settings(device)
     started = time.perf_counter()
     try:
         pipeline = ov_genai.LLMPipeline(str(model_dir.path), device.device, **device.properties())
     except RuntimeError as exc:
+        check_device(device)  # a missing device explains the failure best
         raise ModelError(f"cannot load the model at {model_dir.path}: {openvino_message(exc)}") from None
     return Model(model_dir, pipeline, device, time.perf_counter() - started)

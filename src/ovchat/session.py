@@ -25,6 +25,7 @@ FINISH_REASONS = {
     ov_genai.GenerationFinishReason.LENGTH: "length",
 }
 
+ADDED_TOKENS_MARGIN = 16
 TextCallback = Callable[[str], None]
 
 
@@ -194,6 +195,10 @@ class ChatSession:
         context = self.model.dir.context_length
         max_new = self.options.max_new_tokens
         if context is None:
+            return messages, 0, max_new
+        # A token covers at least one byte of text (plus a few added ones, like a BOS): if the
+        # bytes fit with that margin, the tokens fit, and the common case needs no tokenizing.
+        if len(self.templated_prompt(messages).encode()) + ADDED_TOKENS_MARGIN + max_new <= context:
             return messages, 0, max_new
         system = [m for m in messages[:1] if m["role"] == "system"]
         turns = messages[len(system) :]
