@@ -26,13 +26,9 @@ from ovchat.errors import ContextError, ModelError, OvchatError
 from ovchat.model import DeviceConfig, ModelDir, openvino_message
 from ovchat.options import GenerationOptions
 from ovchat.server.metrics import ServerMetrics
+from ovchat.session import FINISH_REASONS
 
 log = logging.getLogger("ovchat.server")
-
-FINISH_REASONS = {
-    ov_genai.GenerationFinishReason.STOP: "stop",
-    ov_genai.GenerationFinishReason.LENGTH: "length",
-}
 
 
 class QueueFullError(OvchatError):
