@@ -175,7 +175,7 @@ def test_sse_framing_byte_by_byte(base: str) -> None:
     assert len(middle) - 1 <= 5  # one chunk per token at most, after the role chunk
 
 
-def test_eight_concurrent_streams_finish_unmixed_and_start_as_their_solo_answers(client: openai.OpenAI) -> None:
+def test_eight_concurrent_streams_finish_unmixed_and_start_as_alone(client: openai.OpenAI) -> None:
     subjects = ["elephants", "volcanoes", "the Moon", "honey", "penguins", "Mount Everest", "coffee", "Mars"]
     prompts = [f"Tell me one fact about {subject}." for subject in subjects]
     alone = [chat(client, p) for p in prompts]
