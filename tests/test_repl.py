@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,10 @@ import pytest
 from pexpect.popen_spawn import PopenSpawn
 
 from conftest import OVCHAT
+from ovchat.model import Model
+from ovchat.options import GenerationOptions
+from ovchat.repl import Repl
+from ovchat.session import ChatSession
 
 PROMPT = ">>> "
 
@@ -100,6 +106,21 @@ def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(chat: PopenSpawn) ->
     chat.send(CTRL_D)
     chat.expect(pexpect.EOF)
     assert chat.wait() == 0
+
+
+def test_quitting_at_once_waits_for_the_background_warm_up(
+    model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ctrl-D typed before the warm-up ended let Python shut down under a running OpenVINO
+    # call: the process died with SIGABRT or SIGSEGV in about one run in ten.
+    def ctrl_d(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", ctrl_d)
+    session = ChatSession(model, GenerationOptions(temperature=0.0, max_new_tokens=8))
+    Repl(session, out=io.StringIO()).run()
+    assert not [t for t in threading.enumerate() if t.name == "ovchat-warm-up"]
+    assert session.send("What is the capital of France?").text  # the cut warm-up left a clean state
 
 
 def test_save_then_resume_continues_the_conversation(model_dir: Path, tmp_path: Path) -> None:

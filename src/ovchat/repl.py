@@ -83,7 +83,28 @@ class Repl:
         if notice:
             self.say(notice)
         # While the user types the first message, pay OpenVINO's one-time set-up in the background.
-        threading.Thread(target=self.session.warm_up, name="ovchat-warm-up", daemon=True).start()
+        stop_warm_up, warmed_up = threading.Event(), threading.Event()
+
+        def warm_up() -> None:
+            try:
+                self.session.warm_up(stop_warm_up)
+            except Exception:
+                pass  # only a head start: the first real answer reports the same error clearly
+            finally:
+                warmed_up.set()
+
+        threading.Thread(target=warm_up, name="ovchat-warm-up", daemon=True).start()
+        try:
+            self.loop()
+        finally:
+            # Python must not shut down while OpenVINO still runs on that thread: a quick Ctrl-D
+            # then aborts or crashes the process (seen: SIGABRT, SIGSEGV) instead of exiting 0.
+            stop_warm_up.set()
+            while not warmed_up.is_set():
+                with contextlib.suppress(KeyboardInterrupt):
+                    warmed_up.wait(0.05)
+
+    def loop(self) -> None:
         while self._running:
             try:
                 text = self.read_message()
