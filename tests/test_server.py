@@ -240,6 +240,20 @@ def test_client_disconnect_cancels_the_request_and_the_next_is_served(
     assert chat(client, "Say hello.", 8)
 
 
+def test_a_client_that_gives_up_on_a_whole_answer_cancels_it(base: str) -> None:
+    # Non-streamed: nothing is written until the end, so only the disconnect tells the server.
+    before = metric(base, 'ovchat_generations_total{outcome="cancelled"}')
+    body = {"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 2000}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{base}/v1/chat/completions", json=body, headers=auth(), timeout=httpx.Timeout(60, read=1)
+        )
+    deadline = time.monotonic() + 30
+    while metric(base, "ovchat_requests_running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert metric(base, 'ovchat_generations_total{outcome="cancelled"}') == before + 1
+
+
 ASK = {"messages": [{"role": "user", "content": "x"}]}
 BAD_REQUESTS = [
     ("malformed JSON", b'{"messages": [', None, 400, None),
@@ -278,6 +292,10 @@ def test_prompt_plus_max_tokens_over_the_context_is_context_length_exceeded(clie
     with pytest.raises(openai.BadRequestError) as caught:
         chat(client, "Hi", max_tokens=8192)
     assert caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "messages"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model="x", prompt="Hi", max_tokens=8192)
+    assert (caught.value.code, caught.value.param) == ("context_length_exceeded", "prompt")
 
 
 def test_a_full_queue_answers_503_with_retry_after(base: str) -> None:

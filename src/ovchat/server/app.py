@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import signal
@@ -44,8 +45,6 @@ def error_response(exc: Exception) -> JSONResponse:
     message = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
     if isinstance(exc, RequestError):
         status, kind, param, code = exc.status, exc.kind, exc.param, exc.code
-    elif isinstance(exc, ContextError):
-        status, kind, param, code = 400, "invalid_request_error", "messages", "context_length_exceeded"
     elif isinstance(exc, OptionsError):
         status, kind = 400, "invalid_request_error"
     elif isinstance(exc, QueueFullError):
@@ -239,14 +238,21 @@ async def stream_events(engine: Engine, job: Job, answer: Answer,
 
 
 async def respond(engine: Engine, request: SamplingRequest, prompt: str, answer: Answer,
-                  json_schema: str | None = None) -> Any:  # fmt: skip
+                  receive: Receive, json_schema: str | None = None) -> Any:  # fmt: skip
     """Submit the prompt and answer as one JSON body or as a stream of SSE events."""
     request.reject_unsupported()
-    job = engine.submit(prompt, request.options(), request.max_tokens_given is not None, json_schema)
+    try:
+        job = engine.submit(prompt, request.options(), request.max_tokens_given is not None, json_schema)
+    except ContextError as exc:
+        raise RequestError(str(exc), param="messages" if answer.chat else "prompt",
+                           code="context_length_exceeded") from exc  # fmt: skip
     if request.stream:
         events = stream_events(engine, job, answer, request.include_usage)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    # Nothing is written until the answer is whole, so listen for the client leaving (a timed-out
+    # SDK retries, and the abandoned answer would keep a batch slot busy to its last token).
+    watcher = asyncio.create_task(cancel_on_disconnect(engine, job, receive))
     try:
         parts: list[str] = []
         async for event in job.stream():
@@ -255,7 +261,14 @@ async def respond(engine: Engine, request: SamplingRequest, prompt: str, answer:
             else:
                 return answer.whole("".join(parts), event)
     finally:
+        watcher.cancel()
         engine.cancel(job)
+
+
+async def cancel_on_disconnect(engine: Engine, job: Job, receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    engine.cancel(job)
 
 
 def create_app(engine: Engine, settings: ServerSettings, metrics: ServerMetrics,
@@ -279,17 +292,19 @@ def create_app(engine: Engine, settings: ServerSettings, metrics: ServerMetrics,
                            allow_headers=["Authorization", "Content-Type"])  # fmt: skip
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest) -> Any:
+    async def chat_completions(body: ChatRequest, request: Request) -> Any:
         body.reject_unsupported()
         prompt = engine.chat_prompt(body.chat_messages())
-        return await respond(engine, body, prompt, Answer.new(True, settings.model_name), body.json_schema())
+        answer = Answer.new(True, settings.model_name)
+        return await respond(engine, body, prompt, answer, request.receive, body.json_schema())
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest) -> Any:
+    async def completions(body: CompletionRequest, request: Request) -> Any:
         body.reject_unsupported()
         if not body.text():
             raise RequestError("prompt must not be empty", param="prompt")
-        return await respond(engine, body, body.text(), Answer.new(False, settings.model_name))
+        answer = Answer.new(False, settings.model_name)
+        return await respond(engine, body, body.text(), answer, request.receive)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -214,7 +214,7 @@ class Engine:
             raise ContextError(
                 f"this model's context window is {context} tokens, but the request needs {prompt_tokens} "
                 f"for the prompt plus {options.max_new_tokens if max_tokens_given else 'at least 1'} "
-                "for the answer: shorten the messages or lower max_tokens"
+                "for the answer: shorten the input or lower max_tokens"
             )
         return options.replace(max_new_tokens=min(options.max_new_tokens, context - prompt_tokens))
 
