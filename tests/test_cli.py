@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import embedded_gguf
 from ovchat.cli import cli
 
 
@@ -21,6 +22,15 @@ def test_ask_streams_a_greedy_answer(model_dir: Path) -> None:
     code, out, err = run("ask", "--model", str(model_dir), "What is the capital of France?")
     assert code == 0, err
     assert "Paris" in out
+
+
+def test_ask_runs_a_gguf_file_directly(model_dir: Path) -> None:
+    # model_dir: the default build is what installs the GGUF's package into the build env
+    code, out, err = run("ask", "--model", str(embedded_gguf()), "--json", "What is the capital of France?")
+    assert code == 0, err
+    data = json.loads(out)
+    assert "Paris" in data["text"] and data["finish_reason"] == "stop"
+    assert data["model"] == "SmolLM2-135M-Instruct.Q4_1"
 
 
 def test_ask_reads_the_prompt_from_stdin_and_matches_no_stream(model_dir: Path) -> None:

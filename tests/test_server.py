@@ -17,6 +17,8 @@ import httpx
 import openai
 import pytest
 
+from conftest import embedded_gguf
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
 OVCHAT = Path(sys.executable).parent / "ovchat"
@@ -32,29 +34,46 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[subprocess.Popen[bytes]]:
+def start_server(model: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`ovchat serve` on a free loopback port, returned once /health says ready."""
     port = free_port()
-    args = [str(OVCHAT), "serve", "--model", str(MODEL), "--port", str(port), "--api-key", API_KEY,
-            "--max-batch", str(MAX_BATCH), "--max-queue", str(MAX_QUEUE), "--max-body-bytes", str(MAX_BODY),
-            "--log-level", "warning"]  # fmt: skip
+    args = [
+        str(OVCHAT),
+        "serve",
+        "--model",
+        str(model),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
     process = subprocess.Popen(args, env={**os.environ, "OVCHAT_API_KEY": ""})
     process.base_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"{process.base_url}/health").status_code == 200:  # type: ignore[attr-defined]
-                break
+                return process
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("the server did not become ready")
-    yield process
+    process.kill()
+    pytest.fail("the server did not become ready")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[subprocess.Popen[bytes]]:
+    process = start_server(MODEL, "--api-key", API_KEY, "--max-batch", str(MAX_BATCH),
+                           "--max-queue", str(MAX_QUEUE), "--max-body-bytes", str(MAX_BODY))  # fmt: skip
+    yield process
+    stop_server(process)
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +349,14 @@ def test_sigterm_lets_the_running_answer_finish_and_exits_0(
     assert "data: [DONE]" in rest
     assert any('"finish_reason":"length"' in line for line in rest)
     assert server.wait(timeout=30) == 0
+
+
+def test_serves_a_gguf_file_directly(model_dir: Path) -> None:
+    process = start_server(embedded_gguf())  # model_dir: the default build installs the GGUF
+    try:
+        base = str(process.base_url)  # type: ignore[attr-defined]
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        assert "Paris" in chat(client, "What is the capital of France?", 16)
+        assert httpx.get(f"{base}/v1/models").json()["data"][0]["id"] == "SmolLM2-135M-Instruct.Q4_1"
+    finally:
+        stop_server(process)

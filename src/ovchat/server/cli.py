@@ -88,8 +88,6 @@ def run_server(host: str, port: int, api_key: str | None, cors: tuple[str, ...],
     from ovchat.server.metrics import ServerMetrics
 
     model = find_model(kwargs["model"])
-    if model.is_gguf:
-        raise OvchatError("`ovchat serve` needs a built model folder, not a .gguf file: run `make model`")
     device = DeviceConfig(device=kwargs["device"], performance_hint=kwargs["performance_hint"],
                           num_streams=kwargs["num_streams"], cache_dir=kwargs["cache_dir"])  # fmt: skip
     check_device(device)
