@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ovchat.cli import model_options
+from ovchat.cli_options import model_options
 from ovchat.errors import OvchatError
 
 
