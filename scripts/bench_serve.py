@@ -3,8 +3,10 @@
     build/venv/bin/python scripts/bench_serve.py                      # starts a server itself
     build/venv/bin/python scripts/bench_serve.py --url http://127.0.0.1:8000 --api-key KEY
 
-Prints a markdown table. Every level runs N streaming requests at once, greedy, with include_usage;
-"max /health ms" is the slowest /health answer seen meanwhile: how long the event loop stalled.
+Prints a markdown table. Every level runs N streaming requests at once, greedy, with include_usage
+and eos ignored, each with a prompt the server has not seen (its prefix cache cannot help); levels
+are interleaved over --rounds. "max /health ms" is the slowest /health answer seen meanwhile: how
+long the event loop stalled.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import asyncio
 import json
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -46,12 +49,18 @@ class Level:
         return 1000 * values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-async def stream_one(client: httpx.AsyncClient, index: int, max_tokens: int) -> Run:
+async def stream_one(client: httpx.AsyncClient, tag: str, index: int, max_tokens: int) -> Run:
+    # The tag makes every prompt new, so the server's prefix cache cannot shorten a prefill that a
+    # first-time request would pay (only the chat template's shared start can be reused).
+    topic = TOPICS[index % len(TOPICS)]
     body = {
         "model": "bench",
-        "messages": [{"role": "user", "content": f"Write a long story about {TOPICS[index % len(TOPICS)]}."}],
+        "messages": [
+            {"role": "user", "content": f"Request {tag}-{index}: write a long story about {topic}."}
+        ],
         "max_tokens": max_tokens,
         "temperature": 0,
+        "ignore_eos": True,  # every request generates max_tokens, whatever its prompt
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -79,14 +88,15 @@ async def probe_health(client: httpx.AsyncClient, stop: asyncio.Event) -> float:
     return worst
 
 
-async def run_level(url: str, api_key: str | None, clients: int, max_tokens: int) -> Level:
+async def run_level(url: str, api_key: str | None, clients: int, max_tokens: int, round_: int = 0) -> Level:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=clients + 2)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits) as client:
         stop = asyncio.Event()
         probe = asyncio.create_task(probe_health(client, stop))
         started = time.perf_counter()
-        runs = await asyncio.gather(*(stream_one(client, i, max_tokens) for i in range(clients)))
+        tag = f"{round_}.{clients}"
+        runs = await asyncio.gather(*(stream_one(client, tag, i, max_tokens) for i in range(clients)))
         wall = time.perf_counter() - started
         stop.set()
         return Level(clients, list(runs), wall, await probe)
@@ -112,17 +122,22 @@ def start_server(extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the server did not start")
 
 
-def table(levels: list[Level]) -> str:
-    base = levels[0].tokens_per_s
+def table(rounds: list[list[Level]]) -> str:
+    """One row per level: median tokens/s over the rounds; TTFT percentiles over all their requests."""
     rows = [
-        "| clients | tokens | wall s | tokens/s | × single | TTFT p50 ms | TTFT p95 ms | max /health ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| clients | tokens | tokens/s (median) | × single | TTFT p50 ms | TTFT p95 ms | max /health ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for lv in levels:
+    base = None
+    for runs in zip(*rounds, strict=True):
+        speed = statistics.median(lv.tokens_per_s for lv in runs)
+        base = base or speed
+        pooled = Level(runs[0].clients, [r for lv in runs for r in lv.runs], 0.0, 0.0)
+        tokens = sum(r.tokens for r in runs[0].runs)
         rows.append(
-            f"| {lv.clients} | {sum(r.tokens for r in lv.runs)} | {lv.wall_s:.2f} | {lv.tokens_per_s:.1f} | "
-            f"{lv.tokens_per_s / base:.2f} | {lv.ttft_ms(0.5):.0f} | {lv.ttft_ms(0.95):.0f} | "
-            f"{1000 * lv.worst_health_s:.0f} |"
+            f"| {pooled.clients} | {tokens} | {speed:.1f} | {speed / base:.2f} | "
+            f"{pooled.ttft_ms(0.5):.0f} | {pooled.ttft_ms(0.95):.0f} | "
+            f"{1000 * max(lv.worst_health_s for lv in runs):.0f} |"
         )
     return "\n".join(rows)
 
@@ -133,20 +148,22 @@ def main() -> None:
     parser.add_argument("--api-key")
     parser.add_argument("--clients", default="1,2,4,8,16", help="comma-separated concurrency levels")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every level (median tokens/s)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra `ovchat serve` argument")
     args = parser.parse_args()
     process, url = (None, args.url) if args.url else start_server(args.server_arg)
     try:
-        asyncio.run(run_level(url, args.api_key, 1, 8))  # warm-up
-        levels = [
-            asyncio.run(run_level(url, args.api_key, int(n), args.max_tokens))
-            for n in args.clients.split(",")
-        ]
+        asyncio.run(run_level(url, args.api_key, 1, 8, -1))  # warm-up
+        counts = [int(n) for n in args.clients.split(",")]
+        # Levels interleaved round by round, so that machine drift hits them all alike.
+        rounds = [[asyncio.run(run_level(url, args.api_key, n, args.max_tokens, r)) for n in counts]
+                  for r in range(args.rounds)]  # fmt: skip
     finally:
         if process is not None:
             process.terminate()
             process.wait()
-    print(table(levels))
+    print(f"{args.rounds} rounds, levels interleaved; {args.max_tokens} tokens per request (eos ignored)\n")
+    print(table(rounds))
 
 
 if __name__ == "__main__":

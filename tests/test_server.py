@@ -129,6 +129,21 @@ def test_chat_answer_carries_usage_and_finish_reason(client: openai.OpenAI) -> N
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + 4
 
 
+def test_ignore_eos_generates_max_tokens_past_the_end_of_the_answer(client: openai.OpenAI) -> None:
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    short = client.chat.completions.create(model="m", messages=question, max_tokens=40, temperature=0)  # type: ignore[arg-type]
+    assert short.choices[0].finish_reason == "stop" and short.usage and short.usage.completion_tokens < 40
+    longer = client.chat.completions.create(
+        model="m",
+        messages=question,
+        max_tokens=40,
+        temperature=0,
+        extra_body={"ignore_eos": True},  # type: ignore[arg-type]
+    )
+    assert longer.choices[0].finish_reason == "length"
+    assert longer.usage and longer.usage.completion_tokens == 40
+
+
 def test_streamed_chat_equals_the_whole_answer(client: openai.OpenAI) -> None:
     whole = chat(client, "Why is the sky blue?", 24)
     stream = client.chat.completions.create(
@@ -140,6 +155,29 @@ def test_streamed_chat_equals_the_whole_answer(client: openai.OpenAI) -> None:
     assert text == whole
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 24
+
+
+def test_a_chat_resent_turn_by_turn_reuses_its_history_correctly(client: openai.OpenAI) -> None:
+    # Each turn resends the whole history; with the prefix cache (on by default) only the new
+    # part is computed, and the answers must still see everything that came before.
+    messages: list[dict[str, str]] = []
+    for text in ("My name is Alice.", "What is my name?"):
+        messages.append({"role": "user", "content": text})
+        reply = client.chat.completions.create(
+            model="m",
+            messages=messages,
+            max_tokens=24,
+            temperature=0,  # type: ignore[arg-type]
+        )
+        messages.append({"role": "assistant", "content": reply.choices[0].message.content or ""})
+    assert "Alice" in messages[-1]["content"]
+    again = client.chat.completions.create(
+        model="m",
+        messages=messages[:-1],
+        max_tokens=24,
+        temperature=0,  # type: ignore[arg-type]
+    )
+    assert again.choices[0].message.content == messages[-1]["content"]  # a repeat, wholly cached
 
 
 def test_completions_continue_the_raw_prompt(client: openai.OpenAI) -> None:
@@ -352,7 +390,8 @@ def test_sigterm_lets_the_running_answer_finish_and_exits_0(
 
 
 def test_serves_a_gguf_file_directly(model_dir: Path) -> None:
-    process = start_server(embedded_gguf())  # model_dir: the default build installs the GGUF
+    # model_dir: the default build installs the GGUF; and this server runs with the cache off
+    process = start_server(embedded_gguf(), "--no-prefix-cache")
     try:
         base = str(process.base_url)  # type: ignore[attr-defined]
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)

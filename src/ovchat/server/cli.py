@@ -53,6 +53,12 @@ from ovchat.errors import OvchatError
     "--kv-cache-gb", default=1, show_default=True, type=click.IntRange(min=1), help="KV cache size."
 )
 @click.option(
+    "--prefix-cache/--no-prefix-cache",
+    default=True,
+    show_default=True,
+    help="Reuse the computed start of a prompt seen before (each turn of a chat resends the history).",
+)
+@click.option(
     "--max-body-bytes",
     default=1_000_000,
     show_default=True,
@@ -74,8 +80,9 @@ from ovchat.errors import OvchatError
 )
 @model_options
 def run_server(host: str, port: int, api_key: str | None, cors: tuple[str, ...], max_batch: int,
-               max_queue: int, prefill_chunk: int, kv_cache_gb: int, max_body_bytes: int,
-               shutdown_timeout: int, log_level: str, **kwargs: Any) -> None:  # fmt: skip
+               max_queue: int, prefill_chunk: int, kv_cache_gb: int, prefix_cache: bool,
+               max_body_bytes: int, shutdown_timeout: int, log_level: str,
+               **kwargs: Any) -> None:  # fmt: skip
     """Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests."""
     try:
         import uvicorn
@@ -92,7 +99,8 @@ def run_server(host: str, port: int, api_key: str | None, cors: tuple[str, ...],
                           num_streams=kwargs["num_streams"], cache_dir=kwargs["cache_dir"])  # fmt: skip
     check_device(device)
     metrics = ServerMetrics()
-    engine = Engine(model, device, EngineConfig(max_batch, max_queue, prefill_chunk, kv_cache_gb), metrics)
+    engine_config = EngineConfig(max_batch, max_queue, prefill_chunk, kv_cache_gb, prefix_cache)
+    engine = Engine(model, device, engine_config, metrics)
     settings = ServerSettings(model.name, api_key or None, cors, max_body_bytes)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
     holder: list[uvicorn.Server] = []

@@ -49,6 +49,7 @@ class EngineConfig:
     max_queue: int = 64  # requests waiting for a batch slot before new ones get 503
     prefill_chunk: int = 256  # tokens per step; bounds how long one step holds the GIL
     kv_cache_gb: int = 1
+    prefix_cache: bool = True  # reuse the KV blocks of a prompt prefix seen before (multi-turn chats)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ class Engine:
         scheduler.max_num_batched_tokens = max(self.config.prefill_chunk, self.config.max_batch)
         scheduler.dynamic_split_fuse = True
         scheduler.cache_size = self.config.kv_cache_gb
-        scheduler.enable_prefix_caching = False
+        scheduler.enable_prefix_caching = self.config.prefix_cache
         props = self.device.properties()
         props.pop("ATTENTION_BACKEND", None)  # continuous batching always uses paged attention
         try:

@@ -74,6 +74,7 @@ class SamplingRequest(Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    ignore_eos: bool = False  # not OpenAI's; vLLM's name for it: always generate max_tokens (benchmarks)
     # Accepted only with their neutral values: anything else would change what is returned.
     n: int | None = None
     logprobs: bool | int | None = None
@@ -110,6 +111,7 @@ class SamplingRequest(Strict):
             frequency_penalty=self.frequency_penalty,
             seed=self.seed,
             stop=stop,
+            ignore_eos=self.ignore_eos,
         )
 
 
