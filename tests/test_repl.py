@@ -27,8 +27,13 @@ PROMPT = ">>> "
 # PopenSpawn forks this pytest process, which by now runs OpenVINO worker threads, and runs
 # Python in the child before exec: a lock held by one of those threads at fork time can hang or
 # kill the child. So the chat starts through subprocess (fork+exec in C) in a fresh Python that
-# gives it a real pseudo-terminal with pty.spawn and relays our pipes to it.
-PTY_RELAY = "import os, pty, sys; sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))"
+# gives it a real pseudo-terminal with pty.spawn and relays our pipes to it. The relay first
+# restores SIGINT's default: a shell that starts pytest in the background (`cmd &`) makes every
+# process below it ignore SIGINT, and Python then installs no Ctrl-C handler at all.
+PTY_RELAY = (
+    "import os, pty, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "sys.exit(os.waitstatus_to_exitcode(pty.spawn(sys.argv[1:])))"
+)
 CTRL_C, CTRL_D = "\x03", "\x04"
 
 
