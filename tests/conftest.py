@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ovchat.model import DeviceConfig, Model, open_model
+from ovchat.device import DeviceConfig
+from ovchat.model import Model, open_model
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_PYTHON = ROOT / "build" / "venv-build" / "bin" / "python"
-BUILD_SCRIPT = ROOT / "scripts" / "build_model.py"
+BUILD_SCRIPT = ROOT / "scripts" / "build" / "build_model.py"
 DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
 OVCHAT = Path(sys.executable).with_name("ovchat")
 

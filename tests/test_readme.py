@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,8 +24,15 @@ def test_library_example_runs_as_written(model_dir: Path, tmp_path: Path) -> Non
     code = re.search(r"```python\n(.*?)```", section("Use it as a library"), re.S)
     assert code, "the library section has no python example"
     assert len(code.group(1).strip().splitlines()) <= 10
+    # Run elsewhere than the checkout: the library finds the model through $OVCHAT_MODEL.
+    env = {**os.environ, "OVCHAT_MODEL": str(model_dir)}
     result = subprocess.run(
-        [sys.executable, "-c", code.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code.group(1)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout

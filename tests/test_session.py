@@ -8,23 +8,26 @@ from pathlib import Path
 
 import pytest
 
+from ovchat.device import DeviceConfig
 from ovchat.errors import ContextError, OptionsError, TranscriptError
-from ovchat.model import DeviceConfig, Model, open_model
+from ovchat.model import Model, open_model
 from ovchat.options import GenerationOptions
 from ovchat.session import ChatSession, complete_raw
 
 GREEDY = GenerationOptions(max_new_tokens=48, temperature=0.0)
 
 
-def test_second_turn_remembers_a_name_from_the_first(model: Model) -> None:
+def test_second_turn_answers_in_the_context_of_the_first(model: Model) -> None:
+    # SmolLM2-135M cannot recall a name reliably (llama.cpp on the same GGUF cannot either), but it
+    # does answer a follow-up in context: "its" tower is only Paris's when the first turn is there.
     session = ChatSession(model, GREEDY)
-    session.send("My name is Alice.")
-    answer = session.send("What is my name?")
-    assert "Alice" in answer.text
-    prompt = session.templated_prompt()
-    assert "My name is Alice." in prompt and "What is my name?" in prompt
-    # Control: without the first turn the model does not come up with the name.
-    assert "Alice" not in ChatSession(model, GREEDY).send("What is my name?").text
+    session.send("What is the capital of France?")
+    answer = session.send("And what is its most famous tower?")
+    assert "Paris" in answer.text
+    prompt = session.templated_prompt(session.messages[:-1])
+    assert "capital of France?" in prompt and "most famous tower?" in prompt
+    # Control: without the first turn the model has no city to speak of.
+    assert "Paris" not in ChatSession(model, GREEDY).send("And what is its most famous tower?").text
 
 
 def test_answer_streams_in_pieces_that_make_up_the_text(model: Model) -> None:
@@ -106,7 +109,12 @@ def test_save_then_load_restores_the_conversation(model: Model, tmp_path: Path) 
     [
         ("{not json", "invalid JSON"),
         ('{"format": "other"}', "not an ovchat conversation"),
-        ('{"format": "ovchat-transcript", "messages": [{"role": "robot", "content": "x"}]}', "list of {role"),
+        (
+            '{"format": "ovchat-transcript", "messages": [{"role": "robot", "content": "x"}]}',
+            "has role 'robot'",
+        ),
+        ('{"format": "ovchat-transcript", "messages": [{"role": "user", "content": 5}]}', "text 'content'"),
+        ('{"format": "ovchat-transcript", "messages": "hi"}', "must be a list"),
     ],
 )
 def test_load_rejects_bad_transcripts(model: Model, tmp_path: Path, content: str, message: str) -> None:
@@ -170,8 +178,7 @@ def test_set_from_text_parses_and_validates() -> None:
         options.with_text_value("warmth", "1")
     with pytest.raises(OptionsError, match="needs a float"):
         options.with_text_value("temperature", "hot")
-    with pytest.raises(OptionsError, match="never unlimited"):
-        options.with_text_value("max_new_tokens", "none")
+    assert options.with_text_value("max_new_tokens", "none").max_new_tokens is None  # back to the default
 
 
 def test_warm_up_leaves_the_next_answer_unchanged(model: Model) -> None:

@@ -8,16 +8,25 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ovchat.errors import ContextError, DeviceError, ModelError, OptionsError, OvchatError, TranscriptError
+from ovchat.errors import (
+    ContextError,
+    DeviceError,
+    GenerationError,
+    ModelError,
+    OptionsError,
+    OvchatError,
+    TranscriptError,
+)
 
 if TYPE_CHECKING:
-    from ovchat.model import DeviceConfig, Model, ModelDir, find_model, open_model
+    from ovchat.device import DeviceConfig
+    from ovchat.model import Model, ModelDir, find_model, open_model
     from ovchat.options import GenerationOptions
     from ovchat.session import ChatSession, Reply, TurnMetrics, complete_raw
 
 __version__ = "0.1.0"
 _LAZY = {
-    "DeviceConfig": "ovchat.model",
+    "DeviceConfig": "ovchat.device",
     "Model": "ovchat.model",
     "ModelDir": "ovchat.model",
     "find_model": "ovchat.model",
@@ -33,6 +42,7 @@ __all__ = [
     "ContextError",
     "DeviceConfig",
     "DeviceError",
+    "GenerationError",
     "GenerationOptions",
     "Model",
     "ModelDir",

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import openvino_genai as ov_genai
 
+from ovchat.device import DeviceConfig
 from ovchat.errors import OptionsError
-from ovchat.model import DeviceConfig, Model, open_model
+from ovchat.model import Model, open_model
 
 # Plain words that each encode to one token in typical BPE vocabularies.
 FILLER = ("the", "river", "ran", "past", "old", "stone", "walls", "while", "people", "walked", "to",

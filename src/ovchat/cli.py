@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -12,20 +13,66 @@ from typing import Any
 import click
 
 from ovchat import __version__
-from ovchat.cli_options import build_options, generation_options, load_model, model_options
-from ovchat.errors import OvchatError
+from ovchat.cli_options import build_options, device_config, generation_options, load_model, model_options
+from ovchat.errors import Interrupted, OvchatError
+from ovchat.rules import is_text
 from ovchat.server.cli import serve
 
 
 class OvchatGroup(click.Group):
-    """Turns every OvchatError into one line on stderr and its exit code: the CLI's one edge."""
+    """The CLI's one error edge: every OvchatError, usage error or Ctrl-C becomes one line on stderr
+    and an exit code (1: a problem to fix, 2: an invalid option, 130: interrupted)."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except OvchatError as exc:
+            code = _fail(str(exc), exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            code = _fail(exc.format_message().replace("\n", " ") + hint, exc.exit_code)
+        except click.ClickException as exc:
+            code = _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):  # Ctrl-C in click's own prompts or parsing
+            code = _fail("interrupted", 130)
+        else:
+            code = result if isinstance(result, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except OvchatError as exc:
-            click.echo(f"ovchat: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # raised here, click would print an empty line before our one
+            raise Interrupted("interrupted") from None
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"ovchat: error: {message}", err=True)
+    return code
+
+
+def read_prompt(words: tuple[str, ...]) -> str:
+    """The prompt from the arguments, or else stdin; it must be UTF-8 text."""
+    if words:
+        text = " ".join(words)
+        if not is_text(text):
+            raise OvchatError("the prompt is not valid UTF-8 text")
+        return text
+    if sys.stdin is None or sys.stdin.isatty():
+        return ""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise OvchatError("the text on stdin is not valid UTF-8") from None
 
 
 @click.group(cls=OvchatGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +88,7 @@ def cli() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Continue a conversation saved with /save.",
 )
-@model_options
+@model_options()
 @generation_options
 def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
     """Chat interactively, with answers streamed as they are generated."""
@@ -67,7 +114,7 @@ def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print text, finish reason, token counts and metrics as JSON."
 )
-@model_options
+@model_options()
 @generation_options
 def ask(
     prompt: tuple[str, ...], system: str | None, no_stream: bool, raw: bool, as_json: bool, **kwargs: Any
@@ -76,7 +123,7 @@ def ask(
     from ovchat.repl import run_interruptibly
     from ovchat.session import ChatSession, complete_raw
 
-    text = " ".join(prompt) if prompt else ("" if sys.stdin.isatty() else sys.stdin.read().strip())
+    text = read_prompt(prompt)
     if not text.strip():
         raise OvchatError("no prompt: give it as an argument or on stdin")
     if raw and system:
@@ -142,11 +189,10 @@ cli.add_command(serve)
 @click.option("--new-tokens", type=int, default=128, show_default=True, help="Tokens generated per run.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed runs per prompt size.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@model_options
+@model_options()
 def bench(prompt_lengths: str, new_tokens: int, repeats: int, as_json: bool, **kwargs: Any) -> None:
     """Measure load time, TTFT, TPOT, prefill and decode speed and peak RSS on this machine."""
     from ovchat.bench import bench_model, format_report
-    from ovchat.model import DeviceConfig
 
     try:
         lengths = [int(n) for n in prompt_lengths.split(",")]
@@ -154,14 +200,7 @@ def bench(prompt_lengths: str, new_tokens: int, repeats: int, as_json: bool, **k
         raise OvchatError(
             f"--prompt-lengths must be comma-separated integers, not '{prompt_lengths}'"
         ) from None
-    device = DeviceConfig(
-        kwargs["device"],
-        kwargs["performance_hint"],
-        kwargs["num_streams"],
-        kwargs["cache_dir"],
-        kwargs["attention_backend"],
-    )
-    report = bench_model(kwargs["model"], device, lengths, new_tokens, repeats)
+    report = bench_model(kwargs.pop("model"), device_config(kwargs), lengths, new_tokens, repeats)
     click.echo(json.dumps(asdict(report), indent=2) if as_json else format_report(report))
 
 

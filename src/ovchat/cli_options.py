@@ -1,4 +1,7 @@
-"""The click options that `ovchat` commands share, and turning their values into library objects."""
+"""The click options that `ovchat` commands share, and turning their values into library objects.
+
+Only the standard library and ovchat's stdlib-only modules are imported here, so `--help` stays instant.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,31 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ovchat.device import ATTENTION_BACKENDS, PERFORMANCE_HINTS, PRECISIONS, DeviceConfig
+from ovchat.options import DEFAULT_MAX_NEW_TOKENS
+
 if TYPE_CHECKING:
     from ovchat.model import Model
     from ovchat.options import GenerationOptions
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--model, --device and how OpenVINO compiles the model."""
-    decorators = [
+
+def _apply(decorators: list[Decorator]) -> Decorator:
+    return lambda command: functools.reduce(lambda cmd, deco: deco(cmd), reversed(decorators), command)
+
+
+def model_options(attention_backend: bool = True) -> Decorator:
+    """--model, --device and how OpenVINO compiles the model (serve has no --attention-backend:
+    continuous batching always uses paged attention)."""
+    decorators: list[Decorator] = [
         click.option(
             "--model",
             "-m",
             envvar="OVCHAT_MODEL",
             metavar="PATH",
-            help="Model folder or .gguf file [env OVCHAT_MODEL; default: the one `make model` builds]",
+            help="Model folder, model name or .gguf file [env OVCHAT_MODEL; default: the one "
+            "`make model` builds]",
         ),
         click.option(
             "--device",
@@ -32,10 +46,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="OpenVINO device: CPU, GPU, NPU, AUTO ... [env OVCHAT_DEVICE]",
         ),
         click.option(
-            "--performance-hint",
-            default="LATENCY",
-            show_default=True,
-            type=click.Choice(["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"]),
+            "--performance-hint", default="LATENCY", show_default=True, type=click.Choice(PERFORMANCE_HINTS)
         ),
         click.option(
             "--num-streams",
@@ -45,33 +56,44 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--cache-dir",
             metavar="DIR",
-            help="Compiled-model cache (default: ~/.cache/ovchat/compiled; '' disables).",
+            envvar="OVCHAT_CACHE_DIR",
+            help="Compiled-model cache (default: ~/.cache/ovchat/compiled; '' disables) "
+            "[env OVCHAT_CACHE_DIR].",
         ),
         click.option(
-            "--attention-backend",
-            type=click.Choice(["SDPA", "PA"]),
-            help="SDPA loads faster; PA (paged attention) reuses the KV cache across chat turns.",
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            envvar="OVCHAT_PRECISION",
+            help="Inference precision [env OVCHAT_PRECISION; default: what the model's build verified, "
+            "else the device's own].",
         ),
     ]
-    return functools.reduce(lambda cmd, deco: deco(cmd), reversed(decorators), command)
+    if attention_backend:
+        decorators.append(
+            click.option(
+                "--attention-backend",
+                type=click.Choice(ATTENTION_BACKENDS),
+                help="SDPA loads faster; PA (paged attention) reuses the KV cache across chat turns.",
+            )
+        )
+    return _apply(decorators)
 
 
 def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The generation options shared by every command that generates."""
-    decorators = [
+    decorators: list[Decorator] = [
         click.option(
             "--max-new-tokens",
             "-n",
             type=int,
-            default=512,
-            show_default=True,
-            help="Longest answer, in tokens.",
+            help=f"Longest answer, in tokens [default: {DEFAULT_MAX_NEW_TOKENS}, less if the context "
+            "window has less room].",
         ),
         click.option(
             "--temperature",
             "-t",
             type=float,
-            help="0 = greedy (the default unless the model says otherwise).",
+            help="0 = greedy; default: the model's own (its generation_config.json).",
         ),
         click.option("--top-p", type=float, help="Nucleus sampling, in (0, 1]."),
         click.option("--top-k", type=int, help="Sample from the k most likely tokens."),
@@ -84,10 +106,11 @@ def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--ignore-eos", is_flag=True, help="Generate max-new-tokens even past eos (for benchmarks)."
         ),
     ]
-    return functools.reduce(lambda cmd, deco: deco(cmd), reversed(decorators), command)
+    return _apply(decorators)(command)
 
 
 def build_options(kwargs: dict[str, Any]) -> GenerationOptions:
+    """GenerationOptions from the generation options' values (removed from `kwargs`)."""
     from ovchat.options import GenerationOptions
 
     return GenerationOptions(
@@ -102,14 +125,24 @@ def build_options(kwargs: dict[str, Any]) -> GenerationOptions:
     )
 
 
-def load_model(kwargs: dict[str, Any], default_backend: str | None = None) -> Model:
-    from ovchat.model import DeviceConfig, open_model
-
-    device = DeviceConfig(
+def device_config(kwargs: dict[str, Any], default_backend: str | None = None) -> DeviceConfig:
+    """DeviceConfig from the model options' values (removed from `kwargs`; --model stays)."""
+    return DeviceConfig(
         device=kwargs.pop("device"),
         performance_hint=kwargs.pop("performance_hint"),
         num_streams=kwargs.pop("num_streams"),
         cache_dir=kwargs.pop("cache_dir"),
-        attention_backend=kwargs.pop("attention_backend") or default_backend,
+        attention_backend=kwargs.pop("attention_backend", None) or default_backend,
+        inference_precision=kwargs.pop("precision"),
     )
-    return open_model(kwargs.pop("model"), device)
+
+
+def load_model(kwargs: dict[str, Any], default_backend: str | None = None) -> Model:
+    """Open the model the options name, with their device settings."""
+    from ovchat.model import open_model
+
+    device = device_config(kwargs, default_backend)
+    model = open_model(kwargs.pop("model"), device)
+    if model.dir.import_note:
+        click.echo(f"ovchat: note: {model.dir.import_note}", err=True)
+    return model

@@ -22,6 +22,10 @@ class OptionsError(OvchatError):
 
     exit_code = 2
 
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option  # GenerationOptions' name of the value at fault
+
 
 class ContextError(OvchatError):
     """The prompt cannot fit in the model's context window."""
@@ -29,3 +33,30 @@ class ContextError(OvchatError):
 
 class TranscriptError(OvchatError):
     """A saved conversation cannot be read or written."""
+
+
+class GenerationError(OvchatError):
+    """GenAI failed while generating; the message is in plain words, without its C++ paths."""
+
+
+class RequestRejected(OvchatError):
+    """A request that cannot be generated as asked, through the client's fault; `param` names the field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class Unavailable(OvchatError):
+    """The engine cannot take this request now (loading, recovering, busy, shutting down): retry later."""
+
+    def __init__(self, message: str, code: str = "unavailable", retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after_s = retry_after_s
+
+
+class Interrupted(OvchatError):
+    """The user pressed Ctrl-C where nothing could be kept (while the model loads, say)."""
+
+    exit_code = 130

@@ -9,6 +9,7 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
+from ovchat.contract import GENERATION_CONFIG_FILE, Manifest
 from ovchat.gguf_meta import read_gguf_metadata
 from ovchat.model import ModelDir, find_model
 
@@ -23,6 +24,8 @@ def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
         "context_length": model.context_length or "unknown",
         "chat_template": "yes" if _has_chat_template(model) else "no",
     }
+    if not model.is_gguf:
+        facts["generation_defaults"] = _generation_defaults(model)
     if model.manifest:
         facts["build"] = _build_summary(model.manifest)
     core = ov.Core()
@@ -44,12 +47,29 @@ def _has_chat_template(model: ModelDir) -> bool:
     return bool(ov_genai.Tokenizer(str(model.path)).chat_template)
 
 
-def _build_summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    flags = manifest.get("export", {}).get("flags", {})
-    modes = [f"{row['mode']}: {row['all_parameters']}" for row in manifest.get("bitwidth_distribution", [])]
-    return {
-        "source": manifest.get("source", {}).get("ref", "unknown"),
-        "built_at": manifest.get("built_at", "unknown"),
+def _generation_defaults(model: ModelDir) -> dict[str, Any]:
+    """The sampling the model uses unless told otherwise (its generation_config.json)."""
+    config = ov_genai.GenerationConfig(str(model.path / GENERATION_CONFIG_FILE))
+    if not config.do_sample:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": round(config.temperature, 4), "top_p": round(config.top_p, 4)}
+
+
+def _build_summary(manifest: Manifest) -> dict[str, Any]:
+    flags = manifest.export.get("flags", {})
+    modes = [f"{row['mode']}: {row['all_parameters']}" for row in manifest.bitwidth_distribution]
+    summary = {
+        "source": manifest.source.get("ref", "unknown"),
+        "built_at": manifest.built_at or "unknown",
         "export": " ".join(f"{k}={v}" for k, v in flags.items()),
         "weights": "; ".join(modes) or "unknown",
     }
+    if manifest.runtime:
+        summary["runtime"] = manifest.runtime
+    if isinstance(manifest.fidelity, dict):
+        tokens = manifest.fidelity.get("tokens", {})
+        summary["fidelity"] = (
+            f"top-1 agreement {tokens.get('top1_agreement')}, perplexity "
+            f"{tokens.get('perplexity_source')} -> {tokens.get('perplexity_ir')}"
+        )
+    return summary

@@ -114,6 +114,9 @@ class Repl:
             except KeyboardInterrupt:
                 self.say("\n(Ctrl-C: use /exit or Ctrl-D to quit)")
                 continue
+            except UnicodeDecodeError:
+                self.say("error: that line is not valid UTF-8 text")
+                continue
             try:
                 if text.startswith("/"):
                     self.command(text)

@@ -13,19 +13,21 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from ovchat.errors import ContextError, OvchatError, TranscriptError
-from ovchat.model import Model, openvino_message
+from ovchat.errors import GenerationError, OvchatError, TranscriptError
+from ovchat.model import Model
 from ovchat.options import GenerationOptions
+from ovchat.rules import (
+    Message,
+    answer_budget,
+    check_messages,
+    finish_reason,
+    fit_conversation,
+    is_text,
+    plain_message,
+)
 
 TRANSCRIPT_FORMAT = "ovchat-transcript"
 TRANSCRIPT_VERSION = 1
-ROLES = ("system", "user", "assistant")
-FINISH_REASONS = {
-    ov_genai.GenerationFinishReason.STOP: "stop",
-    ov_genai.GenerationFinishReason.LENGTH: "length",
-}
-
-ADDED_TOKENS_MARGIN = 16
 TextCallback = Callable[[str], None]
 
 
@@ -66,7 +68,7 @@ class Streamer:
         return ov_genai.StreamingStatus.RUNNING
 
     def finish_reason(self, reason: ov_genai.GenerationFinishReason) -> str:
-        return "cancelled" if self.cancelled else FINISH_REASONS.get(reason, "stop")
+        return finish_reason(reason.name, self.cancelled)
 
 
 def _reset_kv_state(pipeline: ov_genai.LLMPipeline) -> None:
@@ -86,15 +88,8 @@ def complete_raw(
     """Continue `prompt` as-is: no chat template, no special tokens added."""
     inputs = model.tokenizer.encode(prompt, add_special_tokens=False)
     prompt_tokens = int(inputs.input_ids.get_shape()[1])
-    context = model.dir.context_length
-    max_new = options.max_new_tokens
-    if context is not None:
-        if prompt_tokens >= context:
-            raise ContextError(
-                f"the prompt is {prompt_tokens} tokens but the model's context window is {context}"
-            )
-        max_new = min(max_new, context - prompt_tokens)
-    config = options.replace(max_new_tokens=max_new).to_config(model.pipeline.get_generation_config())
+    max_new = answer_budget(prompt_tokens, model.dir.context_length, options.max_new_tokens)
+    config = options.to_config(model.pipeline.get_generation_config(), max_new)
     config.apply_chat_template = False
     streamer = Streamer(on_text, cancel)
     # The SDPA (stateful) pipeline keeps the KV cache of the last ChatHistory call: token input
@@ -104,7 +99,7 @@ def complete_raw(
     try:
         result = model.pipeline.generate(inputs, config, streamer)
     except RuntimeError as exc:
-        raise OvchatError(f"generation failed: {openvino_message(exc)}") from None
+        raise GenerationError(f"generation failed: {plain_message(exc)}") from None
     finally:
         _reset_kv_state(model.pipeline)
     text = model.tokenizer.decode(list(result.tokens[0]), skip_special_tokens=True)
@@ -128,7 +123,7 @@ class ChatSession:
             self.history.append({"role": "system", "content": system_prompt})
 
     @property
-    def messages(self) -> list[dict[str, str]]:
+    def messages(self) -> list[Message]:
         return list(self.history.get_messages())
 
     @property
@@ -148,10 +143,10 @@ class ChatSession:
         self.set_system_prompt(system)
         self.last_reply = None
 
-    def templated_prompt(self, messages: list[dict[str, str]] | None = None) -> str:
+    def templated_prompt(self, messages: list[Message] | None = None) -> str:
         """The exact text the model sees for `messages` (default: the history), ready to answer."""
         chosen = self.messages if messages is None else messages
-        return str(self.model.tokenizer.apply_chat_template(chosen, add_generation_prompt=True))
+        return self.model.text_tokenizer.chat_prompt(chosen)
 
     def send(
         self, text: str, on_text: TextCallback | None = None, cancel: threading.Event | None = None
@@ -163,22 +158,28 @@ class ChatSession:
         """
         if not text.strip():
             raise OvchatError("the message is empty")
-        messages, dropped, max_new = self._fit([*self.messages, {"role": "user", "content": text}])
-        history = ov_genai.ChatHistory(messages)
-        config = self.options.replace(max_new_tokens=max_new).to_config(
-            self.model.pipeline.get_generation_config()
+        if not is_text(text):
+            raise OvchatError("the message is not valid UTF-8 text")
+        conversation: list[Message] = [*self.messages, {"role": "user", "content": text}]
+        fit = fit_conversation(
+            conversation,
+            self.model.text_tokenizer,
+            self.model.dir.context_length,
+            self.options.max_new_tokens,
         )
+        history = ov_genai.ChatHistory(fit.messages)
+        config = self.options.to_config(self.model.pipeline.get_generation_config(), fit.max_new_tokens)
         streamer = Streamer(on_text, cancel)
         try:
             with self._busy:
                 result = self.model.pipeline.generate(history, config, streamer)
         except RuntimeError as exc:
-            raise OvchatError(f"generation failed: {openvino_message(exc)}") from None
+            raise GenerationError(f"generation failed: {plain_message(exc)}") from None
         answer = result.texts[0]
         history.append({"role": "assistant", "content": answer})
         self.history = history
         reason = streamer.finish_reason(result.finish_reasons[0])
-        self.last_reply = Reply(answer, reason, _metrics(result.perf_metrics), dropped)
+        self.last_reply = Reply(answer, reason, _metrics(result.perf_metrics), fit.dropped)
         return self.last_reply
 
     def warm_up(self, cancel: threading.Event | None = None) -> None:
@@ -191,34 +192,6 @@ class ChatSession:
             self.model.pipeline.generate(history, max_new_tokens=2, streamer=Streamer(None, cancel))
             _reset_kv_state(self.model.pipeline)
 
-    def _fit(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], int, int]:
-        """Drop the oldest turns (never the system prompt nor the new message) until the
-        prompt plus max_new_tokens fits the context; shrink max_new_tokens as a last resort."""
-        context = self.model.dir.context_length
-        max_new = self.options.max_new_tokens
-        if context is None:
-            return messages, 0, max_new
-        # A token covers at least one byte of text (plus a few added ones, like a BOS): if the
-        # bytes fit with that margin, the tokens fit, and the common case needs no tokenizing.
-        if len(self.templated_prompt(messages).encode()) + ADDED_TOKENS_MARGIN + max_new <= context:
-            return messages, 0, max_new
-        system = [m for m in messages[:1] if m["role"] == "system"]
-        turns = messages[len(system) :]
-        dropped = 0
-        while True:
-            prompt_tokens = self.model.count_tokens(self.templated_prompt(system + turns))
-            if prompt_tokens + max_new <= context or len(turns) == 1:
-                break
-            # Drop a whole exchange (user + assistant) so the history stays well-formed.
-            cut = 2 if len(turns) > 2 and turns[1]["role"] == "assistant" else 1
-            turns, dropped = turns[cut:], dropped + cut
-        if prompt_tokens >= context:
-            raise ContextError(
-                f"the prompt is {prompt_tokens} tokens but the model's context window is {context}: "
-                "shorten it"
-            )
-        return system + turns, dropped, min(max_new, context - prompt_tokens)
-
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the conversation as JSON (atomically: a failed write never clobbers a file)."""
         target = Path(path)
@@ -229,11 +202,17 @@ class ChatSession:
             "options": asdict(self.options),
             "messages": self.messages,
         }
-        temporary = target.with_name(f".{target.name}.tmp")
+        # A whole new file, flushed to disk, then renamed over the old one: a crash or a kill at any
+        # moment leaves the old conversation or the new one, never half of one.
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            with temporary.open("w", encoding="utf-8") as handle:
+                handle.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
             temporary.replace(target)
         except OSError as exc:
+            temporary.unlink(missing_ok=True)
             raise TranscriptError(f"cannot save to {target}: {exc.strerror}") from None
 
     def load(self, path: str | os.PathLike[str]) -> None:
@@ -242,7 +221,7 @@ class ChatSession:
         self.last_reply = None
 
 
-def read_transcript(path: Path) -> list[dict[str, str]]:
+def read_transcript(path: Path) -> list[Message]:
     """The messages of a saved conversation, checked."""
     try:
         data: Any = json.loads(path.read_text())
@@ -252,14 +231,10 @@ def read_transcript(path: Path) -> list[dict[str, str]]:
         raise TranscriptError(f"{path} is not a saved conversation (invalid JSON)") from None
     if not isinstance(data, dict) or data.get("format") != TRANSCRIPT_FORMAT:
         raise TranscriptError(f"{path} is not an ovchat conversation file")
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not all(_is_message(m) for m in messages):
-        raise TranscriptError(f"{path}: 'messages' must be a list of {{role, content}} objects")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-def _is_message(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("role") in ROLES and isinstance(value.get("content"), str)
+    try:
+        return check_messages(data.get("messages"))
+    except ValueError as exc:
+        raise TranscriptError(f"{path}: {exc}") from None
 
 
 def _metrics(perf: ov_genai.PerfMetrics) -> TurnMetrics:
