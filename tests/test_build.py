@@ -44,17 +44,20 @@ def test_default_build_manifest_matches_files_on_disk(model_dir: Path, manifest:
         assert file.stat().st_size == entry["size"]
         assert sha256(file) == entry["sha256"], entry["path"]
     assert {"optimum-intel", "nncf", "openvino", "transformers"} <= set(manifest["versions"])
-    flags = manifest["export"]["flags"]
+    export = manifest["export"]
+    flags = export["flags"]
+    # The embedded GGUF is Q4_1: the default build carries its own grid (int4 asym, groups of 32).
+    assert export["profile"] == "gguf"
     assert (flags["weight_format"], flags["group_size"], flags["ratio"], flags["sym"]) == (
         "int4",
-        128,
-        0.6,
-        True,
+        32,
+        1.0,
+        False,
     )
+    assert export["gguf_grid"] == {"type": "Q4_1", "tensors": 210, "zero_point": "f16"}
     modes = [row["mode"] for row in manifest["bitwidth_distribution"]]
-    assert any(m.startswith("int4_sym") for m in modes) and any(m.startswith("int8") for m in modes)
-    # 576 channels do not divide by 128: the build must say it fell back to smaller groups.
-    assert manifest["group_size_adjusted"] is True
+    assert "int4_asym, group size 32" in modes and any(m.startswith("int8") for m in modes)
+    assert manifest["group_sizes_used"] == ["32"] and export["group_size_adjusted"] is False
     assert manifest["context_length"] == 8192
     assert manifest["build_seconds"] > 0
 
@@ -92,9 +95,10 @@ def test_rerun_with_same_inputs_is_a_no_op(model_dir: Path) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
 
 
-def test_the_fingerprint_covers_the_build_code_and_texts_but_not_the_benchmarks(
+def test_the_fingerprint_covers_every_build_file_but_not_the_benchmarks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.syspath_prepend(str(BUILD_SCRIPT.parent))  # build_model imports its sibling modules
     spec = importlib.util.spec_from_file_location("build_model", BUILD_SCRIPT)
     assert spec and spec.loader
     build_model = importlib.util.module_from_spec(spec)
@@ -102,15 +106,18 @@ def test_the_fingerprint_covers_the_build_code_and_texts_but_not_the_benchmarks(
     spec.loader.exec_module(build_model)
     scripts = tmp_path / "scripts"
     shutil.copytree(ROOT / "scripts", scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    original = build_model.code_digest(build_model.RECIPE, scripts)
-    assert original == build_model.code_digest(build_model.RECIPE)  # the copy is faithful
-    for changed in ("gguf_import.py", "fidelity_texts/languages.txt"):
-        text = (scripts / changed).read_text()
-        (scripts / changed).write_text(text + "\n")
-        assert build_model.code_digest(build_model.RECIPE, scripts) != original, changed
-        (scripts / changed).write_text(text)
-    (scripts / "bench_compare.py").write_text("# edited\n")
-    assert build_model.code_digest(build_model.RECIPE, scripts) == original
+    original = build_model.code_digest(scripts=scripts / "build")
+    assert original == build_model.code_digest()  # the copy is faithful
+    for changed in ("gguf_import.py", "gguf_grid.py", "export.py", "fidelity_texts/languages.txt"):
+        text = (scripts / "build" / changed).read_text()
+        (scripts / "build" / changed).write_text(text + "\n")
+        assert build_model.code_digest(scripts=scripts / "build") != original, changed
+        (scripts / "build" / changed).write_text(text)
+    (scripts / "build" / "new_step.py").write_text("# a build module added later\n")
+    assert build_model.code_digest(scripts=scripts / "build") != original
+    (scripts / "build" / "new_step.py").unlink()
+    (scripts / "bench" / "bench_compare.py").write_text("# edited\n")
+    assert build_model.code_digest(scripts=scripts / "build") == original
 
 
 def test_gguf_file_builds_with_overridden_flags(model_dir: Path, tmp_path: Path) -> None:
@@ -137,6 +144,8 @@ def test_killed_build_publishes_nothing_and_the_rerun_completes(model_dir: Path,
         "--name",
         "m",
         "--skip-fidelity",
+        "--profile",
+        "reference",  # data-free: the rerun below stays quick
     ]
     proc = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=build_env(), start_new_session=True
@@ -176,7 +185,7 @@ def test_random_phi3_checkpoint_builds_and_runs(model_dir: Path, tmp_path: Path)
     folder = tmp_path / "phi3-random-int4"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["export"]["flags"]["group_size"] == 128
-    assert manifest["group_size_adjusted"] is True
+    assert manifest["export"]["group_size_adjusted"] is True
 
     pipe = ov_genai.LLMPipeline(str(folder), "CPU", ATTENTION_BACKEND="SDPA")
     tokenizer = pipe.get_tokenizer()

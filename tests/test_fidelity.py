@@ -60,7 +60,17 @@ def test_quantization_hostile_checkpoint_fails_the_gate_and_publishes_nothing(
     assert made.returncode == 0, made.stderr[-2000:]
     out = tmp_path / "out"
     # No chat check: the point is that fidelity, not the chat smoke test, catches this breakage.
-    result = run_build(str(checkpoint), "--out-dir", str(out), "--name", "hostile", "--no-chat-check")
+    # The data-free reference flags: the point is that the gate catches this, and quickly.
+    result = run_build(
+        str(checkpoint),
+        "--out-dir",
+        str(out),
+        "--name",
+        "hostile",
+        "--no-chat-check",
+        "--profile",
+        "reference",
+    )
     assert result.returncode == 1, result.stdout[-2000:]
     [message] = error_lines(result.stderr)
     assert "fidelity gate failed" in message and "top-1 agreement with the source is" in message
