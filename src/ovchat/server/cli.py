@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from typing import Any
 
 import click
 
-from ovchat.cli_options import model_options
+from ovchat.cli_options import device_config, model_options
 from ovchat.errors import OvchatError
 
 
@@ -50,13 +52,29 @@ from ovchat.errors import OvchatError
     help="Prompt tokens per engine step (smaller: a more responsive server, slower prefill).",
 )
 @click.option(
-    "--kv-cache-gb", default=1, show_default=True, type=click.IntRange(min=1), help="KV cache size."
+    "--kv-cache-gb",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Upper bound of the KV cache, which takes memory as it is first used and keeps it.",
+)
+@click.option(
+    "--kv-cache-tokens",
+    type=click.IntRange(min=256),
+    help="An exact KV cache capacity in tokens instead (less memory; also the longest request).",
 )
 @click.option(
     "--prefix-cache/--no-prefix-cache",
     default=True,
     show_default=True,
     help="Reuse the computed start of a prompt seen before (each turn of a chat resends the history).",
+)
+@click.option(
+    "--max-tokens-limit",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The most tokens one answer may ask for (max_tokens above it gets 400).",
 )
 @click.option(
     "--max-body-bytes",
@@ -78,31 +96,56 @@ from ovchat.errors import OvchatError
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-@model_options
-def run_server(host: str, port: int, api_key: str | None, cors: tuple[str, ...], max_batch: int,
-               max_queue: int, prefill_chunk: int, kv_cache_gb: int, prefix_cache: bool,
-               max_body_bytes: int, shutdown_timeout: int, log_level: str,
-               **kwargs: Any) -> None:  # fmt: skip
+@model_options(attention_backend=False)
+def run_server(
+    host: str,
+    port: int,
+    api_key: str | None,
+    cors: tuple[str, ...],
+    max_batch: int,
+    max_queue: int,
+    prefill_chunk: int,
+    kv_cache_gb: int,
+    kv_cache_tokens: int | None,
+    prefix_cache: bool,
+    max_tokens_limit: int,
+    max_body_bytes: int,
+    shutdown_timeout: int,
+    log_level: str,
+    **kwargs: Any,
+) -> None:
     """Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests."""
     try:
         import uvicorn
 
-        from ovchat.server.app import GracefulServer, ServerSettings, create_app
+        from ovchat.server.app import GracefulServer, create_app
+        from ovchat.server.gate import ServerSettings
     except ImportError:
         raise OvchatError("`ovchat serve` needs the serve extra: pip install 'ovchat[serve]'") from None
-    from ovchat.model import DeviceConfig, check_device, find_model
+    from ovchat.device import check_device
+    from ovchat.model import find_model
     from ovchat.server.engine import Engine, EngineConfig
     from ovchat.server.metrics import ServerMetrics
 
-    model = find_model(kwargs["model"])
-    device = DeviceConfig(device=kwargs["device"], performance_hint=kwargs["performance_hint"],
-                          num_streams=kwargs["num_streams"], cache_dir=kwargs["cache_dir"])  # fmt: skip
+    check_port(host, port)  # before the slow model load, and in one line
+    model = find_model(kwargs.pop("model"))
+    device = device_config(kwargs)
     check_device(device)
-    metrics = ServerMetrics()
-    engine_config = EngineConfig(max_batch, max_queue, prefill_chunk, kv_cache_gb, prefix_cache)
-    engine = Engine(model, device, engine_config, metrics)
-    settings = ServerSettings(model.name, api_key or None, cors, max_body_bytes)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
+    if model.import_note:
+        logging.getLogger("ovchat.server").warning("%s", model.import_note)
+    metrics = ServerMetrics()
+    engine_config = EngineConfig(
+        max_batch=max_batch,
+        max_queue=max_queue,
+        prefill_chunk=prefill_chunk,
+        kv_cache_gb=kv_cache_gb,
+        kv_cache_tokens=kv_cache_tokens,
+        prefix_cache=prefix_cache,
+        max_tokens_ceiling=max_tokens_limit,
+    )
+    engine = Engine(model, device, engine_config, metrics)
+    settings = ServerSettings(model.name, api_key or None, cors, max_body_bytes, shutdown_timeout)
     holder: list[uvicorn.Server] = []
 
     def stop_on_fatal(_: str) -> None:
@@ -110,12 +153,31 @@ def run_server(host: str, port: int, api_key: str | None, cors: tuple[str, ...],
             server.should_exit = True
 
     app = create_app(engine, settings, metrics, on_fatal=stop_on_fatal)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
-                            timeout_graceful_shutdown=shutdown_timeout)  # fmt: skip
-    holder.append(GracefulServer(config))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_graceful_shutdown=shutdown_timeout,
+    )
+    holder.append(GracefulServer(config, engine))
     holder[0].run()
     if engine.state == "failed":
         raise OvchatError(engine.error or "the model failed to load")
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail in plain words when the address cannot be listened on (uvicorn would log a few lines)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OvchatError(f"{host}:{port} is in use: stop what runs there or choose --port") from None
+            raise OvchatError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 # Annotated so that type checkers know it without following the decorators (ovchat.cli imports it).

@@ -1,4 +1,8 @@
-"""OpenAI request bodies, validated strictly, and turned into ovchat's GenerationOptions."""
+"""OpenAI request bodies: their shape checked strictly, their values mapped onto GenerationOptions.
+
+The bounds of each value live in GenerationOptions alone; an out-of-range value comes back as
+a 400 that names the field by its OpenAI name.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,39 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ovchat.errors import OvchatError
-from ovchat.options import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
+from ovchat.errors import OptionsError, OvchatError, RequestRejected
+from ovchat.options import RANGES, GenerationOptions
+from ovchat.rules import Message
+from ovchat.server.engine import GenerationRequest
+from ovchat.server.json_schemas import check_json_schema
 
 
 class RequestError(OvchatError):
-    """A request the server refuses, with the HTTP status and the field to blame."""
+    """A request the HTTP layer refuses, with the status and the field to blame."""
 
-    def __init__(self, message: str, status: int = 400, param: str | None = None,
-                 code: str | None = None, kind: str = "invalid_request_error") -> None:  # fmt: skip
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.param = param
         self.code = code
         self.kind = kind
+
+
+def documented(option: str) -> Any:
+    """A field whose bounds the OpenAPI document states, read from GenerationOptions.RANGES (checked
+    there, not here: an out-of-range value gets the same plain 400 from every front end)."""
+    low, high, low_ok = RANGES[option]
+    bounds: dict[str, Any] = {"minimum" if low_ok else "exclusiveMinimum": low}
+    if high != float("inf"):
+        bounds["maximum"] = high
+    return Field(default=None, json_schema_extra=bounds)
 
 
 class Strict(BaseModel):
@@ -34,14 +57,14 @@ class TextPart(Strict):
     text: str
 
 
-class Message(Strict):
-    role: Literal["system", "user", "assistant"]
+class ChatMessage(Strict):
+    role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
     name: str | None = None
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> Message:
         text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-        return {"role": self.role, "content": text}
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
 class JsonSchemaSpec(Strict):
@@ -64,13 +87,13 @@ class SamplingRequest(Strict):
     """Fields shared by /v1/chat/completions and /v1/completions."""
 
     model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = documented("max_new_tokens")
+    temperature: float | None = documented("temperature")
+    top_p: float | None = documented("top_p")
     stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    seed: int | None = documented("seed")
+    presence_penalty: float | None = documented("presence_penalty")
+    frequency_penalty: float | None = documented("frequency_penalty")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -93,31 +116,49 @@ class SamplingRequest(Strict):
             raise RequestError("stop takes up to 4 non-empty strings", param="stop")
 
     @property
-    def max_tokens_given(self) -> int | None:
+    def max_tokens_name(self) -> str:
+        """The field the client used for the answer budget."""
+        return "max_tokens"
+
+    @property
+    def requested_tokens(self) -> int | None:
         return self.max_tokens
 
     @property
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
+    def param_name(self, option: str | None) -> str | None:
+        """The request field behind a GenerationOptions name."""
+        if option == "max_new_tokens":
+            return self.max_tokens_name
+        return option
+
     def options(self) -> GenerationOptions:
-        """The generation options this request asks for (None: the model's default)."""
+        """The generation options this request asks for (None: the default); bad values -> 400."""
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        return GenerationOptions(
-            max_new_tokens=self.max_tokens_given or DEFAULT_MAX_NEW_TOKENS,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            presence_penalty=self.presence_penalty,
-            frequency_penalty=self.frequency_penalty,
-            seed=self.seed,
-            stop=stop,
-            ignore_eos=self.ignore_eos,
-        )
+        try:
+            return GenerationOptions(
+                max_new_tokens=self.requested_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                presence_penalty=self.presence_penalty,
+                frequency_penalty=self.frequency_penalty,
+                seed=self.seed,
+                stop=stop,
+                ignore_eos=self.ignore_eos,
+            )
+        except OptionsError as exc:
+            param = self.param_name(exc.option)
+            message = str(exc)
+            if exc.option and param and message.startswith(exc.option):
+                message = param + message[len(exc.option) :]
+            raise RequestRejected(message, param) from None
 
 
 class ChatRequest(SamplingRequest):
-    messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = documented("max_new_tokens")
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = None
     tool_choice: Any = None
@@ -135,15 +176,18 @@ class ChatRequest(SamplingRequest):
             raise RequestError("top_logprobs is not supported", param="top_logprobs")
         fmt = self.response_format
         if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
-            raise RequestError("response_format json_schema needs a 'json_schema' object",
-                               param="response_format.json_schema")  # fmt: skip
+            raise RequestError(
+                "response_format json_schema needs a 'json_schema' object",
+                param="response_format.json_schema",
+            )
 
     @property
-    def max_tokens_given(self) -> int | None:
-        return self.max_completion_tokens or self.max_tokens
+    def max_tokens_name(self) -> str:
+        return "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
 
-    def chat_messages(self) -> list[dict[str, str]]:
-        return [m.as_dict() for m in self.messages]
+    @property
+    def requested_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
     def json_schema(self) -> str | None:
         """The JSON schema the answer must follow, as text, or None for free text."""
@@ -152,7 +196,19 @@ class ChatRequest(SamplingRequest):
             return None
         if fmt.type == "json_object" or fmt.json_schema is None:
             return json.dumps({"type": "object"})
-        return json.dumps(fmt.json_schema.json_schema or {"type": "object"})
+        schema = fmt.json_schema.json_schema or {"type": "object"}
+        check_json_schema(schema)
+        return json.dumps(schema)
+
+    def engine_request(self) -> GenerationRequest:
+        self.reject_unsupported()
+        messages = [m.as_dict() for m in self.messages]
+        return GenerationRequest(
+            self.options(),
+            messages=messages,
+            json_schema=self.json_schema(),
+            max_tokens_name=self.max_tokens_name,
+        )
 
 
 class CompletionRequest(SamplingRequest):
@@ -164,14 +220,96 @@ class CompletionRequest(SamplingRequest):
     def reject_unsupported(self) -> None:
         super().reject_unsupported()
         if isinstance(self.prompt, list) and len(self.prompt) != 1:
-            raise RequestError("prompt must be one string (batches of prompts are not supported)",
-                               param="prompt")  # fmt: skip
+            raise RequestError(
+                "prompt must be one string (batches of prompts are not supported)", param="prompt"
+            )
         if self.echo:
             raise RequestError("echo is not supported", param="echo")
         if self.suffix:
             raise RequestError("suffix is not supported", param="suffix")
         if self.best_of not in (None, 1):
             raise RequestError("best_of > 1 is not supported", param="best_of")
+        if not self.text():
+            raise RequestError("prompt must not be empty", param="prompt")
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def engine_request(self) -> GenerationRequest:
+        self.reject_unsupported()
+        return GenerationRequest(self.options(), prompt=self.text(), max_tokens_name=self.max_tokens_name)
+
+
+# --- Response bodies, as the OpenAPI document describes them ---------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AnswerMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AnswerMessage
+    logprobs: None
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: None
+    finish_reason: Literal["stop", "length"]
+
+
+class TextCompletion(BaseModel):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    context_length: int | None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: str
+    model: str | None = None

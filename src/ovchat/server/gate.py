@@ -1,0 +1,113 @@
+"""The gate in front of every route: API key, body size limit, request counting (pure ASGI middleware)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ovchat.server.errors import error_response
+from ovchat.server.metrics import ServerMetrics
+from ovchat.server.schemas import RequestError
+
+KNOWN_PATHS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/models",
+    "/health",
+    "/live",
+    "/metrics",
+    "/openapi.json",
+)
+OPEN_PATHS = ("/health", "/live")  # answered without an API key
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model_name: str
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 1_000_000
+    shutdown_timeout: float = 10.0
+
+
+class Gate:
+    """Pure ASGI middleware in front of every route: API key, body size limit, request counting."""
+
+    def __init__(self, app: ASGIApp, settings: ServerSettings, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            problem = self._check_key(scope)
+            body = b""
+            if problem is None:
+                body, problem = await self._read_body(scope, receive)
+            if problem is not None:
+                await error_response(problem)(scope, receive, counting_send)
+                return
+            await self.app(scope, _replay(body, receive), counting_send)
+        finally:
+            path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+            self.metrics.count_request(path, status)
+
+    def _check_key(self, scope: Scope) -> RequestError | None:
+        key = self.settings.api_key
+        if key is None or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+            return None
+        headers = dict(scope["headers"])
+        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode()):
+            return None
+        return RequestError(
+            "missing or wrong API key: send 'Authorization: Bearer <key>'",
+            401,
+            code="invalid_api_key",
+            kind="authentication_error",
+        )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, RequestError | None]:
+        limit = self.settings.max_body_bytes
+        too_big = RequestError(f"the request body is larger than {limit} bytes", 413, code="body_too_large")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return b"", too_big
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return b"", too_big
+            more = message.get("more_body", False)
+        return b"".join(chunks), None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands over the already-read body once, then waits for the disconnect."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

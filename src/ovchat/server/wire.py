@@ -1,0 +1,85 @@
+"""OpenAI's wire format for one answer: the whole JSON body, or its server-sent-event chunks."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ovchat.server.engine import Done
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The wire shape of one answer: chat (`chat.completion`) or plain text (`text_completion`)."""
+
+    chat: bool
+    model: str
+    id: str
+    created: int
+
+    @classmethod
+    def new(cls, chat: bool, model: str) -> Answer:
+        prefix = "chatcmpl" if chat else "cmpl"
+        return cls(chat, model, f"{prefix}-{uuid.uuid4().hex[:24]}", int(time.time()))
+
+    def _envelope(
+        self, choices: list[dict[str, Any]], chunk: bool, usage: dict[str, int] | None
+    ) -> dict[str, Any]:
+        kind = "chat.completion" if self.chat else "text_completion"
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": f"{kind}.chunk" if chunk and self.chat else kind,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if usage is not None or not chunk:
+            body["usage"] = usage
+        return body
+
+    def chunk(self, text: str | None, finish: str | None, usage_field: bool, first: bool = False) -> bytes:
+        """One SSE event carrying new text (or, with `finish`, the end of the answer)."""
+        if self.chat:
+            delta: dict[str, str] = {"role": "assistant", "content": ""} if first else {}
+            if text:
+                delta["content"] = text
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        body = self._envelope([choice], True, None)
+        if usage_field:
+            body["usage"] = None
+        return sse(body)
+
+    def usage_chunk(self, done: Done) -> bytes:
+        return sse(self._envelope([], True, usage(done)))
+
+    def whole(self, text: str, done: Done) -> dict[str, Any]:
+        """The non-streamed response body."""
+        if self.chat:
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": done.finish_reason,
+            }
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": done.finish_reason}
+        return self._envelope([choice], False, usage(done))
+
+
+def usage(done: Done) -> dict[str, int]:
+    total = done.prompt_tokens + done.completion_tokens
+    return {
+        "prompt_tokens": done.prompt_tokens,
+        "completion_tokens": done.completion_tokens,
+        "total_tokens": total,
+    }
+
+
+def sse(body: dict[str, Any] | str) -> bytes:
+    data = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()

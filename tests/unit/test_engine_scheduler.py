@@ -1,0 +1,280 @@
+"""The engine's scheduling and recovery, in milliseconds, over a stand-in for GenAI's pipeline.
+
+The stand-in behaves as ContinuousBatchingPipeline does when a request breaks a step: that step
+and every later one throw. The end-to-end proof with the real pipeline is in test_server_faults.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openvino_genai as ov_genai
+import pytest
+
+from ovchat.device import DeviceConfig
+from ovchat.errors import ContextError, GenerationError, OvchatError, RequestRejected, Unavailable
+from ovchat.model import ModelDir
+from ovchat.options import GenerationOptions
+from ovchat.server.engine import MAX_FAILED_STEPS, Delta, Done, Engine, EngineConfig, GenerationRequest
+from ovchat.server.metrics import ServerMetrics
+
+POISON = "poison"
+
+
+ANSWER_IDS = 1000  # the stand-in model answers with ids 1000 + n, shown as the letters a, b, c, ...
+
+
+class LetterTokenizer:
+    """One token per character of the prompt; answer ids decode to letters."""
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        return "".join(m["content"] for m in messages) + ">"
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(chr(97 + (i - ANSWER_IDS) % 26) if i >= ANSWER_IDS else chr(i) for i in ids)
+
+
+@dataclass
+class Output:
+    generated_ids: list[int]
+    finish_reason: ov_genai.GenerationFinishReason
+
+
+@dataclass
+class Handle:
+    """Answers with the letters a, b, c, ... until max_new_tokens."""
+
+    prompt: list[int]
+    limit: int
+    made: int = 0
+    unread: list[int] = field(default_factory=list)
+    status: ov_genai.GenerationStatus = ov_genai.GenerationStatus.RUNNING
+    finish_read: bool = False
+
+    def can_read(self) -> bool:
+        return bool(self.unread) or (
+            self.status == ov_genai.GenerationStatus.FINISHED and not self.finish_read
+        )
+
+    def read(self) -> dict[int, Output]:
+        done = self.status == ov_genai.GenerationStatus.FINISHED
+        self.finish_read = done
+        reason = ov_genai.GenerationFinishReason.LENGTH if done else ov_genai.GenerationFinishReason.NONE
+        out, self.unread = Output(self.unread, reason), []
+        return {0: out}
+
+    def get_status(self) -> ov_genai.GenerationStatus:
+        return self.status
+
+    def cancel(self) -> None:
+        self.status = ov_genai.GenerationStatus.CANCEL
+
+
+class Pipeline:
+    """Steps every running request by one token; a prompt containing POISON breaks it for good."""
+
+    opened = 0
+
+    def __init__(self, fail_always: bool = False) -> None:
+        Pipeline.opened += 1
+        self.handles: list[Handle] = []
+        self.broken = fail_always
+
+    def get_config(self) -> ov_genai.GenerationConfig:
+        return ov_genai.GenerationConfig()
+
+    def add_request(self, _: int, ids: Any, config: ov_genai.GenerationConfig) -> Handle:
+        if "refused" in LetterTokenizer().decode([int(i) for i in ids.data[0]]):
+            raise RuntimeError("Check 'x' failed at src/cpp/src/generation_config.cpp:343:\nrefused by GenAI")
+        handle = Handle([int(i) for i in ids.data[0]], config.max_new_tokens)
+        self.handles.append(handle)
+        return handle
+
+    def step(self) -> None:
+        running = [h for h in self.handles if h.status == ov_genai.GenerationStatus.RUNNING]
+        if self.broken or any(POISON in LetterTokenizer().decode(h.prompt) for h in running):
+            self.broken = True
+            raise RuntimeError("/home/ci/xgrammar-src/cpp/x.cc:1: Internal error: in scheduling phase")
+        for handle in running:
+            # continuing after a restart: the answer so far is at the end of the prompt
+            position = handle.made + sum(1 for i in handle.prompt if i >= ANSWER_IDS)
+            handle.unread.append(ANSWER_IDS + position)
+            handle.made += 1
+            if handle.made >= handle.limit:
+                handle.status = ov_genai.GenerationStatus.FINISHED
+
+
+def make_engine(config: EngineConfig | None = None, fail_always: bool = False) -> tuple[Engine, list[str]]:
+    fatal: list[str] = []
+    model = ModelDir(Path("/nowhere"), False, 1000)
+    engine = Engine(
+        model,
+        DeviceConfig(cache_dir=""),
+        config or EngineConfig(),
+        ServerMetrics(),
+        opener=lambda: (Pipeline(fail_always), LetterTokenizer()),
+    )
+    engine.start(fatal.append)
+    while engine.state == "loading":
+        threading.Event().wait(0.001)
+    return engine, fatal
+
+
+def ask(text: str, tokens: int = 8, schema: str | None = None) -> GenerationRequest:
+    options = GenerationOptions(max_new_tokens=tokens)
+    return GenerationRequest(options, messages=[{"role": "user", "content": text}], json_schema=schema)
+
+
+async def answer(engine: Engine, request: GenerationRequest) -> tuple[str, Done | OvchatError]:
+    text = ""
+    try:
+        job = engine.submit(request)
+        await job.accepted()
+        async for event in job.stream():
+            if isinstance(event, Delta):
+                text += event.text
+            else:
+                return text, event
+    except OvchatError as exc:
+        return text, exc
+    raise AssertionError("the stream ended without Done")
+
+
+def run(coro: Callable[[], Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro(), timeout=10))
+
+
+def test_requests_batch_and_finish_with_their_token_budgets() -> None:
+    engine, _ = make_engine()
+
+    async def go() -> list[tuple[str, Done | OvchatError]]:
+        return await asyncio.gather(answer(engine, ask("one", 3)), answer(engine, ask("two", 5)))
+
+    (first, done1), (second, done2) = run(go)
+    assert (first, second) == ("abc", "abcde")
+    assert isinstance(done1, Done) and (done1.finish_reason, done1.completion_tokens) == ("length", 3)
+    assert isinstance(done2, Done) and done2.prompt_tokens == len("two>")
+    engine.close()
+
+
+def test_a_request_that_breaks_the_pipeline_fails_alone_and_the_others_continue() -> None:
+    engine, fatal = make_engine()
+
+    async def go() -> list[tuple[str, Done | OvchatError]]:
+        healthy = asyncio.create_task(answer(engine, ask("healthy", 12)))
+        await asyncio.sleep(0.05)  # the healthy answer is running when the poison arrives
+        poisoned = asyncio.create_task(answer(engine, ask(POISON, 12, schema='{"type": "object"}')))
+        later = asyncio.create_task(answer(engine, ask("later", 4)))
+        return list(await asyncio.gather(healthy, poisoned, later))
+
+    (healthy, healthy_end), (_, poison_end), (later, later_end) = run(go)
+    assert isinstance(poison_end, RequestRejected) and poison_end.param == "response_format"
+    assert ".cc" not in str(poison_end) and "Internal error" in str(poison_end)
+    # the healthy answer went on where it stopped: every letter once, in order, all 12 tokens
+    assert healthy == "abcdefghijkl" and isinstance(healthy_end, Done) and healthy_end.completion_tokens == 12
+    assert later == "abcd" and isinstance(later_end, Done)
+    assert engine.restarts >= 1 and engine.state == "ready" and not fatal
+    engine.close()
+
+
+def test_suspects_admitted_together_are_retried_one_at_a_time() -> None:
+    engine, _ = make_engine(EngineConfig(max_batch=4))
+
+    async def go() -> list[tuple[str, Done | OvchatError]]:
+        # all three arrive in the same instant, so the failing step cannot tell them apart
+        return list(await asyncio.gather(*(answer(engine, ask(t, 4)) for t in ("x", POISON, "y"))))
+
+    results = run(go)
+    assert [type(end).__name__ for _, end in results] == ["Done", "GenerationError", "Done"]
+    assert results[0][0] == results[2][0] == "abcd"
+    engine.close()
+
+
+def test_an_engine_whose_every_step_fails_gives_up_and_says_so() -> None:
+    engine, fatal = make_engine(fail_always=True)
+
+    async def go() -> list[tuple[str, Done | OvchatError]]:
+        return [await answer(engine, ask(f"q{i}", 3)) for i in range(MAX_FAILED_STEPS + 2)]
+
+    results = run(go)
+    assert all(isinstance(end, OvchatError) for _, end in results)
+    assert engine.state == "failed" and fatal and "steps in a row" in fatal[0]
+    with pytest.raises(Unavailable):
+        engine.submit(ask("after"))
+    engine.close()
+
+
+def test_context_and_ceiling_errors_fail_before_acceptance() -> None:
+    engine, _ = make_engine(EngineConfig(max_tokens_ceiling=50))
+
+    async def go() -> list[tuple[str, Done | OvchatError]]:
+        return [await answer(engine, ask("x" * 999, None)), await answer(engine, ask("x", 51))]  # type: ignore[arg-type]
+
+    (_, too_long), (_, too_many) = run(go)
+    assert isinstance(too_long, ContextError) and isinstance(too_many, OvchatError)
+    assert "at most 50" in str(too_many)
+    engine.close()
+
+
+def test_a_full_queue_is_unavailable_with_a_code() -> None:
+    engine, _ = make_engine(EngineConfig(max_batch=1, max_queue=0))
+    engine.state = "recovering"  # nothing gets admitted while we fill the queue
+    engine._stopping = False
+
+    async def go() -> str:
+        engine.submit(ask("a"))
+        engine._pending[0].cancelled = True
+        with pytest.raises(Unavailable) as caught:
+            engine.submit(ask("b"))
+        return caught.value.code
+
+    assert run(go) == "queue_full"
+    engine.state = "ready"
+    engine.close()
+
+
+def test_a_draining_engine_refuses_new_work_and_finishes_the_rest() -> None:
+    engine, _ = make_engine()
+
+    async def go() -> tuple[str, Done | OvchatError]:
+        running = asyncio.create_task(answer(engine, ask("keep", 6)))
+        await asyncio.sleep(0.02)
+        engine.drain()
+        with pytest.raises(Unavailable, match="shutting down"):
+            engine.submit(ask("late"))
+        return await running
+
+    text, end = run(go)
+    assert text == "abcdef" and isinstance(end, Done)
+    engine.close()
+    assert engine.state == "stopped"
+
+
+def test_generation_error_messages_have_no_paths() -> None:
+    error = GenerationError("generation failed: x")
+    assert "failed" in str(error)
+
+
+def test_a_request_genai_refuses_to_add_fails_alone_and_the_engine_lives_on() -> None:
+    engine, fatal = make_engine()
+
+    async def go() -> list[tuple[str, Done | OvchatError]]:
+        return list(await asyncio.gather(answer(engine, ask("refused", 3)), answer(engine, ask("fine", 3))))
+
+    (_, refused), (text, done) = run(go)
+    assert (
+        isinstance(refused, RequestRejected)
+        and "refused by GenAI" in str(refused)
+        and ".cpp" not in str(refused)
+    )
+    assert text == "abc" and isinstance(done, Done)
+    assert engine.state == "ready" and not fatal
+    engine.close()

@@ -1,0 +1,189 @@
+"""OpenAI request bodies -> engine requests, JSON-schema checks and error bodies, without a model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ovchat.errors import (
+    ContextError,
+    GenerationError,
+    OptionsError,
+    OvchatError,
+    RequestRejected,
+    Unavailable,
+)
+from ovchat.server.errors import error_response
+from ovchat.server.json_schemas import check_json_schema, unsupported_regex
+from ovchat.server.schemas import ChatRequest, CompletionRequest, RequestError
+
+
+def chat(**fields: Any) -> ChatRequest:
+    return ChatRequest.model_validate({"messages": [{"role": "user", "content": "hi"}], **fields})
+
+
+def test_openai_names_map_onto_generation_options() -> None:
+    request = chat(
+        max_tokens=10,
+        temperature=0.5,
+        top_p=0.9,
+        seed=3,
+        stop="END",
+        presence_penalty=0.1,
+        frequency_penalty=-0.1,
+        ignore_eos=True,
+    ).engine_request()
+    options = request.options
+    assert (options.max_new_tokens, options.temperature, options.top_p, options.seed) == (10, 0.5, 0.9, 3)
+    assert (options.stop, options.presence_penalty, options.frequency_penalty) == (("END",), 0.1, -0.1)
+    assert options.ignore_eos and request.messages == [{"role": "user", "content": "hi"}]
+
+
+def test_no_max_tokens_means_the_default_budget_and_max_completion_tokens_wins() -> None:
+    assert chat().engine_request().options.max_new_tokens is None
+    request = chat(max_tokens=10, max_completion_tokens=20).engine_request()
+    assert request.options.max_new_tokens == 20 and request.max_tokens_name == "max_completion_tokens"
+
+
+def test_content_parts_join_and_developer_is_a_system_message() -> None:
+    body = {
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        ]
+    }
+    assert ChatRequest.model_validate(body).engine_request().messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "ab"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        ({"max_tokens": 0}, "max_tokens", "max_tokens must be in [1, ∞], not 0"),
+        ({"max_completion_tokens": -5}, "max_completion_tokens", "max_completion_tokens must be in"),
+        ({"temperature": 7.0}, "temperature", "temperature must be in [0, 2], not 7.0"),
+        ({"top_p": 0}, "top_p", "top_p must be in (0, 1]"),
+        ({"seed": -1}, "seed", "seed must be in"),
+        ({"frequency_penalty": float("nan")}, "frequency_penalty", "frequency_penalty must be in"),
+    ],
+)
+def test_out_of_range_values_get_400_naming_the_openai_field(
+    fields: dict[str, Any], param: str, message: str
+) -> None:
+    with pytest.raises(RequestRejected) as caught:
+        chat(**fields).engine_request()
+    assert caught.value.param == param and str(caught.value).startswith(message)
+    body = json.loads(bytes(error_response(caught.value).body))
+    assert error_response(caught.value).status_code == 400 and body["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"logit_bias": {"1": 2.0}}, "logit_bias"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": [""]}, "stop"),
+        ({"tools": [{"type": "function"}]}, "tools"),
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+    ],
+)
+def test_unsupported_fields_are_refused_by_name(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        chat(**fields).engine_request()
+    assert caught.value.param == param
+
+
+def test_completions_take_one_non_empty_prompt() -> None:
+    assert CompletionRequest.model_validate({"prompt": ["x"]}).engine_request().prompt == "x"
+    for prompt in ("", ["a", "b"]):
+        with pytest.raises(RequestError, match="prompt"):
+            CompletionRequest.model_validate({"prompt": prompt}).engine_request()
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "nonsense"}, "invalid JSON schema at type"),
+        ({"type": "string", "pattern": "(unclosed"}, "is not a 'regex'"),
+        ({"$ref": "#/$defs/missing"}, "points to nothing"),
+        ({"type": "integer", "minimum": 5, "maximum": 1}, "minimum (5) is greater than maximum (1)"),
+        ({"type": "string", "minLength": 5, "maxLength": 1}, "minLength"),
+        ({"type": "array", "minItems": 3, "maxItems": 1}, "minItems"),
+        ({"type": "object", "minProperties": 3, "maxProperties": 1}, "minProperties"),
+        ({"enum": []}, "enum at # is empty"),
+        ({"type": "array", "items": False, "minItems": 1}, "needs 1 items but allows 0"),
+        ({"type": "string", "pattern": "(?<=a)b"}, "a lookbehind"),
+        ({"type": "string", "pattern": "a(?!b)"}, "a lookahead"),
+        ({"type": "string", "pattern": "(a)\\1"}, "a backreference"),
+        ({"type": "string", "pattern": "\\bword"}, "a word boundary"),
+        ({"type": "string", "pattern": "(?P<x>a)"}, "a group modifier"),
+        (
+            {"properties": {"a": {"properties": {"b": {"$ref": "#/nowhere"}}}}},
+            "at #/properties/a/properties/b",
+        ),
+        ("not an object", "must be an object"),
+        ({"properties": {"a": {"type": "string"}, "b": {"$ref": "#/properties/a/type"}}}, "not a schema"),
+        ({"type": "integer", "minimum": 0.5}, "minimum 0.5 of the integer at # is not a whole number"),
+        ({"type": "object", "properties": {'a"b': {}}}, "has a quote, backslash or control character"),
+        ({"type": "object", "required": ["\u0001"]}, "has a quote, backslash or control character"),
+        ({"type": "string", "pattern": "a++"}, "two quantifiers in a row"),
+        ({"type": "string", "pattern": "a{2}+"}, "two quantifiers in a row"),
+    ],
+)
+def test_schemas_xgrammar_cannot_compile_are_refused_up_front(schema: Any, message: str) -> None:
+    with pytest.raises(RequestRejected, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        check_json_schema(schema)
+    assert caught.value.param == "response_format.json_schema.schema"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["^\\d{3}-\\w+$", "(?:ab)+", "(?<name>a)", "[(?=]x", "\\(?=", "[\\]]b", "a+?", "a{2,3}b", "{x}+"],
+)
+def test_regexes_xgrammar_supports_pass(pattern: str) -> None:
+    assert unsupported_regex(pattern) is None
+
+
+def test_supported_schemas_pass() -> None:
+    check_json_schema(
+        {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "maxLength": 20},
+                "tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}},
+            },
+            "$defs": {"tag": {"enum": ["a", "b"]}},
+            "required": ["city"],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (RequestRejected("bad", "x"), 400, None),
+        (ContextError("too long"), 400, "context_length_exceeded"),
+        (OptionsError("bad", option="top_p"), 400, None),
+        (Unavailable("busy", "queue_full", 3), 503, "queue_full"),
+        (GenerationError("generation failed: x"), 500, "generation_failed"),
+        (OvchatError("something"), 500, None),
+        (RuntimeError("/secret/path.cpp:1 boom"), 500, None),
+    ],
+)
+def test_every_error_is_an_openai_error_body(error: Exception, status: int, code: str | None) -> None:
+    response = error_response(error)
+    body = json.loads(bytes(response.body))["error"]
+    assert response.status_code == status and set(body) == {"message", "type", "param", "code"}
+    assert body["code"] == code
+    if status == 503:
+        assert response.headers["Retry-After"] == "3"
+    if not isinstance(error, OvchatError):
+        assert body["message"] == "internal server error"  # never an internal message or path
