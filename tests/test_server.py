@@ -3,82 +3,45 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from conftest import embedded_gguf
+from conftest import ROOT, embedded_gguf
+from servers import Server, start_server
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
-OVCHAT = Path(sys.executable).parent / "ovchat"
 API_KEY = "test-key-3f1c"
 MAX_BATCH, MAX_QUEUE, MAX_BODY = 8, 2, 64_000
 
-pytestmark = pytest.mark.skipif(not MODEL.is_dir(), reason="the model is not built: run `make model`")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(model: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """`ovchat serve` on a free loopback port, returned once /health says ready."""
-    port = free_port()
-    args = [
-        str(OVCHAT),
-        "serve",
-        "--model",
-        str(model),
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *extra,
-    ]
-    process = subprocess.Popen(args, env={**os.environ, "OVCHAT_API_KEY": ""})
-    process.base_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{process.base_url}/health").status_code == 200:  # type: ignore[attr-defined]
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    pytest.fail("the server did not become ready")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+@pytest.fixture(scope="module")
+def server(model_dir: Path) -> Iterator[Server]:
+    started = start_server(
+        model_dir,
+        "--max-batch",
+        str(MAX_BATCH),
+        "--max-queue",
+        str(MAX_QUEUE),
+        "--max-body-bytes",
+        str(MAX_BODY),
+        "--max-tokens-limit",
+        "8192",
+        key=API_KEY,
+    )
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[subprocess.Popen[bytes]]:
-    process = start_server(MODEL, "--api-key", API_KEY, "--max-batch", str(MAX_BATCH),
-                           "--max-queue", str(MAX_QUEUE), "--max-body-bytes", str(MAX_BODY))  # fmt: skip
-    yield process
-    stop_server(process)
-
-
-@pytest.fixture(scope="module")
-def base(server: subprocess.Popen[bytes]) -> str:
-    return str(server.base_url)  # type: ignore[attr-defined]
+def base(server: Server) -> str:
+    return server.base
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +62,6 @@ def chat(client: openai.OpenAI, text: str, max_tokens: int = 32) -> str:
 
 def shared_start(a: str, b: str) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-
-
-def metric(base: str, line_start: str) -> float:
-    text = httpx.get(f"{base}/metrics", headers=auth()).text
-    values = [float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(line_start)]
-    return values[0] if values else 0.0
 
 
 def test_health_needs_no_key_and_models_lists_the_model(base: str, client: openai.OpenAI) -> None:
@@ -147,9 +104,13 @@ def test_ignore_eos_generates_max_tokens_past_the_end_of_the_answer(client: open
 def test_streamed_chat_equals_the_whole_answer(client: openai.OpenAI) -> None:
     whole = chat(client, "Why is the sky blue?", 24)
     stream = client.chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "Why is the sky blue?"}], max_tokens=24,
-        temperature=0, stream=True, stream_options={"include_usage": True},
-    )  # fmt: skip
+        model="smollm2",
+        messages=[{"role": "user", "content": "Why is the sky blue?"}],
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole
@@ -157,27 +118,18 @@ def test_streamed_chat_equals_the_whole_answer(client: openai.OpenAI) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 24
 
 
-def test_a_chat_resent_turn_by_turn_reuses_its_history_correctly(client: openai.OpenAI) -> None:
-    # Each turn resends the whole history; with the prefix cache (on by default) only the new
-    # part is computed, and the answers must still see everything that came before.
+def test_a_chat_resent_turn_by_turn_answers_in_context(client: openai.OpenAI) -> None:
+    # Each turn resends the whole history; with the prefix cache (on by default) only the new part
+    # is computed, and the answer must still see everything before it: "its" tower is Paris's only
+    # when the first turn is there (test_session has the control without it).
     messages: list[dict[str, str]] = []
-    for text in ("My name is Alice.", "What is my name?"):
+    for text in ("What is the capital of France?", "And what is its most famous tower?"):
         messages.append({"role": "user", "content": text})
-        reply = client.chat.completions.create(
-            model="m",
-            messages=messages,
-            max_tokens=24,
-            temperature=0,  # type: ignore[arg-type]
-        )
+        reply = client.chat.completions.create(model="m", messages=messages, max_tokens=24, temperature=0)  # type: ignore[arg-type]
         messages.append({"role": "assistant", "content": reply.choices[0].message.content or ""})
-    assert "Alice" in messages[-1]["content"]
-    again = client.chat.completions.create(
-        model="m",
-        messages=messages[:-1],
-        max_tokens=24,
-        temperature=0,  # type: ignore[arg-type]
-    )
-    assert again.choices[0].message.content == messages[-1]["content"]  # a repeat, wholly cached
+    assert "Paris" in messages[-1]["content"]
+    again = client.chat.completions.create(model="m", messages=messages[:-1], max_tokens=24, temperature=0)  # type: ignore[arg-type]
+    assert "Paris" in (again.choices[0].message.content or "")  # a repeat, served from the cached prefix
 
 
 def test_completions_continue_the_raw_prompt(client: openai.OpenAI) -> None:
@@ -201,10 +153,12 @@ def test_json_schema_answer_parses_and_matches_the_schema(client: openai.OpenAI)
         "additionalProperties": False,
     }
     reply = client.chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": "Give the largest city of France as JSON."}],
-        max_tokens=80, temperature=0,
+        model="smollm2",
+        messages=[{"role": "user", "content": "Give the largest city of France as JSON."}],
+        max_tokens=80,
+        temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
-    )  # fmt: skip
+    )
     data = json.loads(reply.choices[0].message.content or "")
     assert set(data) == {"city", "country", "is_capital"}
     assert isinstance(data["city"], str) and len(data["city"]) <= 20
@@ -212,8 +166,14 @@ def test_json_schema_answer_parses_and_matches_the_schema(client: openai.OpenAI)
 
 
 def test_sse_framing_byte_by_byte(base: str) -> None:
-    body = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "temperature": 0,
-            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 5,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, headers=auth()) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -241,9 +201,13 @@ def test_eight_concurrent_streams_finish_unmixed_and_start_as_alone(client: open
 
     def stream(i: int) -> None:
         events = client.chat.completions.create(
-            model="smollm2", messages=[{"role": "user", "content": prompts[i]}], max_tokens=32, temperature=0,
-            stream=True, stream_options={"include_usage": True},
-        )  # fmt: skip
+            model="smollm2",
+            messages=[{"role": "user", "content": prompts[i]}],
+            max_tokens=32,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         for chunk in events:
             if chunk.choices:
                 together[i] += chunk.choices[0].delta.content or ""
@@ -273,42 +237,49 @@ def test_eight_concurrent_streams_finish_unmixed_and_start_as_alone(client: open
         assert own > max(others) and own >= min(len(alone[i]), 24), (text, alone[i])
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def test_client_disconnect_cancels_the_request_and_the_next_is_served(
-    base: str, client: openai.OpenAI
+    server: Server, client: openai.OpenAI
 ) -> None:
-    before = metric(base, 'ovchat_generations_total{outcome="cancelled"}')
+    cancelled = lambda: server.metric_or_zero("ovchat_generations_total", outcome="cancelled")  # noqa: E731
+    before = cancelled()
     body = {
         "messages": [{"role": "user", "content": "Write a long story."}],
         "max_tokens": 2000,
+        "ignore_eos": True,
         "stream": True,
     }
-    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, headers=auth()) as response:
+    with httpx.stream("POST", f"{server.base}/v1/chat/completions", json=body, headers=auth()) as response:
         lines = response.iter_lines()
         received = [next(lines) for _ in range(6)]
     assert sum(line.startswith("data: ") for line in received) >= 3
-    deadline = time.monotonic() + 30
-    while (
-        metric(base, 'ovchat_generations_total{outcome="cancelled"}') == before
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    assert metric(base, 'ovchat_generations_total{outcome="cancelled"}') == before + 1
-    assert metric(base, "ovchat_requests_running") == 0
+    wait_for(lambda: cancelled() == before + 1)  # counted when the engine drops it...
+    assert server.metric("ovchat_requests_running") == 0  # ...and it left the batch at that moment
     assert chat(client, "Say hello.", 8)
 
 
-def test_a_client_that_gives_up_on_a_whole_answer_cancels_it(base: str) -> None:
+def test_a_client_that_gives_up_on_a_whole_answer_cancels_it(server: Server) -> None:
     # Non-streamed: nothing is written until the end, so only the disconnect tells the server.
-    before = metric(base, 'ovchat_generations_total{outcome="cancelled"}')
-    body = {"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 2000}
+    cancelled = lambda: server.metric_or_zero("ovchat_generations_total", outcome="cancelled")  # noqa: E731
+    before = cancelled()
+    body = {
+        "messages": [{"role": "user", "content": "Write a long story."}],
+        "max_tokens": 2000,
+        "ignore_eos": True,
+    }
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
-            f"{base}/v1/chat/completions", json=body, headers=auth(), timeout=httpx.Timeout(60, read=1)
+            f"{server.base}/v1/chat/completions", json=body, headers=auth(), timeout=httpx.Timeout(60, read=1)
         )
-    deadline = time.monotonic() + 30
-    while metric(base, "ovchat_requests_running") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert metric(base, 'ovchat_generations_total{outcome="cancelled"}') == before + 1
+    # 2,000 tokens take well over a minute here: only a cancellation ends it this soon
+    wait_for(lambda: cancelled() == before + 1, timeout=30)
+    assert server.metric("ovchat_requests_running") == 0
 
 
 ASK = {"messages": [{"role": "user", "content": "x"}]}
@@ -320,13 +291,11 @@ BAD_REQUESTS = [
     ("n=2", {**ASK, "n": 2}, None, 400, "n"),
     ("tools", {**ASK, "tools": [{"type": "function"}]}, None, 400, "tools"),
     ("logprobs", {**ASK, "logprobs": True}, None, 400, "logprobs"),
-    ("negative max_tokens", {**ASK, "max_tokens": -1}, None, 400,
-     "max_tokens"),
+    ("negative max_tokens", {**ASK, "max_tokens": -1}, None, 400, "max_tokens"),
     ("oversized body", {"messages": [{"role": "user", "content": "x" * MAX_BODY}]}, None, 413, None),
     ("missing API key", ASK, {}, 401, None),
-    ("wrong API key", ASK, {"Authorization": "Bearer nope"}, 401,
-     None),
-]  # fmt: skip
+    ("wrong API key", ASK, {"Authorization": "Bearer nope"}, 401, None),
+]
 
 
 @pytest.mark.parametrize(
@@ -375,27 +344,33 @@ def test_a_full_queue_answers_503_with_retry_after(base: str) -> None:
     assert all(r.status_code in (200, 503) for r in results)
 
 
-def test_sigterm_lets_the_running_answer_finish_and_exits_0(
-    base: str, server: subprocess.Popen[bytes]
-) -> None:
-    body = {"messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 40, "stream": True}
-    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, headers=auth()) as response:
-        lines = response.iter_lines()
-        next(lines)
-        server.send_signal(signal.SIGTERM)
-        rest = list(lines)
-    assert "data: [DONE]" in rest
-    assert any('"finish_reason":"length"' in line for line in rest)
-    assert server.wait(timeout=30) == 0
+def test_sigterm_lets_the_running_answer_finish_and_exits_0(model_dir: Path) -> None:
+    own = start_server(model_dir)  # its own server: stopping it cannot disturb the other tests
+    try:
+        body = {
+            "messages": [{"role": "user", "content": "Tell a story."}],
+            "max_tokens": 40,
+            "ignore_eos": True,
+            "stream": True,
+        }
+        with httpx.stream("POST", f"{own.base}/v1/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            next(lines)
+            own.process.send_signal(signal.SIGTERM)
+            rest = list(lines)
+        assert "data: [DONE]" in rest
+        assert any('"finish_reason":"length"' in line for line in rest)
+        assert own.process.wait(timeout=30) == 0
+    finally:
+        own.stop()
 
 
 def test_serves_a_gguf_file_directly(model_dir: Path) -> None:
     # model_dir: the default build installs the GGUF; and this server runs with the cache off
-    process = start_server(embedded_gguf(), "--no-prefix-cache")
+    own = start_server(embedded_gguf(), "--no-prefix-cache")
     try:
-        base = str(process.base_url)  # type: ignore[attr-defined]
-        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        client = openai.OpenAI(base_url=f"{own.base}/v1", api_key="unused", max_retries=0)
         assert "Paris" in chat(client, "What is the capital of France?", 16)
-        assert httpx.get(f"{base}/v1/models").json()["data"][0]["id"] == "SmolLM2-135M-Instruct.Q4_1"
+        assert httpx.get(f"{own.base}/v1/models").json()["data"][0]["id"] == "SmolLM2-135M-Instruct.Q4_1"
     finally:
-        stop_server(process)
+        own.stop()

@@ -1,0 +1,83 @@
+"""Fuzzing the HTTP API from its own OpenAPI document (schemathesis): no 5xx, and every response
+conforms to the document (status codes, content types, bodies, headers). Bounded: a fixed number
+of examples per operation, a derandomized run, and answers of at most 4 tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from ovchat.device import DeviceConfig
+from ovchat.model import ModelDir
+from ovchat.server.app import create_app
+from ovchat.server.engine import Engine, EngineConfig
+from ovchat.server.gate import ServerSettings
+from ovchat.server.metrics import ServerMetrics
+from servers import Server, start_server
+
+KEY = "fuzz-key"
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(model_dir: Path) -> Iterator[Server]:
+    started = start_server(model_dir, "--max-tokens-limit", "4", key=KEY)
+    yield started
+    started.stop()
+
+
+def app_document() -> dict[str, Any]:
+    """The server's OpenAPI document, from the app itself (no model needed to collect the tests);
+    the first test checks that the running server serves this same document."""
+    metrics = ServerMetrics()
+    engine = Engine(ModelDir(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
+    return create_app(engine, ServerSettings("model"), metrics).openapi()
+
+
+def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_server: Server) -> None:
+    assert httpx.get(f"{fuzz_server.base}/openapi.json").status_code == 401
+    document = httpx.get(f"{fuzz_server.base}/openapi.json", headers=fuzz_server.headers()).json()
+    assert set(document["paths"]) == {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/health",
+        "/live",
+        "/metrics",
+    }
+    temperature = document["components"]["schemas"]["ChatRequest"]["properties"]["temperature"]
+    assert (temperature["minimum"], temperature["maximum"]) == (0.0, 2.0)  # from GenerationOptions.RANGES
+    assert document == app_document()
+
+
+# schemathesis' lazy (fixture) loader does not run on pytest 9; the eager one does.
+schema = schemathesis.openapi.from_dict(app_document())
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_fuzzed_requests_get_no_server_error_and_conform_to_the_document(
+    case: schemathesis.Case, fuzz_server: Server
+) -> None:
+    case.call_and_validate(
+        base_url=fuzz_server.base, headers=fuzz_server.headers(), checks=CHECKS, timeout=60
+    )
