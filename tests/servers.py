@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 OVCHAT = Path(sys.executable).parent / "ovchat"
 STARTUP_SECONDS = 120
@@ -29,13 +30,12 @@ class Server:
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of /metrics; a series that is not there fails the test (no silent 0)."""
-        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
         text = httpx.get(f"{self.base}/metrics", headers=self.headers()).text
-        for line in text.splitlines():
-            series, _, value = line.rpartition(" ")
-            if series == wanted:
-                return float(value)
-        raise AssertionError(f"{wanted} is not in /metrics")
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        raise AssertionError(f"{name}{labels or ''} is not in /metrics")
 
     def metric_or_zero(self, name: str, **labels: str) -> float:
         """A counter sample that may not exist yet (prometheus_client adds labelled series on first use)."""

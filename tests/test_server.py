@@ -13,10 +13,9 @@ import httpx
 import openai
 import pytest
 
-from conftest import ROOT, embedded_gguf
+from conftest import embedded_gguf
 from servers import Server, start_server
 
-MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
 API_KEY = "test-key-3f1c"
 MAX_BATCH, MAX_QUEUE, MAX_BODY = 8, 2, 64_000
 
@@ -374,3 +373,145 @@ def test_serves_a_gguf_file_directly(model_dir: Path) -> None:
         assert httpx.get(f"{own.base}/v1/models").json()["data"][0]["id"] == "SmolLM2-135M-Instruct.Q4_1"
     finally:
         own.stop()
+
+
+def ask_chat(client: openai.OpenAI, text: str, **fields: object) -> openai.types.chat.ChatCompletion:
+    return client.chat.completions.create(model="m", messages=[{"role": "user", "content": text}], **fields)  # type: ignore[arg-type, call-overload, no-any-return]
+
+
+def test_max_completion_tokens_limits_the_answer(client: openai.OpenAI) -> None:
+    reply = ask_chat(client, "Tell me about the sea.", max_completion_tokens=7, temperature=0)
+    assert reply.usage is not None and reply.usage.completion_tokens == 7
+    assert reply.choices[0].finish_reason == "length"
+
+
+def test_json_object_answers_with_a_json_object(client: openai.OpenAI) -> None:
+    reply = ask_chat(
+        client,
+        "Give me a JSON object with one key, name, whose value is Ada.",
+        max_tokens=100,
+        temperature=0,
+        response_format={"type": "json_object"},
+    )
+    assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
+
+
+def test_stop_on_chat_ends_the_answer_before_the_stop_string(client: openai.OpenAI) -> None:
+    reply = ask_chat(
+        client, "Count from 1 to 10, separated by commas.", max_tokens=40, temperature=0, stop=["5"]
+    )
+    text = reply.choices[0].message.content or ""
+    assert "4" in text and "5" not in text and reply.choices[0].finish_reason == "stop"
+
+
+def test_content_as_a_list_of_parts_is_the_same_as_text(client: openai.OpenAI) -> None:
+    parts = [{"type": "text", "text": "What is the capital "}, {"type": "text", "text": "of France?"}]
+    listed = client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": parts}],  # type: ignore[list-item]
+        max_tokens=12,
+        temperature=0,
+    )
+    assert listed.choices[0].message.content == chat(client, "What is the capital of France?", 12)
+
+
+def test_seed_repeats_a_sampled_answer_and_another_seed_changes_it(client: openai.OpenAI) -> None:
+    def sampled(seed: int) -> str:
+        return (
+            ask_chat(client, "Invent a name for a dragon.", max_tokens=16, temperature=1.0, seed=seed)
+            .choices[0]
+            .message.content
+            or ""
+        )
+
+    answers = [sampled(seed) for seed in (1, 2, 3)]
+    assert sampled(1) == answers[0]
+    assert len(set(answers)) > 1
+
+
+def test_top_p_this_small_leaves_only_the_most_likely_token(client: openai.OpenAI) -> None:
+    greedy = chat(client, "Invent a name for a dragon.", 16)
+    for seed in (1, 2, 3):
+        tight = ask_chat(
+            client, "Invent a name for a dragon.", max_tokens=16, temperature=1.0, top_p=0.001, seed=seed
+        )
+        assert tight.choices[0].message.content == greedy
+
+
+def test_presence_and_frequency_penalties_change_the_answer(client: openai.OpenAI) -> None:
+    question = "List ten fruits, one per line."
+    plain = ask_chat(client, question, max_tokens=48, temperature=0).choices[0].message.content
+    assert (
+        ask_chat(client, question, max_tokens=48, temperature=0, presence_penalty=2.0)
+        .choices[0]
+        .message.content
+        != plain
+    )
+    assert (
+        ask_chat(client, question, max_tokens=48, temperature=0, frequency_penalty=2.0)
+        .choices[0]
+        .message.content
+        != plain
+    )
+
+
+def test_without_temperature_the_model_samples_as_its_authors_recommend(client: openai.OpenAI) -> None:
+    # SmolLM2's generation_config.json (written by the build): temperature 0.2, top_p 0.9
+    question = "Invent a name for a dragon."
+    greedy = chat(client, question, 16)
+    defaults = [
+        ask_chat(client, question, max_tokens=16, seed=seed).choices[0].message.content for seed in range(6)
+    ]
+    explicit = [
+        ask_chat(client, question, max_tokens=16, seed=seed, temperature=0.2, top_p=0.9)
+        .choices[0]
+        .message.content
+        for seed in range(6)
+    ]
+    assert defaults == explicit
+    assert any(d != greedy for d in defaults)
+
+
+def test_every_protected_route_needs_the_key_and_health_does_not(base: str) -> None:
+    for method, path in (
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/completions"),
+        ("GET", "/v1/models"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+    ):
+        response = httpx.request(method, f"{base}{path}", json={})
+        assert response.status_code == 401, path
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    for path in ("/health", "/live"):
+        assert httpx.get(f"{base}{path}").status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_gets_413(base: str) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the server must count as it reads
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(MAX_BODY // 1000 + 2):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    response = httpx.post(f"{base}/v1/chat/completions", content=chunks(), headers=auth())
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+
+
+def test_metrics_count_requests_tokens_latencies_and_queue(server: Server, client: openai.OpenAI) -> None:
+    ok_before = server.metric_or_zero("ovchat_requests_total", path="/v1/chat/completions", code="200")
+    tokens_before = server.metric("ovchat_completion_tokens_total")
+    prompt_before = server.metric("ovchat_prompt_tokens_total")
+    ttft_before = server.metric("ovchat_time_to_first_token_seconds_count")
+    reply = ask_chat(client, "Say hi.", max_tokens=5, temperature=0, extra_body={"ignore_eos": True})
+    assert server.metric("ovchat_requests_total", path="/v1/chat/completions", code="200") == ok_before + 1
+    assert server.metric("ovchat_completion_tokens_total") == tokens_before + 5
+    assert reply.usage is not None
+    assert server.metric("ovchat_prompt_tokens_total") == prompt_before + reply.usage.prompt_tokens
+    assert server.metric("ovchat_time_to_first_token_seconds_count") == ttft_before + 1
+    assert server.metric("ovchat_time_per_output_token_seconds_count") > 0
+    assert server.metric("ovchat_requests_queued") == 0 and server.metric("ovchat_requests_running") == 0
+    assert server.metric("ovchat_ready") == 1 and server.metric("process_resident_memory_bytes") > 1e8
+    bad = httpx.post(f"{server.base}/v1/chat/completions", json={"messages": []}, headers=auth())
+    assert bad.status_code == 400
+    assert server.metric("ovchat_requests_total", path="/v1/chat/completions", code="400") >= 1

@@ -427,6 +427,7 @@ class Engine:
             self._recover(exc)
             return
         self._failed_steps = 0
+        self.metrics.count_step()
         for job in list(self._active):
             job.fresh = False
             self._collect(job)

@@ -44,12 +44,14 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
+        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        counted = False
 
         async def counting_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            nonlocal counted
+            if message["type"] == "http.response.start" and not counted:
+                counted = True  # before the client can see the answer, so a scrape after it counts it
+                self.metrics.count_request(path, message["status"])
             await send(message)
 
         try:
@@ -62,8 +64,8 @@ class Gate:
                 return
             await self.app(scope, _replay(body, receive), counting_send)
         finally:
-            path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
-            self.metrics.count_request(path, status)
+            if not counted:  # the app failed before it answered
+                self.metrics.count_request(path, 500)
 
     def _check_key(self, scope: Scope) -> RequestError | None:
         key = self.settings.api_key

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: noise for users
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -43,6 +52,11 @@ class ServerMetrics:
             "ovchat_time_per_output_token_seconds",
             "Gap between tokens.",
             buckets=TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.steps = Counter(
+            "ovchat_engine_steps",
+            "Generation steps the engine ran (prefill chunks and decode).",
             registry=self.registry,
         )
         self.restarts = Counter(
@@ -80,6 +94,9 @@ class ServerMetrics:
 
     def observe_token_latency(self, seconds: float) -> None:
         self.token_latency.observe(seconds)
+
+    def count_step(self) -> None:
+        self.steps.inc()
 
     def count_restart(self) -> None:
         self.restarts.inc()
