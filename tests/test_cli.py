@@ -95,6 +95,6 @@ def test_environment_variables_choose_model_and_device(model_dir: Path) -> None:
 
 
 def test_help_is_there_for_every_command() -> None:
-    for command in ("", "ask", "chat", "info"):
+    for command in ("", "ask", "chat", "info", "bench", "serve"):
         code, out, _ = run(*([command] if command else []), "--help")
         assert code == 0 and "Usage:" in out

@@ -15,11 +15,11 @@ import pexpect
 import pytest
 from pexpect.popen_spawn import PopenSpawn
 
-from conftest import OVCHAT
+from conftest import OVCHAT, embedded_gguf
 from ovchat.model import Model
 from ovchat.options import GenerationOptions
 from ovchat.repl import Repl
-from ovchat.session import ChatSession
+from ovchat.session import TRANSCRIPT_FORMAT, ChatSession
 
 PROMPT = ">>> "
 
@@ -94,15 +94,61 @@ def test_multi_line_block_is_sent_as_one_message(chat: PopenSpawn, tmp_path: Pat
     assert messages[1]["role"] == "assistant"
 
 
-def test_ctrl_c_stops_the_answer_and_the_session_goes_on(chat: PopenSpawn) -> None:
+def test_ctrl_c_stops_the_answer_and_the_session_goes_on(chat: PopenSpawn, tmp_path: Path) -> None:
     ask(chat, "/set max_new_tokens 400")
     chat.sendline("Write a very long story about a dragon and a knight.")
     chat.expect_exact("knight.\r\n")  # the terminal's echo of the line
     chat.expect(r"\w+ \w+ \w+")  # the answer has started streaming
+    seen = str(chat.after)  # its first three words
     chat.send(CTRL_C)
     chat.expect_exact("[stopped; the partial answer stays in the conversation]", timeout=10)
     chat.expect_exact(PROMPT)
+    ask(chat, "/save partial.json")
+    kept = json.loads((tmp_path / "partial.json").read_text())["messages"]
+    assert [m["role"] for m in kept] == ["user", "assistant"]
+    assert kept[1]["content"].lstrip().startswith(seen)  # the answer shown, kept
     assert "Paris" in ask(chat, "What is the capital of France?")
+
+
+def test_system_option_system_none_and_load(model_dir: Path, tmp_path: Path) -> None:
+    chat = spawn_chat(model_dir, tmp_path, "--system", "You are a pirate.")
+    assert "You are a pirate." in ask(chat, "/system")
+    assert "Paris" in ask(chat, "What is the capital of France?")
+    ask(chat, "/save first.json")
+    first = json.loads((tmp_path / "first.json").read_text())["messages"]
+    assert first[0] == {"role": "system", "content": "You are a pirate."} and len(first) == 3
+    assert "[system prompt removed]" in ask(chat, "/system none")
+    assert "(no system prompt)" in ask(chat, "/system")
+    ask(chat, "/reset")
+    assert "[loaded 3 messages from first.json]" in ask(chat, "/load first.json")
+    ask(chat, "/save again.json")
+    assert json.loads((tmp_path / "again.json").read_text())["messages"] == first
+    assert "cannot read missing.json" in ask(chat, "/load missing.json")
+    ask(chat, "/save after.json")  # a failed /load leaves the conversation as it was
+    assert json.loads((tmp_path / "after.json").read_text())["messages"] == first
+    chat.sendline("/exit")
+    chat.expect(pexpect.EOF)
+
+
+def test_a_conversation_over_the_context_drops_its_oldest_messages_and_says_so(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    long = "The quick brown fox jumps over the lazy dog. " * 300  # about 3,000 tokens
+    messages = [{"role": r, "content": long} for r in ("user", "assistant", "user", "assistant")]
+    (tmp_path / "long.json").write_text(json.dumps({"format": TRANSCRIPT_FORMAT, "messages": messages}))
+    chat = spawn_chat(model_dir, tmp_path, "--resume", str(tmp_path / "long.json"), "--max-new-tokens", "8")
+    chat.sendline("Say hi.")
+    chat.expect_exact("[dropped the 2 oldest messages to fit the context window]", timeout=120)
+    chat.expect_exact(PROMPT)
+    chat.sendline("/exit")
+    chat.expect(pexpect.EOF)
+
+
+def test_chat_runs_a_gguf_file(model_dir: Path, tmp_path: Path) -> None:
+    chat = spawn_chat(embedded_gguf(), tmp_path)
+    assert "Paris" in ask(chat, "What is the capital of France?")
+    chat.sendline("/exit")
+    chat.expect(pexpect.EOF)
 
 
 def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(chat: PopenSpawn) -> None:

@@ -28,6 +28,8 @@ def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
         facts["generation_defaults"] = _generation_defaults(model)
     if model.manifest:
         facts["build"] = _build_summary(model.manifest)
+    if model.import_note:
+        facts["note"] = model.import_note
     core = ov.Core()
     facts["devices"] = {d: core.get_property(d, "FULL_DEVICE_NAME") for d in core.available_devices}
     facts["versions"] = {p: importlib.metadata.version(p) for p in ("openvino", "openvino-genai")}
