@@ -181,6 +181,19 @@ def info(model: str | None, as_json: bool) -> None:
             click.echo(f"{key}: {value}")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def models(as_json: bool) -> None:
+    """List the models ovchat finds by name, and the default one."""
+    from ovchat.catalog import catalog_json, format_catalog, list_models
+
+    catalog = list_models()
+    if as_json:
+        click.echo(json.dumps(catalog_json(catalog), indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n".join(format_catalog(catalog)))
+
+
 cli.add_command(serve)
 
 

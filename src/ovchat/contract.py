@@ -33,6 +33,12 @@ DEFAULT_MODEL_NAME = f"{EMBEDDED_NAME}-int4"
 # model's generation_config.json, so chat samples by default (--temperature 0 gives greedy).
 EMBEDDED_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 BUILD_COMMAND = "make model"  # what builds the default model in a checkout
+# What to do when a model is missing, worded for a checkout and for an installed wheel alike.
+BUILD_HINT = (
+    f"build one in an ovchat checkout with `{BUILD_COMMAND}` (into its build/models) or "
+    "`build/venv-build/bin/python scripts/build/build_model.py --user [SOURCE]` (into the per-user "
+    "models folder), or pass --model PATH"
+)
 
 # GGUF file types (general.file_type, llama.cpp's llama_ftype) that openvino-genai's own GGUF reader
 # imports lossily: it rounds Q4_1's float zero points to integers (measured: greedy answers loop).
@@ -117,6 +123,14 @@ def checkout_models() -> Path:
 def model_folders() -> list[Path]:
     """Where models are looked for by name, in order: the checkout's build/models, then models_home()."""
     return list(dict.fromkeys([checkout_models(), models_home()]))
+
+
+def find_named(name: str) -> Path | None:
+    """The first folder of model_folders() holding a model folder called `name`."""
+    for folder in model_folders():
+        if (folder / name).is_dir():
+            return folder / name
+    return None
 
 
 def compiled_cache_home() -> Path:

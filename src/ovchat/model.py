@@ -14,11 +14,13 @@ import openvino_genai as ov_genai
 
 from ovchat.contract import (
     BUILD_COMMAND,
+    BUILD_HINT,
     DEFAULT_MODEL_NAME,
     LOSSY_GGUF_FILE_TYPES,
     MODEL_FILES,
     Manifest,
     ManifestError,
+    find_named,
     model_folders,
 )
 from ovchat.device import DeviceConfig, check_device
@@ -27,7 +29,6 @@ from ovchat.gguf_meta import GGUFFormatError, read_gguf_metadata
 from ovchat.rules import Message, plain_message
 
 IR_HEADER = re.compile(rb"<net\s[^>]*\bversion=")
-BUILD_HINT = f"build it with `{BUILD_COMMAND}` in the ovchat checkout, or pass --model PATH"
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,10 @@ def find_model(spec: str | os.PathLike[str] | None = None) -> ModelDir:
 
 
 def _by_name(name: str) -> ModelDir:
-    places = model_folders()
-    for folder in places:
-        if (folder / name).is_dir():
-            return _validate_folder(folder / name)
-    where = " and ".join(str(p) for p in places)
+    found = find_named(name)
+    if found is not None:
+        return _validate_folder(found)
+    where = " and ".join(str(p) for p in model_folders())
     raise ModelError(f"no model named {name} in {where}: {BUILD_HINT}")
 
 

@@ -12,6 +12,8 @@ import click
 from ovchat.cli_options import device_config, model_options
 from ovchat.errors import OvchatError
 
+SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
+
 
 @click.option(
     "--host",
@@ -121,7 +123,7 @@ def run_server(
         from ovchat.server.app import GracefulServer, create_app
         from ovchat.server.gate import ServerSettings
     except ImportError:
-        raise OvchatError("`ovchat serve` needs the serve extra: pip install 'ovchat[serve]'") from None
+        raise OvchatError(f"`ovchat serve`: {SERVE_EXTRA}") from None
     from ovchat.device import check_device
     from ovchat.model import find_model
     from ovchat.server.engine import Engine, EngineConfig
@@ -181,4 +183,5 @@ def check_port(host: str, port: int) -> None:
 
 
 # Annotated so that type checkers know it without following the decorators (ovchat.cli imports it).
-serve: click.Command = click.command("serve")(run_server)
+SERVE_HELP = f"{run_server.__doc__}\n\nWithout FastAPI, {SERVE_EXTRA}."
+serve: click.Command = click.command("serve", help=SERVE_HELP)(run_server)
