@@ -27,9 +27,15 @@ from ovchat.errors import OvchatError
     "--api-key",
     envvar="OVCHAT_API_KEY",
     metavar="KEY",
-    help="Require 'Authorization: Bearer KEY' (all but /health) [env OVCHAT_API_KEY].",
+    help="Require 'Authorization: Bearer KEY' (not /health, /live, the chat page) [env OVCHAT_API_KEY].",
 )
 @click.option("--cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN (repeatable).")
+@click.option(
+    "--web-ui/--no-web-ui",
+    default=True,
+    show_default=True,
+    help="Serve the browser chat page at / (it asks for the API key when the server has one).",
+)
 @click.option(
     "--max-batch",
     default=16,
@@ -102,6 +108,7 @@ def run_server(
     port: int,
     api_key: str | None,
     cors: tuple[str, ...],
+    web_ui: bool,
     max_batch: int,
     max_queue: int,
     prefill_chunk: int,
@@ -145,7 +152,9 @@ def run_server(
         max_tokens_ceiling=max_tokens_limit,
     )
     engine = Engine(model, device, engine_config, metrics)
-    settings = ServerSettings(model.name, api_key or None, cors, max_body_bytes, shutdown_timeout)
+    settings = ServerSettings(
+        model.name, api_key or None, cors, max_body_bytes, shutdown_timeout, web_ui=web_ui
+    )
     holder: list[uvicorn.Server] = []
 
     def stop_on_fatal(_: str) -> None:
