@@ -14,12 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from ovchat.device import DeviceConfig
+from ovchat.model import ModelDir
+from ovchat.server.app import create_app
+from ovchat.server.engine import Engine, EngineConfig
+from ovchat.server.gate import ServerSettings
+from ovchat.server.metrics import ServerMetrics
 from servers import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,10 +36,6 @@ SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-ui.png"
 CHAT_STORE = "ovchat.chat.v1"
 MODEL_NAME = "smollm2-135m-instruct-int4"
 WAIT = 60.0  # seconds: the answers are short, but the test machine may be busy
-
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()), reason="needs /usr/bin/chromium and chromedriver"
-)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,8 @@ def server(model_dir: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver")
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or a driver
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -263,3 +268,17 @@ def test_no_web_ui_answers_404_with_the_json_error_body(model_dir: Path) -> None
         assert httpx.get(f"{plain.base}/v1/models").status_code == 200
     finally:
         plain.stop()
+
+
+@pytest.mark.parametrize("web_ui", [True, False])
+def test_the_key_opens_exactly_the_page_paths_and_only_while_the_page_is_on(web_ui: bool) -> None:
+    # No model needed: the Gate answers before the engine is asked (the lifespan does not run).
+    metrics = ServerMetrics()
+    engine = Engine(ModelDir(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
+    app = create_app(engine, ServerSettings("model", api_key="k", web_ui=web_ui), metrics)
+    client = TestClient(app)
+    for path in ("/", "/app.js", "/style.css"):
+        assert client.get(path).status_code == (200 if web_ui else 401), path
+    for path in ("/v1/models", "/metrics", "/index.html", "/app.js/", "/web/app.js", "/style.css/../metrics"):
+        assert client.get(path).status_code == 401, path
+    assert client.get("/", headers={"Authorization": "Bearer k"}).status_code == (200 if web_ui else 404)
