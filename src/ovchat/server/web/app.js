@@ -36,15 +36,16 @@ function saveChat() {
 function loadSettings() {
   const saved = loadJSON(localStorage, SETTINGS_STORE) || {};
   if (typeof saved.system === "string") $("system").value = saved.system;
-  if (saved.temperature !== undefined) $("temperature").value = saved.temperature;
-  if (saved.maxTokens !== undefined) $("max-tokens").value = saved.maxTokens;
+  if (saved.temperature !== undefined) $("temperature").value = saved.temperature ?? "";
+  if (saved.maxTokens !== undefined) $("max-tokens").value = saved.maxTokens ?? "";
 }
 
 function readSettings() {
+  const number = (id) => ($(id).value.trim() === "" ? null : Number($(id).value)); // empty: server default
   const settings = {
     system: $("system").value.trim(),
-    temperature: Number($("temperature").value),
-    maxTokens: Math.round(Number($("max-tokens").value)),
+    temperature: number("temperature"),
+    maxTokens: number("max-tokens"),
   };
   localStorage.setItem(SETTINGS_STORE, JSON.stringify(settings));
   return settings;
@@ -260,7 +261,7 @@ function requestBody(settings) {
   const body = { messages, stream: true, stream_options: { include_usage: true } };
   if (modelName) body.model = modelName;
   if (Number.isFinite(settings.temperature)) body.temperature = settings.temperature;
-  if (settings.maxTokens > 0) body.max_tokens = settings.maxTokens;
+  if (settings.maxTokens > 0) body.max_tokens = Math.round(settings.maxTokens);
   return body;
 }
 
