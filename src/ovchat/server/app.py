@@ -37,6 +37,7 @@ from ovchat.server.schemas import (
     RequestError,
     TextCompletion,
 )
+from ovchat.server.webui import add_web_ui
 from ovchat.server.wire import Answer, sse
 
 # Each server-sent event carries one JSON chunk as its data, the last one the text [DONE].
@@ -216,6 +217,9 @@ def create_app(
     )
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    if settings.web_ui:
+        add_web_ui(app)
 
     app.openapi_schema = None
     schema = app.openapi()

@@ -29,9 +29,15 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
     "--api-key",
     envvar="OVCHAT_API_KEY",
     metavar="KEY",
-    help="Require 'Authorization: Bearer KEY' (all but /health) [env OVCHAT_API_KEY].",
+    help="Require 'Authorization: Bearer KEY' (not /health, /live, the chat page) [env OVCHAT_API_KEY].",
 )
 @click.option("--cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN (repeatable).")
+@click.option(
+    "--web-ui/--no-web-ui",
+    default=True,
+    show_default=True,
+    help="Serve the browser chat page at / (it asks for the API key when the server has one).",
+)
 @click.option(
     "--max-batch",
     default=16,
@@ -104,6 +110,7 @@ def run_server(
     port: int,
     api_key: str | None,
     cors: tuple[str, ...],
+    web_ui: bool,
     max_batch: int,
     max_queue: int,
     prefill_chunk: int,
@@ -147,7 +154,9 @@ def run_server(
         max_tokens_ceiling=max_tokens_limit,
     )
     engine = Engine(model, device, engine_config, metrics)
-    settings = ServerSettings(model.name, api_key or None, cors, max_body_bytes, shutdown_timeout)
+    settings = ServerSettings(
+        model.name, api_key or None, cors, max_body_bytes, shutdown_timeout, web_ui=web_ui
+    )
     holder: list[uvicorn.Server] = []
 
     def stop_on_fatal(_: str) -> None:

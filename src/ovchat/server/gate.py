@@ -10,7 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ovchat.server.errors import error_response
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.schemas import RequestError
+from ovchat.server.webui import WEB_FILES
 
+WEB_PATHS = tuple(WEB_FILES)  # the chat page and its assets: open (without a key) when it is on
 KNOWN_PATHS = (
     "/v1/chat/completions",
     "/v1/completions",
@@ -19,6 +21,7 @@ KNOWN_PATHS = (
     "/live",
     "/metrics",
     "/openapi.json",
+    *WEB_PATHS,
 )
 OPEN_PATHS = ("/health", "/live")  # answered without an API key
 
@@ -30,6 +33,7 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1_000_000
     shutdown_timeout: float = 10.0
+    web_ui: bool = True
 
 
 class Gate:
@@ -39,6 +43,7 @@ class Gate:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        self.open_paths = OPEN_PATHS + (WEB_PATHS if settings.web_ui else ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +74,7 @@ class Gate:
 
     def _check_key(self, scope: Scope) -> RequestError | None:
         key = self.settings.api_key
-        if key is None or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+        if key is None or scope["path"] in self.open_paths or scope["method"] == "OPTIONS":
             return None
         headers = dict(scope["headers"])
         scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")

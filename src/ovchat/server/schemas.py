@@ -302,7 +302,10 @@ class ModelCard(BaseModel):
     object: Literal["model"]
     created: int
     owned_by: str
-    context_length: int | None
+    context_length: int | None = Field(
+        description="ovchat extension: the most tokens one request (prompt and answer) may use; "
+        "null when unknown"
+    )
 
 
 class ModelList(BaseModel):
