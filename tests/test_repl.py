@@ -117,6 +117,9 @@ def test_system_option_system_none_and_load(model_dir: Path, tmp_path: Path) -> 
     ask(chat, "/save first.json")
     first = json.loads((tmp_path / "first.json").read_text())["messages"]
     assert first[0] == {"role": "system", "content": "You are a pirate."} and len(first) == 3
+    assert "[conversation cleared]" in ask(chat, "/reset")
+    ask(chat, "/save cleared.json")  # the exchange is gone, the system prompt stays
+    assert json.loads((tmp_path / "cleared.json").read_text())["messages"] == first[:1]
     assert "[system prompt removed]" in ask(chat, "/system none")
     assert "(no system prompt)" in ask(chat, "/system")
     ask(chat, "/reset")
