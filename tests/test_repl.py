@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pexpect
@@ -43,6 +43,21 @@ def chat(model_dir: Path, tmp_path: Path) -> Iterator[PopenSpawn]:
     yield child
     if child.proc.poll() is None:
         child.kill(signal.SIGKILL)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., PopenSpawn]]:
+    """spawn(model, *extra): a chat in tmp_path, killed after the test even when the test fails."""
+    children: list[PopenSpawn] = []
+
+    def start(model: Path, *extra: str) -> PopenSpawn:
+        children.append(spawn_chat(model, tmp_path, *extra))
+        return children[-1]
+
+    yield start
+    for child in children:
+        if child.proc.poll() is None:
+            child.kill(signal.SIGKILL)
 
 
 def spawn_chat(model_dir: Path, tmp_path: Path, *extra: str) -> PopenSpawn:
@@ -110,8 +125,10 @@ def test_ctrl_c_stops_the_answer_and_the_session_goes_on(chat: PopenSpawn, tmp_p
     assert "Paris" in ask(chat, "What is the capital of France?")
 
 
-def test_system_option_system_none_and_load(model_dir: Path, tmp_path: Path) -> None:
-    chat = spawn_chat(model_dir, tmp_path, "--system", "You are a pirate.")
+def test_system_option_system_none_and_load(
+    model_dir: Path, tmp_path: Path, spawn: Callable[..., PopenSpawn]
+) -> None:
+    chat = spawn(model_dir, "--system", "You are a pirate.")
     assert "You are a pirate." in ask(chat, "/system")
     assert "Paris" in ask(chat, "What is the capital of France?")
     ask(chat, "/save first.json")
@@ -134,12 +151,12 @@ def test_system_option_system_none_and_load(model_dir: Path, tmp_path: Path) -> 
 
 
 def test_a_conversation_over_the_context_drops_its_oldest_messages_and_says_so(
-    model_dir: Path, tmp_path: Path
+    model_dir: Path, tmp_path: Path, spawn: Callable[..., PopenSpawn]
 ) -> None:
     long = "The quick brown fox jumps over the lazy dog. " * 300  # about 3,000 tokens
     messages = [{"role": r, "content": long} for r in ("user", "assistant", "user", "assistant")]
     (tmp_path / "long.json").write_text(json.dumps({"format": TRANSCRIPT_FORMAT, "messages": messages}))
-    chat = spawn_chat(model_dir, tmp_path, "--resume", str(tmp_path / "long.json"), "--max-new-tokens", "8")
+    chat = spawn(model_dir, "--resume", str(tmp_path / "long.json"), "--max-new-tokens", "8")
     chat.sendline("Say hi.")
     chat.expect_exact("[dropped the 2 oldest messages to fit the context window]", timeout=120)
     chat.expect_exact(PROMPT)
@@ -147,8 +164,8 @@ def test_a_conversation_over_the_context_drops_its_oldest_messages_and_says_so(
     chat.expect(pexpect.EOF)
 
 
-def test_chat_runs_a_gguf_file(model_dir: Path, tmp_path: Path) -> None:
-    chat = spawn_chat(embedded_gguf(), tmp_path)
+def test_chat_runs_a_gguf_file(model_dir: Path, spawn: Callable[..., PopenSpawn]) -> None:
+    chat = spawn(embedded_gguf())
     assert "Paris" in ask(chat, "What is the capital of France?")
     chat.sendline("/exit")
     chat.expect(pexpect.EOF)
@@ -183,14 +200,16 @@ def test_quitting_at_once_waits_for_the_background_warm_up(
     assert session.send("What is the capital of France?").text  # the cut warm-up left a clean state
 
 
-def test_save_then_resume_continues_the_conversation(model_dir: Path, tmp_path: Path) -> None:
-    first = spawn_chat(model_dir, tmp_path)
+def test_save_then_resume_continues_the_conversation(
+    model_dir: Path, tmp_path: Path, spawn: Callable[..., PopenSpawn]
+) -> None:
+    first = spawn(model_dir)
     ask(first, "What is the capital of France?")
     assert "[saved 2 messages" in ask(first, "/save talk.json")
     first.sendline("/exit")
     first.expect(pexpect.EOF)
 
-    second = spawn_chat(model_dir, tmp_path, "--resume", str(tmp_path / "talk.json"))
+    second = spawn(model_dir, "--resume", str(tmp_path / "talk.json"))
     assert "[resumed 2 messages" in str(second.before)
     # "its" tower is only Paris's when the resumed first turn is there (test_session has the control)
     assert "Paris" in ask(second, "And what is its most famous tower?")
