@@ -27,8 +27,9 @@ ENGINE_BREAKING_SCHEMA = {"type": "string", "pattern": "\\N{DIGIT ONE}"}
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path) -> Iterator[Server]:
-    # An exact KV cache of 8,192 tokens: the storm below fills it in its first round, so a growth after
-    # that would be a leak (the default bound, 1 GB, takes about eight rounds to fill).
+    # An exact KV cache of 2,048 tokens (16 running requests of at most ~100 tokens fit): the storm
+    # below touches all of it in its first round, so a growth after that would be a leak. With 8,192
+    # tokens (377 MB of f32 KV) the rounds kept first-touching new blocks: +39, +23, +18, +13 MB.
     started = start_server(
         model_dir,
         "--max-tokens-limit",
@@ -38,7 +39,7 @@ def server(model_dir: Path) -> Iterator[Server]:
         "--max-queue",
         "64",
         "--kv-cache-tokens",
-        "8192",
+        "2048",
         key=KEY,
     )
     yield started
