@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env model chat test lint bench clean
+.PHONY: help setup build-env system-deps model chat test lint bench clean
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -42,8 +42,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check src scripts tests
 	$(VENV)/bin/mypy
 
-test: setup model lint
-	$(VENV)/bin/pytest -q
+# The browser, container engine and load balancer the end-to-end tests drive (Debian packages).
+system-deps:
+	@bash scripts/dev/system_deps.sh
+
+# Strict: a test whose system program is missing fails here instead of skipping.
+test: setup model lint system-deps
+	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -q
 
 # Benchmark envs: ovchat as users install it (no extras), llama.cpp alone, and the driver.
 build/venv-runtime/.installed: pyproject.toml $(wildcard src/ovchat/*.py)

@@ -21,6 +21,18 @@ DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
 OVCHAT = Path(sys.executable).with_name("ovchat")
 
 
+def require_programs(*paths: str) -> None:
+    """Skip a test whose system programs are missing, except under `make test`, which installs them
+    (scripts/dev/system_deps.sh) and sets OVCHAT_TEST_STRICT=1: there a missing program fails."""
+    missing = [path for path in paths if not Path(path).exists()]
+    if not missing:
+        return
+    message = f"needs {', '.join(missing)} (scripts/dev/system_deps.sh installs them)"
+    if os.environ.get("OVCHAT_TEST_STRICT") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def build_env() -> dict[str, str]:
     """Builds never reach a model hub from the tests."""
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

@@ -27,6 +27,7 @@ from ovchat.server.app import create_app
 from ovchat.server.engine import Engine, EngineConfig
 from ovchat.server.gate import ServerSettings
 from ovchat.server.metrics import ServerMetrics
+from conftest import require_programs
 from servers import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -47,8 +48,7 @@ def server(model_dir: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver")
+    require_programs(str(CHROMIUM), str(CHROMEDRIVER))
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or a driver
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
