@@ -21,13 +21,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from conftest import require_programs
 from ovchat.device import DeviceConfig
 from ovchat.model import ModelDir
 from ovchat.server.app import create_app
 from ovchat.server.engine import Engine, EngineConfig
 from ovchat.server.gate import ServerSettings
 from ovchat.server.metrics import ServerMetrics
-from conftest import require_programs
 from servers import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
