@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -61,6 +64,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # The Gate asks for the key on these routes when the server has one.
 PROTECTED: dict[str, Any] = {"security": [{"bearer": []}]}
+# Every 503 says when to come back: clients and balancers that honour it retry instead of failing.
+RETRY = {"Retry-After": "1"}
+
+log = logging.getLogger("ovchat.server")
 
 
 async def stream_events(
@@ -136,8 +143,15 @@ def create_app(
     settings: ServerSettings,
     metrics: ServerMetrics,
     on_fatal: Callable[[str], None] | None = None,
+    leaving: threading.Event | None = None,
 ) -> FastAPI:
-    """The FastAPI app over a (not yet started) engine; the lifespan starts and stops it."""
+    """The FastAPI app over a (not yet started) engine; the lifespan starts and stops it.
+
+    Once `leaving` is set (SIGTERM's drain period), /health says 503 while requests are still served."""
+    leaving = leaving or threading.Event()
+
+    def ready() -> bool:
+        return engine.state == "ready" and not leaving.is_set()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -158,7 +172,7 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    metrics.watch(lambda: engine.running, lambda: engine.queued, lambda: float(engine.state == "ready"))
+    metrics.watch(lambda: engine.running, lambda: engine.queued, lambda: float(ready()))
 
     @app.post(
         "/v1/chat/completions",
@@ -198,16 +212,18 @@ def create_app(
     @app.get("/health", response_model=Health, responses={503: {"model": Health}})
     async def health() -> JSONResponse:
         """Readiness: 200 while the server takes requests; 503 while loading, recovering or draining."""
-        ready = engine.state == "ready"
-        body = {"status": "ok" if ready else engine.state, "model": settings.model_name}
-        headers = {} if ready else {"Retry-After": "1"}
-        return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+        if ready():
+            return JSONResponse({"status": "ok", "model": settings.model_name})
+        status = "draining" if leaving.is_set() and engine.state == "ready" else engine.state
+        body = {"status": status, "model": settings.model_name}
+        return JSONResponse(body, status_code=503, headers=RETRY)
 
     @app.get("/live", response_model=Health, responses={503: {"model": Health}})
     async def live() -> JSONResponse:
         """Liveness: 200 unless the engine gave up (then the process is on its way out)."""
-        alive = engine.state != "failed"
-        return JSONResponse({"status": "alive" if alive else "failed"}, status_code=200 if alive else 503)
+        if engine.state != "failed":
+            return JSONResponse({"status": "alive"})
+        return JSONResponse({"status": "failed"}, status_code=503, headers=RETRY)
 
     @app.get(
         "/metrics",
@@ -232,14 +248,41 @@ async def _handle(_: Request, exc: Exception) -> JSONResponse:
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn that drains the engine on SIGTERM (/health turns 503 at once) and then exits 0
-    (uvicorn would re-raise the signal)."""
+    """uvicorn that shuts down gracefully on SIGTERM and then exits 0 (uvicorn would re-raise it).
 
-    def __init__(self, config: uvicorn.Config, engine: Engine) -> None:
+    With a `drain_delay`, SIGTERM first turns /health to 503 and keeps serving for that long, so a
+    load balancer's health checks take the replica out before it stops listening; a second SIGTERM
+    ends the wait. Then the engine drains: new requests get 503, running answers finish."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        engine: Engine,
+        drain_delay: float = 0.0,
+        leaving: threading.Event | None = None,
+    ) -> None:
         super().__init__(config)
         self.engine = engine
+        self.drain_delay = drain_delay
+        self.leaving = leaving or threading.Event()
+        self._stop_at: float | None = None  # when the drain period ends
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self.drain_delay > 0 and self._stop_at is None:
+            # A signal handler must not block: on_tick ends the period on the event loop.
+            self.leaving.set()
+            self._stop_at = time.monotonic() + self.drain_delay
+            log.info("SIGTERM: /health answers 503; serving %g s more, then shutting down", self.drain_delay)
+            return
+        self._shut_down(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop_at is not None and time.monotonic() >= self._stop_at and not self.should_exit:
+            self._shut_down(signal.SIGTERM, None)
+        return await super().on_tick(counter)
+
+    def _shut_down(self, sig: int, frame: FrameType | None) -> None:
+        self.leaving.set()
         self.engine.drain()
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM and sig in self._captured_signals:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import threading
 from typing import Any
 
 import click
@@ -99,6 +100,14 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
     help="On SIGTERM, seconds running requests get to finish before they are cancelled.",
 )
 @click.option(
+    "--drain-delay",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="On SIGTERM, seconds /health answers 503 while requests are still served, before the shutdown "
+    "starts (longer than a load balancer takes to notice; a second SIGTERM ends it).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -120,6 +129,7 @@ def run_server(
     max_tokens_limit: int,
     max_body_bytes: int,
     shutdown_timeout: int,
+    drain_delay: float,
     log_level: str,
     **kwargs: Any,
 ) -> None:
@@ -157,13 +167,14 @@ def run_server(
     settings = ServerSettings(
         model.name, api_key or None, cors, max_body_bytes, shutdown_timeout, web_ui=web_ui
     )
+    leaving = threading.Event()  # set by SIGTERM: /health says 503 from then on
     holder: list[uvicorn.Server] = []
 
     def stop_on_fatal(_: str) -> None:
         for server in holder:
             server.should_exit = True
 
-    app = create_app(engine, settings, metrics, on_fatal=stop_on_fatal)
+    app = create_app(engine, settings, metrics, on_fatal=stop_on_fatal, leaving=leaving)
     config = uvicorn.Config(
         app,
         host=host,
@@ -172,7 +183,7 @@ def run_server(
         access_log=log_level == "debug",
         timeout_graceful_shutdown=shutdown_timeout,
     )
-    holder.append(GracefulServer(config, engine))
+    holder.append(GracefulServer(config, engine, drain_delay, leaving))
     holder[0].run()
     if engine.state == "failed":
         raise OvchatError(engine.error or "the model failed to load")
