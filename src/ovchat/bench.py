@@ -10,6 +10,7 @@ import resource
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import openvino_genai as ov_genai
 
@@ -55,6 +56,19 @@ class BenchReport:
     repeats: int
     results: list[LengthResult] = field(default_factory=list)
     peak_rss_mb: float = 0.0
+    steady_rss_mb: float = 0.0  # resident at the end, with the model loaded and warm
+
+
+def resident_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB; 0 where /proc is not there."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def make_prompt(model: Model, tokens: int, salt: int) -> ov_genai.TokenizedInputs:
@@ -92,6 +106,7 @@ def run_bench(
     salt = 0
     for _ in range(warmup):
         measure(model, make_prompt(model, min(lengths), salt := salt + 1), new_tokens)
+    model.settle_memory()
     for length in lengths:
         runs = [
             measure(model, make_prompt(model, length, salt := salt + 1), new_tokens) for _ in range(repeats)
@@ -109,6 +124,7 @@ def run_bench(
             )
         )
     report.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    report.steady_rss_mb = round(resident_mb(), 1)
     return report
 
 
@@ -125,7 +141,8 @@ def format_report(report: BenchReport) -> str:
     lines = [
         f"model {report.model} on {report.device} ({report.attention_backend}), "
         f"load {report.load_seconds:.2f} s, "
-        f"peak RSS {report.peak_rss_mb:.0f} MB, median of {report.repeats} (min-max)",
+        f"peak RSS {report.peak_rss_mb:.0f} MB (steady {report.steady_rss_mb:.0f} MB), "
+        f"median of {report.repeats} (min-max)",
         "| prompt | new | TTFT ms | TPOT ms | prefill tok/s | decode tok/s |",
         "|---:|---:|---:|---:|---:|---:|",
     ]

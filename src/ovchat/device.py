@@ -37,6 +37,11 @@ class DeviceConfig:
         if self.inference_precision not in (None, *PRECISIONS):
             raise DeviceError(f"inference precision must be one of {', '.join(PRECISIONS)}")
 
+    @property
+    def compiled_cache(self) -> str:
+        """The compiled-model cache folder OpenVINO uses ("" when there is none)."""
+        return str(compiled_cache_home()) if self.cache_dir is None else self.cache_dir
+
     def properties(self, verified: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The OpenVINO properties for LLMPipeline (keyword arguments) or ContinuousBatchingPipeline.
 
@@ -49,9 +54,8 @@ class DeviceConfig:
             props["INFERENCE_PRECISION_HINT"] = self.inference_precision
         if self.num_streams is not None:
             props["NUM_STREAMS"] = self.num_streams
-        cache = str(compiled_cache_home()) if self.cache_dir is None else self.cache_dir
-        if cache:
-            props["CACHE_DIR"] = cache
+        if self.compiled_cache:
+            props["CACHE_DIR"] = self.compiled_cache
         if self.attention_backend:
             props["ATTENTION_BACKEND"] = self.attention_backend
         return props

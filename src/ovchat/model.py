@@ -26,6 +26,7 @@ from ovchat.contract import (
 from ovchat.device import DeviceConfig, check_device
 from ovchat.errors import ModelError
 from ovchat.gguf_meta import GGUFFormatError, read_gguf_metadata
+from ovchat.paging import PageDropper
 from ovchat.rules import Message, plain_message
 
 IR_HEADER = re.compile(rb"<net\s[^>]*\bversion=")
@@ -168,6 +169,12 @@ class Model:
     pipeline: ov_genai.LLMPipeline
     device: DeviceConfig
     load_seconds: float
+    pages: PageDropper | None = field(default=None, repr=False)
+
+    def settle_memory(self) -> None:
+        """Call once the first token is out: the weights are repacked, the mapped files can go."""
+        if self.pages is not None:
+            self.pages.stop()
 
     @property
     def tokenizer(self) -> ov_genai.Tokenizer:
@@ -187,11 +194,19 @@ def open_model(spec: str | os.PathLike[str] | None = None, device: DeviceConfig 
     device = device or DeviceConfig()
     model_dir = find_model(spec)
     started = time.perf_counter()
+    pages = weight_pages(model_dir, device).start()  # until the first token: see ovchat.paging
     try:
         pipeline = ov_genai.LLMPipeline(
             str(model_dir.path), device.device, **device.properties(model_dir.runtime)
         )
     except RuntimeError as exc:
+        pages.stop()
         check_device(device)  # a missing device explains the failure best
         raise ModelError(f"cannot load the model at {model_dir.path}: {plain_message(exc)}") from None
-    return Model(model_dir, pipeline, device, time.perf_counter() - started)
+    return Model(model_dir, pipeline, device, time.perf_counter() - started, pages)
+
+
+def weight_pages(model_dir: ModelDir, device: DeviceConfig) -> PageDropper:
+    """A PageDropper for the files a model's weights are mapped from (its own, the compiled cache)."""
+    cache = device.compiled_cache
+    return PageDropper([model_dir.path, *([Path(cache)] if cache else [])])

@@ -54,12 +54,21 @@ class Reply:
 class Streamer:
     """The streamer callback GenAI calls with each new piece of text; stops when `cancel` is set."""
 
-    def __init__(self, on_text: TextCallback | None, cancel: threading.Event | None) -> None:
+    def __init__(
+        self,
+        on_text: TextCallback | None,
+        cancel: threading.Event | None,
+        on_first: Callable[[], None] | None = None,
+    ) -> None:
         self.on_text = on_text
         self.cancel = cancel
         self.cancelled = False
+        self.on_first = on_first
 
     def __call__(self, piece: str) -> ov_genai.StreamingStatus:
+        if self.on_first is not None:
+            self.on_first()
+            self.on_first = None
         if self.on_text is not None:
             self.on_text(piece)
         if self.cancel is not None and self.cancel.is_set():
@@ -91,7 +100,7 @@ def complete_raw(
     max_new = answer_budget(prompt_tokens, model.dir.context_length, options.max_new_tokens)
     config = options.to_config(model.pipeline.get_generation_config(), max_new)
     config.apply_chat_template = False
-    streamer = Streamer(on_text, cancel)
+    streamer = Streamer(on_text, cancel, model.settle_memory)
     # The SDPA (stateful) pipeline keeps the KV cache of the last ChatHistory call: token input
     # after chat reuses it (wrong text) and chat after token input crashes. finish_chat() on
     # both sides resets that state; with paged attention it is harmless.
@@ -102,6 +111,7 @@ def complete_raw(
         raise GenerationError(f"generation failed: {plain_message(exc)}") from None
     finally:
         _reset_kv_state(model.pipeline)
+        model.settle_memory()  # also when no text came out
     text = model.tokenizer.decode(list(result.tokens[0]), skip_special_tokens=True)
     # EncodedResults carries no finish reason: reaching the limit means "length".
     reason = "length" if len(result.tokens[0]) >= max_new else "stop"
@@ -169,12 +179,14 @@ class ChatSession:
         )
         history = ov_genai.ChatHistory(fit.messages)
         config = self.options.to_config(self.model.pipeline.get_generation_config(), fit.max_new_tokens)
-        streamer = Streamer(on_text, cancel)
+        streamer = Streamer(on_text, cancel, self.model.settle_memory)
         try:
             with self._busy:
                 result = self.model.pipeline.generate(history, config, streamer)
         except RuntimeError as exc:
             raise GenerationError(f"generation failed: {plain_message(exc)}") from None
+        finally:
+            self.model.settle_memory()  # also when no text came out
         answer = result.texts[0]
         history.append({"role": "assistant", "content": answer})
         self.history = history
@@ -189,7 +201,9 @@ class ChatSession:
         Setting `cancel` stops it after the prompt step, the part that pays the set-up."""
         with self._busy:
             history = ov_genai.ChatHistory([{"role": "user", "content": "Hi"}])
-            self.model.pipeline.generate(history, max_new_tokens=2, streamer=Streamer(None, cancel))
+            streamer = Streamer(None, cancel, self.model.settle_memory)
+            self.model.pipeline.generate(history, max_new_tokens=2, streamer=streamer)
+            self.model.settle_memory()
             _reset_kv_state(self.model.pipeline)
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -1,0 +1,107 @@
+"""Keep the model's memory-mapped weight files out of the process's resident memory (Linux).
+
+OpenVINO maps the IR's weights file, or with a warm compiled-model cache the cache blob, and on
+the first inference the CPU plugin repacks the weights into its own layout. The mapped pages stay
+resident beside that copy: the weights counted twice (measured on SmolLM2-135M: peak RSS 425 MB,
+105 MB of it the mapped blob). While the model loads and until its first token, a PageDropper
+tells the kernel every few milliseconds that this process no longer needs those pages
+(madvise MADV_DONTNEED: they stay in the page cache, and a later read faults them back in from
+there), so the two copies are never resident together; after the first token it drops them once
+more and stops (measured: peak 425 → 329 MB, steady 425 → 344 MB, the same tokens).
+llama.cpp has the same idea as --reclaim-mmap-source. Only read-only file mappings are touched,
+which makes MADV_DONTNEED harmless: nothing is lost, at worst a page is read again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+MADV_DONTNEED = 4
+MAPS = Path("/proc/self/maps")
+INTERVAL_S = 0.01  # a layer's weights are repacked in well under this: at most one layer resident twice
+
+
+def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    function = libc.madvise
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+def weight_files(places: Iterable[Path]) -> list[Path]:
+    """Where the weights may be mapped from: the files given, and each folder with its files
+    (symlinks followed: a model folder can be a folder of links)."""
+    found: set[Path] = set()
+    for place in places:
+        if place.is_file():
+            found.add(place.resolve())
+        elif place.is_dir():
+            found.add(place.resolve())
+            found.update(item.resolve() for item in place.iterdir() if item.is_file())
+    return sorted(found)
+
+
+def read_only_mappings(places: list[Path]) -> list[tuple[int, int]]:
+    """Address ranges of read-only file mappings of (or under) `places` in this process."""
+    wanted = [str(place) for place in places]
+    ranges = []
+    try:
+        lines = MAPS.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or "w" in fields[1]:
+            continue
+        path = fields[5]
+        if any(path == place or path.startswith(place + "/") for place in wanted):
+            start, end = (int(value, 16) for value in fields[0].split("-"))
+            ranges.append((start, end))
+    return ranges
+
+
+class PageDropper:
+    """Drops the resident pages of the mapped weight files, now and then every INTERVAL_S until stop()."""
+
+    def __init__(self, places: Iterable[Path]) -> None:
+        """`places`: the model (folder or file) and the compiled-model cache folder, if any."""
+        self._madvise = _madvise()
+        self._places = weight_files(places)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def drop(self) -> int:
+        """Drop the pages once; the bytes of mapping advised."""
+        if self._madvise is None:
+            return 0
+        advised = 0
+        for start, end in read_only_mappings(self._places):
+            if self._madvise(start, end - start, MADV_DONTNEED) == 0:
+                advised += end - start
+        return advised
+
+    def start(self) -> PageDropper:
+        if self._madvise is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ovchat-pages", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop dropping in the background and drop once more (safe to call more than once)."""
+        if self._thread is None or self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join()
+        self.drop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(INTERVAL_S):
+            self.drop()
