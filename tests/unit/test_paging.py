@@ -1,4 +1,4 @@
-"""PageDropper: mapped read-only files leave resident memory, keep their contents, and nothing else is touched."""
+"""PageDropper: mapped read-only files leave RSS, keep their contents, and nothing else is touched."""
 
 from __future__ import annotations
 
