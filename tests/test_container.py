@@ -1,0 +1,49 @@
+"""The container image, built and run for real by scripts/deploy/image.py (`make image`), with the default
+model inside: slim, torch-free, non-root, healthy, answering the openai SDK, exiting 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from conftest import ROOT, require_programs
+
+IMAGE_SCRIPT = ROOT / "scripts" / "deploy" / "image.py"
+TAG = "localhost/ovchat:test"
+
+
+def image_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("image_script", IMAGE_SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "image_script", module)  # dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_image_is_slim_torch_free_and_serves_until_sigterm(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = image_script(monkeypatch)
+    require_programs(image.PODMAN, image.MMDEBSTRAP, "/usr/sbin/runc")
+    report = image.prove(model_dir, tag=TAG)
+    # Start-up times are reported, never asserted (tests do not assert wall-clock times).
+    print(f"\nimage report: {asdict(report)}")
+
+    assert report.size_bytes <= 450 * 10**6, f"{report.size_bytes / 1e6:.0f} MB"
+    assert report.user == "ovchat"
+    assert report.cold.cache_files > 0  # the cold start compiled into the volume the warm one reads
+    for run in (report.cold, report.warm):
+        assert run.forbidden == []  # no torch, transformers or optimum importable inside
+        assert run.uid != 0
+        assert not run.pip and not run.wheelhouse  # nothing of the build stage came along
+        assert run.healthcheck_rc == 0  # the image's own HEALTHCHECK passes once /health said 200
+        assert "Paris" in run.answer  # a chat completion through the openai SDK, from the host
+        assert run.exit_code == 0  # SIGTERM: drained and exited 0
+    assert image.problems(report) == []
