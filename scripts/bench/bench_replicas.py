@@ -1,0 +1,189 @@
+"""Benchmark replicas: aggregate tokens/s of three `ovchat serve` replicas behind HAProxy against one.
+
+    build/venv/bin/python scripts/bench/bench_replicas.py             # 16 clients, 3 rounds
+    build/venv/bin/python scripts/bench/bench_replicas.py --clients 8 --server-arg=--no-prefix-cache
+
+Starts three replicas and two HAProxy processes on deploy/haproxy/haproxy.cfg as shipped: one over
+the three replicas, one whose three server lines all point at the first replica (the same proxy
+path with one process behind it). Each round sends the same load through both, in alternating
+order so that drift in the machine's load hits both alike: --clients concurrent workers send
+--requests greedy chat requests of --max-tokens tokens each (eos ignored, every prompt new, so the
+prefix cache cannot help). Prints a markdown table and the load average before and after.
+
+Replicas add CPU only where there are idle cores: one replica's batching already keeps every core
+busy, so on a small machine expect about 1x (or less: three processes then compete for the cores).
+Replicas buy failover there, not speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+HAPROXY = "/usr/sbin/haproxy"
+TOPICS = ["a lighthouse", "a robot", "the sea", "a mountain", "a city", "a forest", "a train", "the moon"]
+
+
+@dataclass(frozen=True)
+class Round:
+    tokens: int
+    wall_s: float
+    latencies_s: list[float]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_s
+
+
+def free_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not become ready")
+
+
+def start_replica(extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    address = free_address()
+    ovchat = Path(sys.executable).parent / "ovchat"
+    port = address.rsplit(":", 1)[1]
+    args = [str(ovchat), "serve", "--port", port, "--log-level", "warning", *extra]
+    return subprocess.Popen(args), address
+
+
+def start_balancer(replicas: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """HAProxy on the shipped config; its /health is the first ready replica's, proxied."""
+    bind = free_address()
+    env = {**os.environ, "OVCHAT_LB_BIND": bind, "OVCHAT_LB_STATS": free_address()}
+    env.update({f"OVCHAT_REPLICA_{n}": address for n, address in enumerate(replicas, 1)})
+    quiet = subprocess.DEVNULL  # its request log
+    process = subprocess.Popen([HAPROXY, "-db", "-f", str(CONFIG)], env=env, stdout=quiet, stderr=quiet)
+    return process, f"http://{bind}"
+
+
+async def one_request(client: httpx.AsyncClient, tag: str, index: int, max_tokens: int) -> tuple[int, float]:
+    # The tag makes every prompt new, so neither run is helped by a prefix seen before.
+    prompt = f"Request {tag}-{index}: write a long story about {TOPICS[index % len(TOPICS)]}."
+    body = {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+    started = time.perf_counter()
+    response = await client.post("/v1/chat/completions", json=body)
+    response.raise_for_status()
+    return response.json()["usage"]["completion_tokens"], time.perf_counter() - started
+
+
+async def run_round(url: str, clients: int, requests: int, max_tokens: int, tag: str) -> Round:
+    """`clients` workers share `requests` requests; aggregate tokens over the wall time of all."""
+    numbers = iter(range(requests))
+    results: list[tuple[int, float]] = []
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+
+        async def worker() -> None:
+            for index in numbers:
+                results.append(await one_request(client, tag, index, max_tokens))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - started
+    return Round(sum(t for t, _ in results), wall, [s for _, s in results])
+
+
+def table(rounds: dict[str, list[Round]]) -> str:
+    rows = [
+        "| behind HAProxy | tokens/s (median) | min–max | × one replica | latency p50 s | latency p95 s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    base = statistics.median(r.tokens_per_s for r in rounds["1 replica"])
+    for name, runs in rounds.items():
+        speeds = [r.tokens_per_s for r in runs]
+        latencies = sorted(s for r in runs for s in r.latencies_s)
+        p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+        rows.append(
+            f"| {name} | {statistics.median(speeds):.0f} | {min(speeds):.0f}–{max(speeds):.0f} | "
+            f"{statistics.median(speeds) / base:.2f} | {statistics.median(latencies):.2f} | {p95:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16, help="concurrent requests")
+    parser.add_argument("--requests", type=int, default=64, help="requests per round and target")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra `ovchat serve` argument (repeatable; can override the --kv-cache-tokens 4096 given)",
+    )
+    args = parser.parse_args()
+    if not Path(HAPROXY).exists():
+        raise SystemExit(f"needs {HAPROXY}: bash scripts/dev/system_deps.sh installs it")
+    server_args = ["--kv-cache-tokens", "4096", *args.server_arg]  # three caches share the memory
+    replicas = [start_replica(server_args) for _ in range(3)]
+    processes = [p for p, _ in replicas]
+    try:
+        for process, address in replicas:
+            wait_ready(f"http://{address}", process, "a replica")
+        first = replicas[0][1]
+        targets = {
+            "1 replica": start_balancer([first] * 3),
+            "3 replicas": start_balancer([a for _, a in replicas]),
+        }
+        processes += [p for p, _ in targets.values()]
+        for name, (process, url) in targets.items():
+            wait_ready(url, process, f"HAProxy for {name}")
+            asyncio.run(run_round(url, args.clients, args.clients, 8, f"warm-{name}"))  # every replica warm
+        load_before = os.getloadavg()
+        rounds: dict[str, list[Round]] = {name: [] for name in targets}
+        for number in range(args.rounds):
+            order = list(targets) if number % 2 == 0 else list(reversed(targets))
+            for name in order:
+                url = targets[name][1]
+                tag = f"{number}-{name}"  # new prompts for each: replica 1 serves both targets
+                result = asyncio.run(run_round(url, args.clients, args.requests, args.max_tokens, tag))
+                rounds[name].append(result)
+                print(f"round {number + 1}, {name}: {result.tokens_per_s:.0f} tokens/s", file=sys.stderr)
+        load_after = os.getloadavg()
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait()
+    print(
+        f"{os.cpu_count()} cores; {args.rounds} rounds, alternating; {args.clients} clients, "
+        f"{args.requests} requests of {args.max_tokens} tokens (eos ignored) per round and target; "
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)\n"
+    )
+    print(table({name: rounds[name] for name in ("1 replica", "3 replicas")}))
+
+
+if __name__ == "__main__":
+    main()
