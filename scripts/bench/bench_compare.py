@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from report import (
+    ROOT,
+    cell,
+    env_size_mb,
+    first_token_run,
+    machine,
+    memory_bandwidth_gbs,
+    replace_section,
+    wait_for_idle,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 MODEL = BUILD / "models" / "smollm2-135m-instruct-int4"
-WORKERS = ROOT / "scripts" / "bench_workers.py"
+WORKERS = ROOT / "scripts" / "bench" / "bench_workers.py"
 QUESTION = "Write a short story about a lighthouse keeper."
 NEW_TOKENS = 128
 ENGINES = ("ovchat", "reference", "llamacpp")
@@ -85,43 +90,9 @@ class Engine:
         ]
 
 
-def cpu_busy(seconds: float = 0.5) -> float:
-    """Share of CPU time spent busy over a short window (all cores)."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]
-
-    total0, idle0 = sample()
-    time.sleep(seconds)
-    total1, idle1 = sample()
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
-
-
-def wait_for_idle(limit: float = 20.0) -> float:
-    """Wait (up to `limit` s) for the machine to be idle; return the busy share last seen."""
-    deadline = time.monotonic() + limit
-    busy = cpu_busy()
-    while busy > 0.15 and time.monotonic() < deadline:
-        busy = cpu_busy()
-    return busy
-
-
 def cold_run(engine: Engine) -> dict[str, float]:
     """Process start -> first token -> 128 tokens, and the process's peak RSS."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(engine.cold_command(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    seen, first = b"", None
-    while chunk := os.read(proc.stdout.fileno(), 4096):
-        seen += chunk
-        if first is None and (engine.name == "ovchat" or b"FIRST" in seen):
-            first = time.perf_counter() - started
-    _, status, usage = os.wait4(proc.pid, 0)
-    done = time.perf_counter() - started
-    if status != 0 or first is None:
-        raise RuntimeError(f"{engine.name} cold run failed (status {status})")
-    return {"first_token_s": first, "done_s": done, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return first_token_run(engine.cold_command(), None if engine.name == "ovchat" else b"FIRST")
 
 
 def speed_run(engine: Engine, salt: int) -> dict[str, float]:
@@ -138,34 +109,12 @@ def speed_run(engine: Engine, salt: int) -> dict[str, float]:
     return {k: float(v) for k, v in data.items()}
 
 
-def env_size_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
-
-
-def memory_bandwidth_gbs() -> float:
-    """Copy bandwidth (read + write) of 256 MB arrays, best of 5: an upper bound for decode."""
-    source = np.ones(64 * 1024 * 1024, dtype=np.float32)
-    target = np.empty_like(source)
-    best = min(_timed_copy(source, target) for _ in range(5))
-    return 2 * source.nbytes / best / 1e9
-
-
-def _timed_copy(source: np.ndarray, target: np.ndarray) -> float:
-    started = time.perf_counter()
-    np.copyto(target, source)
-    return time.perf_counter() - started
-
-
 def decode_bytes_per_token(model: Path, context: int) -> float:
     """Weights read per token (the whole IR weights file) plus the KV cache at `context` (u8)."""
     config = json.loads((model / "config.json").read_text())
     head_dim = config["hidden_size"] // config["num_attention_heads"]
     kv = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context
     return (model / "openvino_model.bin").stat().st_size + kv
-
-
-def median_spread(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
 
 
 def run(rounds: int, engines: list[Engine]) -> dict[str, Any]:
@@ -186,33 +135,24 @@ def run(rounds: int, engines: list[Engine]) -> dict[str, Any]:
     return {"results": results, "busiest": busiest}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 METRICS = [  # key, label, lower is better, target (ratio ovchat/peer) vs reference, vs llama.cpp
     ("first_token_s", "cold start → first token (s)", True, 0.25, 1.0),
     ("done_s", "cold start → 128 tokens (s)", True, None, None),
-    ("decode_tokens_per_s", "decode (tokens/s)", False, 1.5, 1.1),
+    ("decode_tokens_per_s", "decode (tokens/s)", False, 1.5, 1.2),
     ("prefill_tokens_per_s", "prefill at ~512 tokens (tokens/s)", False, None, 6.0),
     ("peak_rss_mb", "peak RSS (MB)", True, None, 1.0),
 ]
 
 
-def write_report(
-    data: dict[str, Any], engines: list[Engine], rounds: int, bandwidth: float, path: Path
-) -> str:
+def write_report(data: dict[str, Any], engines: list[Engine], rounds: int, bandwidth: float) -> str:
     res = data["results"]
     sizes = {e.name: env_size_mb(e.env) for e in engines}
     med = {name: {k: statistics.median(v) for k, v in m.items()} for name, m in res.items()}
     lines = [
-        "# Benchmarks",
+        "## At 135 M parameters: the default model",
         "",
-        f"Measured {date.today().isoformat()} on {cpu_model()}, {os.cpu_count()} cores, by "
-        f"`scripts/bench_compare.py` ({rounds} interleaved rounds, every figure from a fresh process; "
+        f"Measured {date.today().isoformat()} on {machine()}, by `make bench` "
+        f"(`scripts/bench/bench_compare.py`; {rounds} interleaved rounds, every figure from a fresh process; "
         "median, with min–max). Model: SmolLM2-135M-Instruct — ovchat and the reference on the same "
         "int4 IR, "
         f"llama.cpp on the Q4_1 GGUF it was built from. 2 threads, greedy, {NEW_TOKENS} generated tokens "
@@ -222,10 +162,7 @@ def write_report(
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for key, label, lower, vs_ref, vs_llama in METRICS:
-        cells = []
-        for name in ENGINES:
-            m, lo, hi = median_spread(res[name][key])
-            cells.append(f"{m:.2f} ({lo:.2f}–{hi:.2f})" if m < 100 else f"{m:.0f} ({lo:.0f}–{hi:.0f})")
+        cells = [cell(res[name][key]) for name in ENGINES]
         r_ref = med["ovchat"][key] / med["reference"][key]
         r_llama = med["ovchat"][key] / med["llamacpp"][key]
         targets = []
@@ -256,11 +193,8 @@ def write_report(
         "(torch CPU, transformers, optimum-intel); llama.cpp = a venv with only xllamacpp.",
         "",
         "![ratios](docs/bench_compare.png)",
-        "",
     ]
-    text = "\n".join(lines)
-    path.write_text(text)
-    return text
+    return "\n".join(lines)
 
 
 def chart(data: dict[str, Any], path: Path) -> None:
@@ -307,7 +241,9 @@ def main() -> int:
     data = run(args.rounds, engines)
     bandwidth = memory_bandwidth_gbs()
     (BUILD / "bench_compare.json").write_text(json.dumps(data, indent=2))
-    print(write_report(data, engines, args.rounds, bandwidth, ROOT / "BENCHMARKS.md"))
+    text = write_report(data, engines, args.rounds, bandwidth)
+    replace_section("small", text)
+    print(text)
     chart(data, ROOT / "docs" / "bench_compare.png")
     return 0
 

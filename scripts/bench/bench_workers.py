@@ -1,8 +1,10 @@
 """One benchmark measurement in a fresh process, run by each engine's own interpreter.
 
-usage: bench_workers.py ENGINE TASK MODEL
-  ENGINE: reference (optimum-intel + transformers) | llamacpp (xllamacpp)
+usage: bench_workers.py ENGINE TASK MODEL [SALT]
+  ENGINE: reference (optimum-intel + transformers) | llamacpp (the xllamacpp wheel)
+          | llamacpp-native (llama-cpp-python built here with -march=native)
   TASK:   cold (prints FIRST at the first streamed token, then DONE) | speed (prints one JSON line)
+          | large (load time, TTFT at 512 and 2,048 prompt tokens, decode, steady RSS: one JSON line)
 ovchat's cold start is measured on its real CLI (`ovchat ask`), and its speed with `ovchat bench`.
 Everything is greedy, on 2 threads, and generates exactly NEW_TOKENS tokens (eos ignored).
 """
@@ -90,12 +92,21 @@ def reference_speed(model_dir: str, salt: int) -> dict[str, float]:
     }
 
 
-def _llama_server(gguf: str) -> Any:
+def resident_mb() -> float:
+    with open("/proc/self/status") as status:
+        lines = status.read().splitlines()
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _llama_server(gguf: str, context: int = 2048) -> Any:
     import xllamacpp as xlc
 
     params = xlc.CommonParams()
     params.model.path = gguf
-    params.n_ctx = 2048
+    params.n_ctx = context
     params.n_predict = NEW_TOKENS
     params.cpuparams.n_threads = THREADS
     params.cpuparams_batch.n_threads = THREADS
@@ -147,11 +158,100 @@ def llamacpp_speed(gguf: str, salt: int) -> dict[str, float]:
     }
 
 
+LARGE_CONTEXT = 4096
+LARGE_PROMPTS = (512, 2048)
+
+
+def llamacpp_large(gguf: str, salt: int) -> dict[str, float]:
+    """The wheel: load, TTFT at each prompt length (a fresh prompt each), decode after 512 tokens."""
+    started = time.perf_counter()
+    server = _llama_server(gguf, LARGE_CONTEXT)
+    load_s = time.perf_counter() - started
+
+    def run(prompt: str, new: int) -> tuple[float, dict[str, Any]]:
+        request = {"prompt": prompt, "max_tokens": new, "ignore_eos": True, "temperature": 0.0}
+        request["cache_prompt"] = False
+        begun = time.perf_counter()
+        result: dict[str, Any] = server.handle_completions(request)
+        return time.perf_counter() - begun, dict(result["timings"])
+
+    run(long_prompt(32, salt), 8)  # warm-up
+    figures: dict[str, float] = {"load_s": load_s}
+    for length in LARGE_PROMPTS:
+        seconds, timings = run(long_prompt(length, salt + length), 1)
+        figures[f"ttft_{length}_s"] = seconds
+        figures[f"prompt_tokens_{length}"] = timings["prompt_n"]
+        figures[f"prefill_{length}_tokens_per_s"] = timings["prompt_per_second"]
+    _, timings = run(long_prompt(512, salt + 1), NEW_TOKENS)
+    figures["decode_tokens_per_s"] = timings["predicted_per_second"]
+    figures["steady_rss_mb"] = resident_mb()
+    return figures
+
+
+def _native(gguf: str) -> Any:
+    from llama_cpp import Llama
+
+    return Llama(
+        model_path=gguf,
+        n_ctx=LARGE_CONTEXT,
+        n_threads=THREADS,
+        n_threads_batch=THREADS,
+        verbose=False,
+    )
+
+
+def native_cold(gguf: str) -> None:
+    llm = _native(gguf)
+    no_eos = {llm.token_eos(): -1e9}
+    messages = [{"role": "user", "content": QUESTION}]
+    stream = llm.create_chat_completion(
+        messages, max_tokens=NEW_TOKENS, temperature=0.0, stream=True, logit_bias=no_eos
+    )
+    seen = False
+    for chunk in stream:
+        if not seen and chunk["choices"][0]["delta"].get("content"):
+            seen = True
+            mark("FIRST")
+    mark("DONE")
+
+
+def native_large(gguf: str, salt: int) -> dict[str, float]:
+    """llama-cpp-python: the same figures as llamacpp_large, timed around the calls."""
+    started = time.perf_counter()
+    llm = _native(gguf)
+    load_s = time.perf_counter() - started
+    no_eos = {llm.token_eos(): -1e9}
+
+    def run(prompt: str, new: int) -> tuple[float, int]:
+        llm.reset()  # no prefix reuse between calls
+        tokens = llm.tokenize(prompt.encode(), add_bos=False)
+        begun = time.perf_counter()
+        llm.create_completion(tokens, max_tokens=new, temperature=0.0, logit_bias=no_eos)
+        return time.perf_counter() - begun, len(tokens)
+
+    run(long_prompt(32, salt), 8)  # warm-up
+    figures: dict[str, float] = {"load_s": load_s}
+    for length in LARGE_PROMPTS:
+        seconds, count = run(long_prompt(length, salt + length), 1)
+        figures[f"ttft_{length}_s"] = seconds
+        figures[f"prompt_tokens_{length}"] = count
+        figures[f"prefill_{length}_tokens_per_s"] = count / seconds
+    first, _ = run(long_prompt(512, salt + 1), 1)
+    full, _ = run(long_prompt(512, salt + 1), NEW_TOKENS + 1)
+    figures["decode_tokens_per_s"] = NEW_TOKENS / (full - first)
+    figures["steady_rss_mb"] = resident_mb()
+    return figures
+
+
 def main() -> None:
     engine, task, model = sys.argv[1:4]
     salt = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     if task == "cold":
-        {"reference": reference_cold, "llamacpp": llamacpp_cold}[engine](model)
+        {"reference": reference_cold, "llamacpp": llamacpp_cold, "llamacpp-native": native_cold}[engine](
+            model
+        )
+    elif task == "large":
+        mark(json.dumps({"llamacpp": llamacpp_large, "llamacpp-native": native_large}[engine](model, salt)))
     else:
         speed = {"reference": reference_speed, "llamacpp": llamacpp_speed}[engine](model, salt)
         mark(json.dumps(speed))
