@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test lint bench bench-large large-model clean image
+.PHONY: help setup build-env system-deps model chat test lint bench bench-large large-model clean image deploy-check-env
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
 	@echo "make image  the container image (deploy/Containerfile) with the model, built and proven"
+	@echo "make deploy-check-env  checkov + kubernetes-validate (build/venv-deploy-check) for the deploy tests"
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -48,8 +49,16 @@ lint: setup
 system-deps:
 	@bash scripts/dev/system_deps.sh
 
+# checkov and kubernetes-validate check deploy/ (tests/test_deploy_manifests.py); checkov pins many
+# packages of its own, so they get a venv of their own.
+deploy-check-env: build/venv-deploy-check/.installed
+build/venv-deploy-check/.installed: scripts/deploy/requirements-deploy-check.txt
+	$(PYTHON) -m venv build/venv-deploy-check
+	build/venv-deploy-check/bin/pip install $(PIP_FLAGS) -r scripts/deploy/requirements-deploy-check.txt
+	touch $@
+
 # Strict: a test whose system program is missing fails here instead of skipping.
-test: setup model lint system-deps
+test: setup model lint system-deps deploy-check-env
 	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -q
 
 # Benchmark envs: ovchat as users install it (no extras), llama.cpp alone, and the driver.
