@@ -295,7 +295,8 @@ def test_the_pod_runs_locked_down_with_writable_volumes_only_where_ovchat_writes
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: mount["name"] for mount in spec["volumeMounts"]}
     cache = env("OVCHAT_CACHE_DIR")["value"]
-    assert cache in re.search(r"^VOLUME (.+)$", recipe, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    declared = re.search(r"^VOLUME (.+)$", recipe, re.MULTILINE)
+    assert declared and cache in declared.group(1)
     for path in (cache, "/tmp"):
         assert "emptyDir" in volumes[mounts[path]], path
         assert volumes[mounts[path]]["emptyDir"].get("sizeLimit"), path
