@@ -8,7 +8,8 @@ the three replicas, one whose three server lines all point at the first replica 
 path with one process behind it). Each round sends the same load through both, in alternating
 order so that drift in the machine's load hits both alike: --clients concurrent workers send
 --requests greedy chat requests of --max-tokens tokens each (eos ignored, every prompt new, so the
-prefix cache cannot help). Prints a markdown table and the load average before and after.
+prefix cache cannot help). Prints a markdown table, with the CPU that other processes took during
+the rounds (the machine may be shared: figures taken while others ran are not comparable).
 
 Replicas add CPU only where there are idle cores: one replica's batching already keeps every core
 busy, so on a small machine expect about 1x (or less: three processes then compete for the cores).
@@ -25,8 +26,10 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,10 +44,36 @@ class Round:
     tokens: int
     wall_s: float
     latencies_s: list[float]
+    others_cores: float = 0.0  # CPU that processes outside the benchmark took meanwhile, in cores
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.wall_s
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s(pids: list[int]) -> float:
+    """CPU seconds used by this process and the replicas and balancers it started."""
+    total = sum(os.times()[:2])
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
+def measured(pids: list[int], load: Coroutine[Any, Any, Round]) -> Round:
+    """Run `load`, noting the CPU that others took meanwhile: the machine is shared, and they slow it."""
+    busy, own = busy_cpu_s(), own_cpu_s(pids)
+    result = asyncio.run(load)
+    others = (busy_cpu_s() - busy) - (own_cpu_s(pids) - own)
+    return replace(result, others_cores=max(0.0, others) / result.wall_s)
 
 
 def free_address() -> str:
@@ -117,8 +146,9 @@ async def run_round(url: str, clients: int, requests: int, max_tokens: int, tag:
 
 def table(rounds: dict[str, list[Round]]) -> str:
     rows = [
-        "| behind HAProxy | tokens/s (median) | min–max | × one replica | latency p50 s | latency p95 s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| behind HAProxy | tokens/s (median) | min–max | × one replica | latency p50 s | latency p95 s "
+        "| others' CPU (cores, max) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     base = statistics.median(r.tokens_per_s for r in rounds["1 replica"])
     for name, runs in rounds.items():
@@ -127,7 +157,8 @@ def table(rounds: dict[str, list[Round]]) -> str:
         p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
         rows.append(
             f"| {name} | {statistics.median(speeds):.0f} | {min(speeds):.0f}–{max(speeds):.0f} | "
-            f"{statistics.median(speeds) / base:.2f} | {statistics.median(latencies):.2f} | {p95:.2f} |"
+            f"{statistics.median(speeds) / base:.2f} | {statistics.median(latencies):.2f} | {p95:.2f} | "
+            f"{max(r.others_cores for r in runs):.2f} |"
         )
     return "\n".join(rows)
 
@@ -162,17 +193,23 @@ def main() -> None:
         for name, (process, url) in targets.items():
             wait_ready(url, process, f"HAProxy for {name}")
             asyncio.run(run_round(url, args.clients, args.clients, 8, f"warm-{name}"))  # every replica warm
-        load_before = os.getloadavg()
+        load_before = os.getloadavg()  # before anything of ours runs: how busy others keep the machine
         rounds: dict[str, list[Round]] = {name: [] for name in targets}
         for number in range(args.rounds):
             order = list(targets) if number % 2 == 0 else list(reversed(targets))
             for name in order:
                 url = targets[name][1]
                 tag = f"{number}-{name}"  # new prompts for each: replica 1 serves both targets
-                result = asyncio.run(run_round(url, args.clients, args.requests, args.max_tokens, tag))
+                result = measured(
+                    [p.pid for p in processes],
+                    run_round(url, args.clients, args.requests, args.max_tokens, tag),
+                )
                 rounds[name].append(result)
-                print(f"round {number + 1}, {name}: {result.tokens_per_s:.0f} tokens/s", file=sys.stderr)
-        load_after = os.getloadavg()
+                print(
+                    f"round {number + 1}, {name}: {result.tokens_per_s:.0f} tokens/s, "
+                    f"others took {result.others_cores:.2f} cores",
+                    file=sys.stderr,
+                )
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -180,7 +217,7 @@ def main() -> None:
     print(
         f"{os.cpu_count()} cores; {args.rounds} rounds, alternating; {args.clients} clients, "
         f"{args.requests} requests of {args.max_tokens} tokens (eos ignored) per round and target; "
-        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)\n"
+        f"load average before {load_before[0]:.2f} (1 min)\n"
     )
     print(table({name: rounds[name] for name in ("1 replica", "3 replicas")}))
 
