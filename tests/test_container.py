@@ -39,6 +39,8 @@ def test_the_image_is_slim_torch_free_and_serves_until_sigterm(
     assert report.size_bytes <= 450 * 10**6, f"{report.size_bytes / 1e6:.0f} MB"
     assert report.user == "ovchat"
     assert report.cold.cache_files > 0  # the cold start compiled into the volume the warm one reads
+    # The warm start is configured by environment: OVCHAT_API_KEY locks the API (the SDK sends the key).
+    assert (report.cold.keyless_status, report.warm.keyless_status) == (200, 401)
     for run in (report.cold, report.warm):
         assert run.forbidden == []  # no torch, transformers or optimum importable inside
         assert run.uid != 0

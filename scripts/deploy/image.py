@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -81,6 +82,7 @@ class Run:
     start_to_health_s: float
     healthcheck_rc: int
     answer: str
+    keyless_status: int
     forbidden: list[str]
     uid: int
     pip: bool
@@ -255,11 +257,12 @@ def wait_healthy(container: str, port: int, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def ask(port: int) -> str:
+def ask(port: int, api_key: str | None) -> str:
     """A chat completion from the host through the official openai SDK."""
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=60)
+    base_url, key = f"http://127.0.0.1:{port}/v1", api_key or "unused"
+    client = OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
     reply = client.chat.completions.create(
         model="smollm2",
         messages=[{"role": "user", "content": "What is the capital of France?"}],
@@ -267,6 +270,15 @@ def ask(port: int) -> str:
         temperature=0,
     )
     return reply.choices[0].message.content or ""
+
+
+def keyless_status(port: int) -> int:
+    """GET /v1/models without a key: 200 on an open server, 401 when OVCHAT_API_KEY reached it."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def cache_files(volume: str) -> int:
@@ -280,24 +292,28 @@ def stop(container: str) -> int:
     return int(podman("wait", container, timeout=60).stdout.strip())
 
 
-def run_once(tag: str, volume: str) -> Run:
-    """Start the image on the cache `volume`, prove what a running container must, stop it."""
+def run_once(tag: str, volume: str, api_key: str | None = None) -> Run:
+    """Start the image on the cache `volume` (with OVCHAT_API_KEY if given), prove what a running
+    container must, stop it."""
     port = free_port()
     container = f"ovchat-proof-{os.getpid()}-{port}"
     started = time.monotonic()
-    publish, mount = f"127.0.0.1:{port}:8000", f"{volume}:/ovchat/cache"
-    podman("run", *ENGINE_FLAGS, "-d", "--name", container, "-p", publish, "-v", mount, tag)
+    options = ["-p", f"127.0.0.1:{port}:8000", "-v", f"{volume}:/ovchat/cache"]
+    options += ["-e", f"OVCHAT_API_KEY={api_key}"] if api_key else []
+    podman("run", *ENGINE_FLAGS, "-d", "--name", container, *options, tag)
     try:
         wait_healthy(container, port)
         start_to_health = time.monotonic() - started
         healthcheck_rc = podman("healthcheck", "run", container, check=False).returncode
-        answer = ask(port)
+        answer, keyless = ask(port, api_key), keyless_status(port)
         inside = json.loads(podman("exec", container, "python", "-c", INSPECT).stdout)
         exit_code = stop(container)
     finally:
         podman("rm", "-f", "-v", container, check=False)
     files = cache_files(volume)
-    return Run(start_to_health, healthcheck_rc, answer, cache_files=files, exit_code=exit_code, **inside)
+    return Run(
+        start_to_health, healthcheck_rc, answer, keyless, cache_files=files, exit_code=exit_code, **inside
+    )
 
 
 def prove(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) -> Report:
@@ -308,7 +324,7 @@ def prove(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) ->
     podman("volume", "create", volume)
     try:
         cold = run_once(tag, volume)
-        warm = run_once(tag, volume)
+        warm = run_once(tag, volume, api_key=secrets.token_hex(16))  # configured by environment
     finally:
         podman("volume", "rm", "-f", volume, check=False)
     return Report(tag, image_size(tag), base_image, image_size(base_image), build_s, user, cold, warm)
@@ -328,6 +344,11 @@ def problems(report: Report, max_mb: int = 450) -> list[str]:
             found.append(
                 f"{name}: healthcheck {run.healthcheck_rc}, exit {run.exit_code}, answer {run.answer!r}"
             )
+    if report.cold.keyless_status != 200 or report.warm.keyless_status != 401:
+        found.append(
+            f"without a key /v1/models said {report.cold.keyless_status} on the open server and "
+            f"{report.warm.keyless_status} with OVCHAT_API_KEY set (want 200 and 401)"
+        )
     if not report.cold.cache_files:
         found.append("the cold start left nothing in the compiled-model cache volume")
     return found
@@ -352,7 +373,19 @@ def main() -> int:
     parser.add_argument("--base", default="local", help="'local' (mmdebstrap, cached) or a base image name")
     parser.add_argument("--tag", default=IMAGE)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--context-only",
+        action="store_true",
+        help="only assemble the build context and print its folder, for docker build",
+    )
     args = parser.parse_args()
+    if args.context_only:
+        try:
+            print(prepare_context(args.model.resolve()))
+        except ImageError as error:
+            print(f"image: error: {error}", file=sys.stderr)
+            return 1
+        return 0
     for program in (PODMAN, *((MMDEBSTRAP,) if args.base == "local" else ())):
         if not Path(program).exists():
             print(f"image: error: {program} is missing: run `make system-deps`", file=sys.stderr)
