@@ -129,7 +129,7 @@ def test_info_text_describes_the_model_and_a_gguf_file(model_dir: Path) -> None:
     assert code == 0
     for line in ("format: OpenVINO IR folder", "context_length: 8192", "chat_template: yes", "CPU:"):
         assert line in out
-    assert "fidelity: top-1 agreement 0.9" in out and "INFERENCE_PRECISION_HINT" in out
+    assert "fidelity: top-1 agreement 0.9" in out and "(what the fidelity gate passed with)" in out
     code, out, err = run("info", "--model", str(embedded_gguf()))
     assert code == 0, err
     assert "format: GGUF file" in out and "context_length: 8192" in out

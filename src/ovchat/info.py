@@ -66,12 +66,14 @@ def _build_summary(manifest: Manifest) -> dict[str, Any]:
         "export": " ".join(f"{k}={v}" for k, v in flags.items()),
         "weights": "; ".join(modes) or "unknown",
     }
-    if manifest.runtime:
-        summary["runtime"] = manifest.runtime
+    # What the runtime applies on the CPU: the settings the build's fidelity gate passed with.
+    settings = " ".join(f"{k}={v}" for k, v in manifest.runtime.items())
+    summary["runtime"] = f"{settings or 'the device defaults'} (what the fidelity gate passed with)"
     if isinstance(manifest.fidelity, dict):
         tokens = manifest.fidelity.get("tokens", {})
         summary["fidelity"] = (
-            f"top-1 agreement {tokens.get('top1_agreement')}, perplexity "
+            f"top-1 agreement {tokens.get('top1_agreement')} at "
+            f"{manifest.fidelity.get('ir_inference_precision', 'the default precision')}, perplexity "
             f"{tokens.get('perplexity_source')} -> {tokens.get('perplexity_ir')}"
         )
     return summary
