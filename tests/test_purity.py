@@ -34,3 +34,24 @@ def test_running_ovchat_imports_none_of_them(model_dir: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("IMPORTED:")
+
+
+def test_the_command_skips_openvinos_model_converter(model_dir: Path) -> None:
+    """`ovchat` never converts models: importing openvino's converter cost 60-80 ms of each cold start."""
+    code = (
+        "import sys\n"
+        "from ovchat.cli import main\n"
+        f"sys.argv = ['ovchat', 'ask', '--model', {str(model_dir)!r}, '-n', '2', 'hi']\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('openvino.tools.ovc') and sys.modules[m])\n"
+        "print('CONVERTER:', ','.join(loaded))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("CONVERTER:")
+    # ...while the library, which embedders may use to convert models, keeps it.
+    library = "import openvino, sys\nprint(callable(getattr(openvino, 'convert_model', None)))"
+    assert (
+        subprocess.run([sys.executable, "-c", library], capture_output=True, text=True).stdout.strip()
+        == "True"
+    )
