@@ -128,7 +128,7 @@ def prepare_local_base() -> str:
         return name
     if not tarball.exists():
         WORK.mkdir(parents=True, exist_ok=True)
-        partial = tarball.with_suffix(".partial.tar")
+        partial = tarball.with_suffix(f".partial-{os.getpid()}.tar")  # a concurrent run makes its own
         result = subprocess.run(
             [MMDEBSTRAP, "--quiet", *MMDEBSTRAP_ARGS, str(partial)],
             capture_output=True,
@@ -148,7 +148,7 @@ def build_ovchat_wheel(out: Path) -> Path:
     """The ovchat wheel from a copy of the sources (setuptools writes no build/ into the checkout).
 
     SOURCE_DATE_EPOCH makes the same sources give the same bytes, so the image's layer stays cached."""
-    source = WORK / "source"
+    source = WORK / f"source-{os.getpid()}"
     shutil.rmtree(source, ignore_errors=True)
     source.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
@@ -161,6 +161,7 @@ def build_ovchat_wheel(out: Path) -> Path:
     env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps"]
     result = subprocess.run([*pip, "-w", str(out), str(source)], capture_output=True, text=True, env=env)
+    shutil.rmtree(source, ignore_errors=True)
     if result.returncode != 0:
         raise ImageError(f"could not build the ovchat wheel: {result.stderr.strip()[-300:]}")
     (wheel,) = out.glob("ovchat-*.whl")
@@ -173,19 +174,24 @@ def download_deps(wheel: Path) -> Path:
     Cached by the project's dependency list (pyproject.toml): pip inside a build may not reach an index."""
     key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + IMAGE_PYTHON.encode()).hexdigest()[:12]
     deps = WORK / f"deps-{key}"
-    if (deps / ".complete").exists():
+    if deps.exists():
         return deps
-    shutil.rmtree(deps, ignore_errors=True)
+    partial = WORK / f"deps-{key}.partial-{os.getpid()}"  # renamed when complete: a cut run leaves no half
+    shutil.rmtree(partial, ignore_errors=True)
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
     command = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check"]
-    command += ["--only-binary=:all:", "--python-version", IMAGE_PYTHON, *platforms, "-d", str(deps)]
+    command += ["--only-binary=:all:", "--python-version", IMAGE_PYTHON, *platforms, "-d", str(partial)]
     result = subprocess.run([*command, f"{wheel}[serve]"], capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
         errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")] or ["(no output)"]
         raise ImageError(f"could not download the wheels for the image: {errors[-1]}")
-    for own in deps.glob("ovchat-*.whl"):
+    for own in partial.glob("ovchat-*.whl"):
         own.unlink()
-    (deps / ".complete").touch()
+    try:
+        partial.rename(deps)
+    except OSError:  # a concurrent run got there first
+        shutil.rmtree(partial, ignore_errors=True)
     return deps
 
 
@@ -202,11 +208,10 @@ def link_tree(source: Path, target: Path) -> None:
                 shutil.copy2(item, target / item.name)
 
 
-def prepare_context(model: Path) -> Path:
-    """build/image/context: wheelhouse/deps, wheelhouse/ovchat-*.whl and model/ (see the Containerfile)."""
+def prepare_context(model: Path, context: Path = WORK / "context") -> Path:
+    """The build context: wheelhouse/deps, wheelhouse/ovchat-*.whl and model/ (see the Containerfile)."""
     if not (model / "manifest.json").exists():
         raise ImageError(f"no model at {model}: run `make model` (or `make model SOURCE=...`) first")
-    context = WORK / "context"
     shutil.rmtree(context, ignore_errors=True)
     wheelhouse = context / "wheelhouse"
     wheelhouse.mkdir(parents=True)
@@ -220,10 +225,14 @@ def build_image(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMA
     """Build the image; returns the base it used and the build's seconds (the base's own not counted)."""
     base_image = prepare_local_base() if base == "local" else base
     started = time.monotonic()
-    context = prepare_context(model)
+    # A context of its own: `make image` and the test may run at once. Layers are cached by content.
+    context = prepare_context(model, WORK / f"context-{os.getpid()}")
     args = ["--format", "docker", "-f", str(CONTAINERFILE), "-t", tag]
     args += ["--build-arg", f"BASE={base_image}", "--build-arg", f"MODEL_NAME={model.name}"]
-    result = podman("build", *ENGINE_FLAGS, *args, str(context), timeout=1200, check=False)
+    try:
+        result = podman("build", *ENGINE_FLAGS, *args, str(context), timeout=1200, check=False)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
     if result.returncode != 0:
         raise ImageError(f"podman build failed: {result.stderr.strip()[-600:]}")
     return base_image, time.monotonic() - started
