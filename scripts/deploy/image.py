@@ -115,6 +115,11 @@ def image_exists(name: str) -> bool:
     return podman("image", "exists", name, check=False).returncode == 0
 
 
+def image_id(name: str) -> str | None:
+    result = podman("image", "inspect", "--format", "{{.Id}}", name, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def image_size(name: str) -> int:
     return int(podman("image", "inspect", "--format", "{{.Size}}", name).stdout)
 
@@ -229,12 +234,16 @@ def build_image(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMA
     context = prepare_context(model, WORK / f"context-{os.getpid()}")
     args = ["--format", "docker", "-f", str(CONTAINERFILE), "-t", tag]
     args += ["--build-arg", f"BASE={base_image}", "--build-arg", f"MODEL_NAME={model.name}"]
+    previous = image_id(tag)
     try:
         result = podman("build", *ENGINE_FLAGS, *args, str(context), timeout=1200, check=False)
     finally:
         shutil.rmtree(context, ignore_errors=True)
     if result.returncode != 0:
         raise ImageError(f"podman build failed: {result.stderr.strip()[-600:]}")
+    if previous and previous != image_id(tag):
+        # The image this tag named has no name now: left alone, each source change would keep ~300 MB.
+        podman("rmi", previous, check=False)
     return base_image, time.monotonic() - started
 
 
