@@ -31,8 +31,9 @@ from servers import Server, free_port, start_server
 
 HAPROXY = "/usr/sbin/haproxy"
 CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
-# A small KV cache each (three replicas share the memory); a drain delay above HAProxy's 1.5 s to notice.
-REPLICA_OPTIONS = ("--kv-cache-tokens", "1024", "--drain-delay", "3")
+# A small KV cache each (three replicas share the memory); a drain delay well above the 1.5 s HAProxy's
+# checks take to notice, so that a loaded machine (a slow check) still leaves time.
+REPLICA_OPTIONS = ("--kv-cache-tokens", "1024", "--drain-delay", "5")
 REQUESTS, CLIENTS, TOKENS = 240, 12, 16
 RESTARTS = 3  # whole-request retries by the client after the SDK's own retries (a broken stream)
 TIME_LIMIT_S = 150  # bounded: the load stops itself
@@ -238,15 +239,21 @@ def test_a_killed_and_a_stopped_replica_lose_no_request(replicas: list[Server], 
     rows = balancer.servers()
     lb_retries, lb_redispatches = int(rows["BACKEND"]["wretr"] or 0), int(rows["BACKEND"]["wredis"] or 0)
     statuses = {name: row["status"] for name, row in rows.items() if name != "BACKEND"}
+    # The stopped replica's connection errors, response errors, retries and aborts, by HAProxy's count.
+    stopped_errors = {key: int(rows["replica2"][key] or 0) for key in ("econ", "eresp", "wretr", "srv_abrt")}
     print(
         f"\nfailover, {REQUESTS} requests by {CLIENTS} clients in {elapsed:.0f} s: sent {tally.sent}, "
         f"completed {tally.completed}, retried {tally.retried}, lost {len(tally.lost)}; HTTP attempts "
         f"{tally.attempts}, whole requests sent again {tally.restarts} {dict(tally.restarted_after)}; "
-        f"HAProxy retries {lb_retries}, redispatches {lb_redispatches}; servers {statuses}"
+        f"HAProxy retries {lb_retries}, redispatches {lb_redispatches}; servers {statuses}; "
+        f"errors on the stopped replica {stopped_errors}"
     )
     assert tally.lost == [], tally.lost[:5]
     assert tally.sent == tally.completed == REQUESTS
     assert stopped_exit == 0  # SIGTERM: it drained, finished what it held and exited cleanly
+    # ... and HAProxy stopped sending during its drain delay, before it stopped listening: not one
+    # connection to it failed, not one answer of it was cut.
+    assert not any(stopped_errors.values()), stopped_errors
     # The kill hit running answers: someone had to retry them (HAProxy or the client), and did.
     assert tally.retried + lb_retries + lb_redispatches > 0
     assert rows["replica3"]["status"].startswith("UP") and survivor.process.poll() is None
