@@ -110,6 +110,19 @@ def test_the_shipped_haproxy_config_is_valid() -> None:
     assert check.returncode == 0, check.stderr.decode()
 
 
+def test_with_no_replica_to_answer_haproxy_says_503_with_retry_after_in_openai_shape(tmp_path: Path) -> None:
+    require_programs(HAPROXY)
+    nowhere = [f"127.0.0.1:{free_port()}" for _ in range(3)]  # nothing listens there
+    balancer = start_balancer(nowhere, tmp_path / "haproxy.log")
+    try:
+        balancer.wait_for({"BACKEND": "DOWN"})
+        answer = httpx.post(f"{balancer.base}/v1/chat/completions", json={"messages": []})
+    finally:
+        balancer.stop()
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert answer.json()["error"]["code"] == "no_replica"
+
+
 def test_sigterm_with_a_drain_delay_says_503_on_health_and_keeps_serving(model_dir: Path) -> None:
     own = start_server(model_dir, "--drain-delay", "600")  # the second SIGTERM ends the wait
     try:
