@@ -38,7 +38,8 @@ def test_the_image_is_slim_torch_free_and_serves_until_sigterm(
 
     assert report.size_bytes <= 450 * 10**6, f"{report.size_bytes / 1e6:.0f} MB"
     assert report.user == "ovchat"
-    assert report.cold.cache_files > 0  # the cold start compiled into the volume the warm one reads
+    # `ovchat ask` inside the cold container compiled into the volume the warm one reads.
+    assert report.cold.cache_files > 0
     # The warm start is configured by environment: OVCHAT_API_KEY locks the API (the SDK sends the key).
     assert (report.cold.keyless_status, report.warm.keyless_status) == (200, 401)
     for run in (report.cold, report.warm):

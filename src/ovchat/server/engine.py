@@ -273,7 +273,7 @@ class Engine:
         else:
             scheduler.cache_size = self.config.kv_cache_gb
         scheduler.enable_prefix_caching = self.config.prefix_cache
-        props = self.device.properties(self.model.runtime)
+        props = self.device.properties(self.model.runtime, paged=True)
         props.pop("ATTENTION_BACKEND", None)  # continuous batching always uses paged attention
         if self._pages is not None:  # a rebuild before any step went through
             self._pages.stop()
