@@ -64,6 +64,7 @@ def test_the_attention_backend_is_the_one_asked_for(model_dir: Path) -> None:
         report = json.loads(out)
         assert report["attention_backend"] == backend
         assert report["results"][0]["prompt_tokens"] == 16 and report["peak_rss_mb"] > 50
+        assert 50 < report["steady_rss_mb"] <= report["peak_rss_mb"]
 
 
 def test_seed_repeats_a_sampled_answer_and_other_seeds_change_it(model_dir: Path) -> None:
