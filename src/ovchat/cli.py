@@ -13,8 +13,16 @@ from typing import Any
 import click
 
 from ovchat import __version__
-from ovchat.cli_options import build_options, device_config, generation_options, load_model, model_options
+from ovchat.cli_options import (
+    MODEL_OPTION_NAMES,
+    build_options,
+    device_config,
+    generation_options,
+    load_model,
+    model_options,
+)
 from ovchat.errors import Interrupted, OvchatError
+from ovchat.options import GenerationOptions
 from ovchat.rules import is_text
 from ovchat.server.cli import serve
 
@@ -114,25 +122,44 @@ def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print text, finish reason, token counts and metrics as JSON."
 )
+@click.option(
+    "--server",
+    envvar="OVCHAT_SERVER",
+    metavar="URL",
+    help="Ask a running `ovchat serve` at URL instead of loading the model [env OVCHAT_SERVER].",
+)
+@click.option(
+    "--api-key", envvar="OVCHAT_API_KEY", metavar="KEY", help="The server's key [env OVCHAT_API_KEY]."
+)
 @model_options()
 @generation_options
 def ask(
-    prompt: tuple[str, ...], system: str | None, no_stream: bool, raw: bool, as_json: bool, **kwargs: Any
+    prompt: tuple[str, ...],
+    system: str | None,
+    no_stream: bool,
+    raw: bool,
+    as_json: bool,
+    server: str | None,
+    api_key: str | None,
+    **kwargs: Any,
 ) -> None:
     """Answer one PROMPT (or the text on stdin) and exit."""
-    from ovchat.repl import run_interruptibly
-    from ovchat.session import ChatSession, complete_raw
-
     text = read_prompt(prompt)
     if not text.strip():
         raise OvchatError("no prompt: give it as an argument or on stdin")
     if raw and system:
         raise OvchatError("--system has no effect with --raw (no chat template is applied)")
     options = build_options(kwargs)
+    stream = not (no_stream or as_json)
+    if server:
+        ask_remotely(server, api_key, text, options, system, raw, stream, as_json)
+        return
+    from ovchat.repl import run_interruptibly
+    from ovchat.session import ChatSession, complete_raw
+
     # SDPA compiles and loads faster than paged attention, and one-shot answers never reuse
     # a KV cache across turns.
     model = load_model(kwargs, default_backend="SDPA")
-    stream = not (no_stream or as_json)
     on_text = (lambda piece: click.echo(piece, nl=False)) if stream else None
     cancel = threading.Event()
     if raw:
@@ -153,6 +180,35 @@ def ask(
         click.echo("" if stream else reply.text)
     if reply.finish_reason == "cancelled":
         sys.exit(130)
+
+
+def ask_remotely(
+    url: str,
+    api_key: str | None,
+    text: str,
+    options: GenerationOptions,
+    system: str | None,
+    raw: bool,
+    stream: bool,
+    as_json: bool,
+) -> None:
+    """`ask --server`: the server's model answers, so model and device options would be ignored."""
+    from ovchat.remote import ask_server
+
+    context = click.get_current_context()
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in MODEL_OPTION_NAMES
+        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise OvchatError(f"{', '.join(given)}: not with --server (the server's own model and device answer)")
+    on_text = (lambda piece: click.echo(piece, nl=False)) if stream else None
+    reply = ask_server(url, text, options, system, raw, api_key, on_text)
+    if as_json:
+        click.echo(json.dumps({"server": url, **asdict(reply)}, ensure_ascii=False, indent=2))
+    else:
+        click.echo("" if stream else reply.text)
 
 
 @cli.command()

@@ -25,6 +25,12 @@ def _apply(decorators: list[Decorator]) -> Decorator:
     return lambda command: functools.reduce(lambda cmd, deco: deco(cmd), reversed(decorators), command)
 
 
+# The options that choose and compile the model (their parameter names), for commands that check them.
+MODEL_OPTION_NAMES = (
+    "model", "device", "performance_hint", "num_streams", "cache_dir", "precision", "attention_backend",
+)  # fmt: skip
+
+
 def model_options(attention_backend: bool = True) -> Decorator:
     """--model, --device and how OpenVINO compiles the model (serve has no --attention-backend:
     continuous batching always uses paged attention)."""

@@ -1,0 +1,178 @@
+"""`ovchat ask --server URL`: answer through a running `ovchat serve` instead of loading the model.
+
+A one-shot `ask` pays Python's start, OpenVINO's import, the model load and the CPU plugin's
+first-inference set-up on every call (measured on the default model: about 1.1 s to the first
+token, most of it the load and the set-up); a resident server has paid them once, so a client
+only pays Python's start and one request (what ollama users get from `ollama run`). Standard
+library only: the bare CLI needs no HTTP package for this.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ovchat.errors import OvchatError
+from ovchat.options import GenerationOptions
+
+# The request fields a server takes for each GenerationOptions field (top_k and repetition_penalty
+# are not OpenAI fields: a server never sees them, so asking for them through one is an error).
+OPENAI_FIELDS = {
+    "max_new_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+NOT_SENT = {"top_k": "--top-k", "repetition_penalty": "--repetition-penalty"}
+TIMEOUT_S = 600.0  # a long answer on a busy server; the server itself bounds max_tokens
+
+
+@dataclass(frozen=True)
+class RemoteReply:
+    text: str
+    finish_reason: str  # stop | length | cancelled
+    model: str
+    input_tokens: int
+    output_tokens: int
+    ttft_ms: float
+    generate_ms: float
+
+
+def request_body(
+    text: str, options: GenerationOptions, system: str | None, raw: bool
+) -> tuple[str, dict[str, Any]]:
+    """The route and the OpenAI request for one answer (streamed, with usage at the end)."""
+    for name, flag in NOT_SENT.items():
+        if getattr(options, name) is not None:
+            raise OvchatError(
+                f"{flag} cannot be sent to a server (it is not an OpenAI field): drop it or --server"
+            )
+    body: dict[str, Any] = {"model": "ovchat", "stream": True, "stream_options": {"include_usage": True}}
+    for name, field in OPENAI_FIELDS.items():
+        value = getattr(options, name)
+        if value is not None:
+            body[field] = value
+    if options.stop:
+        body["stop"] = list(options.stop)
+    if options.ignore_eos:
+        body["ignore_eos"] = True
+    if raw:
+        return "/v1/completions", {**body, "prompt": text}
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": text}
+    ]
+    return "/v1/chat/completions", {**body, "messages": messages}
+
+
+def ask_server(
+    url: str,
+    text: str,
+    options: GenerationOptions,
+    system: str | None = None,
+    raw: bool = False,
+    api_key: str | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> RemoteReply:
+    """Stream one answer from the `ovchat serve` at `url`. Leaving early (Ctrl-C) closes the
+    connection, and the server cancels the request."""
+    route, body = request_body(text, options, system, raw)
+    connection = _connect(url)
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    started = time.perf_counter()
+    try:
+        connection.request("POST", _path(url, route), json.dumps(body).encode(), headers)
+        response = connection.getresponse()
+        if response.status != 200:
+            raise OvchatError(f"the server at {url} answered {response.status}: {_error_message(response)}")
+        return _read_stream(response, raw, started, on_text)
+    except ValueError:
+        raise OvchatError(f"the server at {url} did not answer as an OpenAI stream") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise OvchatError(
+            f"no ovchat server answers at {url} ({_reason(exc)}): start one with `ovchat serve`"
+        ) from None
+    finally:
+        connection.close()
+
+
+def _read_stream(
+    response: http.client.HTTPResponse,
+    raw: bool,
+    started: float,
+    on_text: Callable[[str], None] | None,
+) -> RemoteReply:
+    parts: list[str] = []
+    reason, model, first = "stop", "", None
+    usage: dict[str, Any] = {}
+    for event in _events(response):
+        if "error" in event:
+            raise OvchatError(
+                f"the server failed the answer: {event['error'].get('message', event['error'])}"
+            )
+        model = event.get("model", model)
+        usage = event.get("usage") or usage
+        for choice in event.get("choices", []):
+            piece = choice.get("text") if raw else (choice.get("delta") or {}).get("content")
+            if piece:
+                first = first if first is not None else time.perf_counter()
+                parts.append(piece)
+                if on_text is not None:
+                    on_text(piece)
+            reason = choice.get("finish_reason") or reason
+    done = time.perf_counter()
+    return RemoteReply(
+        "".join(parts),
+        reason,
+        model,
+        int(usage.get("prompt_tokens", 0)),
+        int(usage.get("completion_tokens", 0)),
+        round(((first or done) - started) * 1000, 2),
+        round((done - started) * 1000, 2),
+    )
+
+
+def _events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream, up to its [DONE]."""
+    for line in response:
+        if not line.startswith(b"data: "):
+            continue
+        data = line[6:].strip()
+        if data == b"[DONE]":
+            return
+        yield json.loads(data)
+
+
+def _connect(url: str) -> http.client.HTTPConnection:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OvchatError(f"--server must be an http:// or https:// URL, not '{url}'")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    return kind(parts.hostname, parts.port, timeout=TIMEOUT_S)
+
+
+def _path(url: str, route: str) -> str:
+    """The route under the URL's own path; a URL ending in /v1 (as OpenAI clients take it) works too."""
+    base = urllib.parse.urlsplit(url).path.rstrip("/")
+    return (base.removesuffix("/v1") + route) if base else route
+
+
+def _error_message(response: http.client.HTTPResponse) -> str:
+    text = response.read(65536).decode("utf-8", "replace")
+    try:
+        error = json.loads(text)["error"]
+        return str(error.get("message", error))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return text.strip()[:200] or response.reason
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
