@@ -42,6 +42,7 @@ from ovchat.contract import (
     Manifest,
     ManifestError,
     models_home,
+    sha256_file,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,14 +138,6 @@ def default_name(source: Source, flags: ExportFlags, profile: str | None) -> str
     slug = re.sub(r"[^a-z0-9.]+", "-", base.lower()).strip("-")
     suffix = f"-{profile}" if profile else ""
     return f"{slug}-{flags.weight_format}{suffix}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weight_files(source: Source) -> list[Path]:

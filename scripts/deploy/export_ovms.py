@@ -21,7 +21,6 @@ Standard library only: it imports nothing but ovchat's model contract.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from ovchat.contract import (
     Manifest,
     ManifestError,
     find_named,
+    sha256_file,
 )
 
 OVMS_VERSION = "2026.3"
@@ -137,14 +137,6 @@ def read_manifest(folder: Path) -> Manifest:
     if missing:
         raise ExportError(f"{folder} lacks {', '.join(missing)}: not a model folder OVMS can serve")
     return manifest
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def copy_model(source: Path, manifest: Manifest, target: Path, link: bool) -> None:

@@ -6,6 +6,7 @@ models live. The build scripts import this module too, so the build and the runt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -43,6 +44,15 @@ BUILD_HINT = (
 # GGUF file types (general.file_type, llama.cpp's llama_ftype) that openvino-genai's own GGUF reader
 # imports lossily: it rounds Q4_1's float zero points to integers (measured: greedy answers loop).
 LOSSY_GGUF_FILE_TYPES = {3: "Q4_1"}
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, as the manifest records every file of a model folder."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ManifestError(ValueError):
