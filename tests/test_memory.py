@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from servers import start_server
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps: Linux")
 
 # Runs in a fresh process, so that no other test's pipeline maps the same files.
@@ -61,3 +63,24 @@ def test_the_mapped_weights_are_not_kept_resident_beside_the_repacked_copy(
     # ...but after the answer at most the tables read in place (the tied embedding, ~28 of 98 MB)
     # are resident; without the PageDropper all of it stays.
     assert figures["resident_kb"] < weights_kb * 0.4, figures
+
+
+def test_a_ready_server_holds_the_weights_once_before_any_request(model_dir: Path) -> None:
+    """The server warms up at load (the first inference repacks the weights), then drops the mapped copy."""
+    server = start_server(model_dir)
+    try:
+        places = [str(model_dir.resolve())]
+        size = rss = 0
+        inside = False
+        for line in Path(f"/proc/{server.process.pid}/smaps").read_text().splitlines():
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
+                inside = len(fields) == 6 and any(fields[5].startswith(p) for p in places)
+            elif inside and fields[0] == "Size:":
+                size += int(fields[1])
+            elif inside and fields[0] == "Rss:":
+                rss += int(fields[1])
+        weights_kb = (model_dir / "openvino_model.bin").stat().st_size // 1024
+        assert size >= weights_kb * 0.9 and rss < weights_kb * 0.4, (size, rss)
+    finally:
+        server.stop()

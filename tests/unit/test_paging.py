@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ovchat import paging
 from ovchat.paging import PageDropper, read_only_mappings, weight_files
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc: Linux")
@@ -54,7 +55,7 @@ def test_writable_mappings_and_other_files_are_left_alone(tmp_path: Path) -> Non
         other.open("rb") as other_handle,
         mmap.mmap(other_handle.fileno(), 0, access=mmap.ACCESS_READ) as elsewhere,
     ):
-        writable[0] = 7  # a private change that MADV_DONTNEED would throw away
+        writable[0] = 7  # a change to keep
         sum(writable[::4096]) + sum(elsewhere[::4096])
         PageDropper([path.parent]).drop()
         assert writable[0] == 7
@@ -85,3 +86,16 @@ def test_the_background_dropper_stops_and_drops_once_more(tmp_path: Path) -> Non
         dropper.stop()  # a second stop is harmless
         sum(view[::4096])
         assert resident_kb(path) >= SIZE // 1024 * 0.9  # stopped: nothing drops them any more
+
+
+def test_a_dropper_nobody_stops_ends_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library user may open a model and never generate: the dropper does not run forever."""
+    monkeypatch.setattr(paging, "LIFETIME_S", 0.1)
+    path = weights(tmp_path)
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        dropper = PageDropper([path.parent]).start()
+        assert dropper._thread is not None
+        dropper._thread.join(timeout=5)
+        assert not dropper._thread.is_alive()
+        sum(view[::4096])
+        assert resident_kb(path) >= SIZE // 1024 * 0.9  # it has stopped dropping

@@ -37,7 +37,6 @@ from ovchat.device import DeviceConfig
 from ovchat.errors import GenerationError, ModelError, OvchatError, RequestRejected, Unavailable
 from ovchat.model import ModelDir, TextTokenizer, weight_pages
 from ovchat.options import GenerationOptions
-from ovchat.paging import PageDropper
 from ovchat.rules import Message, answer_budget, finish_reason, plain_message
 from ovchat.server.metrics import ServerMetrics
 
@@ -176,7 +175,6 @@ class Engine:
         self.restarts = 0
         self._opener = opener or self._open_pipeline
         self._pipeline: Any = None  # a ContinuousBatchingPipeline
-        self._pages: PageDropper | None = None  # until the first step: see ovchat.paging
         self._tokenizer: TextTokenizer | None = None
         self._pending: deque[Job] = deque()
         self._active: list[Job] = []
@@ -275,16 +273,21 @@ class Engine:
         scheduler.enable_prefix_caching = self.config.prefix_cache
         props = self.device.properties(self.model.runtime, paged=True)
         props.pop("ATTENTION_BACKEND", None)  # continuous batching always uses paged attention
-        if self._pages is not None:  # a rebuild before any step went through
-            self._pages.stop()
-        self._pages = weight_pages(self.model, self.device).start()
+        pages = weight_pages(self.model, self.device).start()  # see ovchat.paging
         try:
             pipeline = ov_genai.ContinuousBatchingPipeline(
                 str(self.model.path), scheduler, self.device.device, props
             )
+            # The first inference pays the CPU plugin's kernel set-up and weight repacking: pay it
+            # before /health says ready rather than in a client's first token, and let the
+            # PageDropper finish with it instead of waiting for the first request.
+            warm_up = ov_genai.GenerationConfig()
+            warm_up.max_new_tokens = 1
+            pipeline.generate(["Hi"], [warm_up])
         except RuntimeError as exc:
-            self._pages.stop()
             raise ModelError(f"cannot load the model: {plain_message(exc)}") from None
+        finally:
+            pages.stop()
         return pipeline, TextTokenizer(pipeline.get_tokenizer())
 
     def _run(self) -> None:
@@ -434,9 +437,6 @@ class Engine:
             return
         self._failed_steps = 0
         self.metrics.count_step()
-        if self._pages is not None:  # the first step has repacked the weights
-            self._pages.stop()
-            self._pages = None
         for job in list(self._active):
             job.fresh = False
             self._collect(job)
