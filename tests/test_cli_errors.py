@@ -128,6 +128,7 @@ ROWS: list[tuple[str, list[str | bytes], Setup, bytes | None, int, str]] = [
     ("bad choice", ["ask", "--performance-hint", "FOO", "hi"], default, None, 2, "'FOO' is not one of"),
     ("unknown option", ["ask", "--frobnicate", "hi"], default, None, 2, "No such option"),
     ("streams 0", ["ask", "--num-streams", "0", "hi"], default, None, 2, "--num-streams"),
+    ("threads 0", ["ask", "--threads", "0", "hi"], default, None, 2, "--threads"),
     ("precision", ["ask", "--precision", "f8", "hi"], default, None, 2, "'f8' is not one of"),
     ("--system with --raw", ["ask", "--raw", "-s", "x", "hi"], default, None, 1, "--system has no effect"),
     ("empty prompt", ["ask", ""], default, None, 1, "no prompt"),

@@ -4,6 +4,7 @@ model inside: slim, torch-free, non-root, healthy, answering the openai SDK, exi
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -49,4 +50,8 @@ def test_the_image_is_slim_torch_free_and_serves_until_sigterm(
         assert run.healthcheck_rc == 0  # the image's own HEALTHCHECK passes once /health said 200
         assert "Paris" in run.answer  # a chat completion through the openai SDK, from the host
         assert run.exit_code == 0  # SIGTERM: drained and exited 0
+    # --cpus 1 on a machine of more CPUs: a quota the processes inside do not see as fewer cores;
+    # ovchat reads it and asks OpenVINO for one thread.
+    if len(os.sched_getaffinity(0)) > 1:
+        assert report.threads_at_one_cpu.startswith("1 (the CPU quota"), report.threads_at_one_cpu
     assert image.problems(report) == []

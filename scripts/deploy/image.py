@@ -102,6 +102,7 @@ class Report:
     user: str
     cold: Run
     warm: Run
+    threads_at_one_cpu: str  # `ovchat info` in a container limited to one CPU (--cpus 1)
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -358,7 +359,12 @@ def prove(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) ->
         warm = run_once(tag, volume, api_key=secrets.token_hex(16))  # configured by environment
     finally:
         podman("volume", "rm", "-f", volume, check=False)
-    return Report(tag, image_size(tag), base_image, image_size(base_image), build_s, user, cold, warm)
+    # A CPU limit is a quota the container's processes cannot see as fewer cores: ovchat reads it.
+    limited = podman("run", "--rm", *ENGINE_FLAGS, "--cpus", "1", tag, "info", "--json").stdout
+    threads = str(json.loads(limited).get("cpu_threads"))
+    return Report(
+        tag, image_size(tag), base_image, image_size(base_image), build_s, user, cold, warm, threads
+    )
 
 
 def problems(report: Report, max_mb: int = 450) -> list[str]:
@@ -382,6 +388,9 @@ def problems(report: Report, max_mb: int = 450) -> list[str]:
         )
     if not report.cold.cache_files:
         found.append("`ovchat ask` in the cold start left nothing in the compiled-model cache volume")
+    quota_counts = len(os.sched_getaffinity(0)) > 1  # one CPU of one is no limit
+    if quota_counts and not report.threads_at_one_cpu.startswith("1 (the CPU quota"):
+        found.append(f"limited to one CPU, ovchat would run {report.threads_at_one_cpu} inference threads")
     return found
 
 
@@ -390,6 +399,7 @@ def describe(report: Report) -> str:
         f"{report.image}: {report.size_bytes / 1e6:.0f} MB (base {report.base}: "
         f"{report.base_size_bytes / 1e6:.0f} MB), built in {report.build_s:.1f} s, user {report.user}"
     ]
+    lines.append(f"  limited to one CPU (--cpus 1): inference threads {report.threads_at_one_cpu}")
     for name, run in (("cold", report.cold), ("warm", report.warm)):
         lines.append(
             f"  {name}: start -> /health 200 in {run.start_to_health_s:.2f} s; answer {run.answer!r}; "

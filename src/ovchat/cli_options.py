@@ -27,7 +27,8 @@ def _apply(decorators: list[Decorator]) -> Decorator:
 
 # The options that choose and compile the model (their parameter names), for commands that check them.
 MODEL_OPTION_NAMES = (
-    "model", "device", "performance_hint", "num_streams", "cache_dir", "precision", "attention_backend",
+    "model", "device", "performance_hint", "num_streams", "threads", "cache_dir", "precision",
+    "attention_backend",
 )  # fmt: skip
 
 
@@ -58,6 +59,13 @@ def model_options(attention_backend: bool = True) -> Decorator:
             "--num-streams",
             type=click.IntRange(min=1),
             help="Inference streams (default: the hint's choice).",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            envvar="OVCHAT_THREADS",
+            help="CPU threads for inference [env OVCHAT_THREADS; default: OpenVINO's choice, one per "
+            "core it may use]. Set it to a container's or replica's CPU share.",
         ),
         click.option(
             "--cache-dir",
@@ -137,6 +145,7 @@ def device_config(kwargs: dict[str, Any], default_backend: str | None = None) ->
         device=kwargs.pop("device"),
         performance_hint=kwargs.pop("performance_hint"),
         num_streams=kwargs.pop("num_streams"),
+        threads=kwargs.pop("threads"),
         cache_dir=kwargs.pop("cache_dir"),
         attention_backend=kwargs.pop("attention_backend", None) or default_backend,
         inference_precision=kwargs.pop("precision"),

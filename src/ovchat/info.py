@@ -10,6 +10,7 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ovchat.contract import GENERATION_CONFIG_FILE, Manifest
+from ovchat.device import describe_threads
 from ovchat.gguf_meta import read_gguf_metadata
 from ovchat.model import ModelDir, find_model
 
@@ -32,6 +33,7 @@ def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
         facts["note"] = model.import_note
     core = ov.Core()
     facts["devices"] = {d: core.get_property(d, "FULL_DEVICE_NAME") for d in core.available_devices}
+    facts["cpu_threads"] = describe_threads()
     facts["versions"] = {p: importlib.metadata.version(p) for p in ("openvino", "openvino-genai")}
     return facts
 
