@@ -66,6 +66,14 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
     }
     temperature = document["components"]["schemas"]["ChatRequest"]["properties"]["temperature"]
     assert (temperature["minimum"], temperature["maximum"]) == (0.0, 2.0)  # from GenerationOptions.RANGES
+    unavailable = {
+        path: op["responses"]["503"]
+        for path, operations in document["paths"].items()
+        for op in operations.values()
+        if "503" in op["responses"]
+    }
+    assert set(unavailable) == {"/v1/chat/completions", "/v1/completions", "/health", "/live"}
+    assert all("Retry-After" in answer["headers"] for answer in unavailable.values())  # every 503 sends it
     assert document == app_document()
 
 

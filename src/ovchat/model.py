@@ -194,7 +194,7 @@ def open_model(spec: str | os.PathLike[str] | None = None, device: DeviceConfig 
     device = device or DeviceConfig()
     model_dir = find_model(spec)
     started = time.perf_counter()
-    pages = weight_pages(model_dir, device).start()  # until the first token: see ovchat.paging
+    pages = weight_pages(model_dir, device).start(loading=True)  # until the first token: ovchat.paging
     try:
         pipeline = ov_genai.LLMPipeline(
             str(model_dir.path), device.device, **device.properties(model_dir.runtime)
@@ -203,7 +203,7 @@ def open_model(spec: str | os.PathLike[str] | None = None, device: DeviceConfig 
         pages.stop()
         check_device(device)  # a missing device explains the failure best
         raise ModelError(f"cannot load the model at {model_dir.path}: {plain_message(exc)}") from None
-    return Model(model_dir, pipeline, device, time.perf_counter() - started, pages)
+    return Model(model_dir, pipeline, device, time.perf_counter() - started, pages.start())
 
 
 def weight_pages(model_dir: ModelDir, device: DeviceConfig) -> PageDropper:

@@ -34,7 +34,17 @@ def weights(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_read_only_mapping_leaves_resident_memory_and_reads_the_same(tmp_path: Path) -> None:
+@pytest.fixture(params=["query", "maps"])
+def lookup(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the dropper finds the mappings: PROCMAP_QUERY (Linux 6.11), or reading /proc/self/maps."""
+    if request.param == "query" and paging._map_query() is None:
+        pytest.skip("this kernel has no PROCMAP_QUERY")
+    if request.param == "maps":
+        monkeypatch.setattr(paging, "_map_query", lambda: None)
+    return str(request.param)
+
+
+def test_a_read_only_mapping_leaves_resident_memory_and_reads_the_same(tmp_path: Path, lookup: str) -> None:
     path = weights(tmp_path)
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
         checksum = sum(view[::4096])  # touches every page
@@ -45,7 +55,7 @@ def test_a_read_only_mapping_leaves_resident_memory_and_reads_the_same(tmp_path:
         assert sum(view[::4096]) == checksum  # read again from the page cache, unchanged
 
 
-def test_writable_mappings_and_other_files_are_left_alone(tmp_path: Path) -> None:
+def test_writable_mappings_and_other_files_are_left_alone(tmp_path: Path, lookup: str) -> None:
     path = weights(tmp_path)
     other = tmp_path / "other.bin"
     other.write_bytes(b"x" * SIZE)
@@ -63,7 +73,7 @@ def test_writable_mappings_and_other_files_are_left_alone(tmp_path: Path) -> Non
         assert resident_kb(other) >= SIZE // 1024 * 0.9
 
 
-def test_a_folder_of_links_is_followed_to_the_real_files(tmp_path: Path) -> None:
+def test_a_folder_of_links_is_followed_to_the_real_files(tmp_path: Path, lookup: str) -> None:
     path = weights(tmp_path)
     links = tmp_path / "links"
     links.mkdir()
@@ -99,3 +109,20 @@ def test_a_dropper_nobody_stops_ends_by_itself(tmp_path: Path, monkeypatch: pyte
         assert not dropper._thread.is_alive()
         sum(view[::4096])
         assert resident_kb(path) >= SIZE // 1024 * 0.9  # it has stopped dropping
+
+
+def test_while_loading_it_drops_only_where_it_checks_each_mapping_as_it_advises_it(
+    tmp_path: Path, lookup: str
+) -> None:
+    """Mappings come and go while a model loads: advising a range found by an earlier scan could zero
+    the memory that has replaced it. Without PROCMAP_QUERY the dropper waits until the model is loaded."""
+    path = weights(tmp_path)
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        dropper = PageDropper([path.parent])
+        assert dropper.checks_each_mapping == (lookup == "query")
+        dropper.start(loading=True)
+        assert (dropper._thread is not None) == (lookup == "query")
+        dropper.start()  # loaded: now it drops either way
+        sum(view[::4096])
+        dropper.stop()
+        assert resident_kb(path) < SIZE // 1024 * 0.1

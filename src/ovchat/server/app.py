@@ -53,6 +53,15 @@ SSE = {
         }
     }
 }
+# Every 503 says when to come back: clients and balancers that honour it retry instead of failing.
+RETRY = {"Retry-After": "1"}
+RETRY_DOC = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": what}
     for status, what in (
@@ -62,10 +71,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "not ready, busy or shutting down: retry"),
     )
 }
+ERRORS[503]["headers"] = RETRY_DOC
 # The Gate asks for the key on these routes when the server has one.
 PROTECTED: dict[str, Any] = {"security": [{"bearer": []}]}
-# Every 503 says when to come back: clients and balancers that honour it retry instead of failing.
-RETRY = {"Retry-After": "1"}
 
 log = logging.getLogger("ovchat.server")
 
@@ -209,7 +217,7 @@ def create_app(
         }
         return {"object": "list", "data": [card]}
 
-    @app.get("/health", response_model=Health, responses={503: {"model": Health}})
+    @app.get("/health", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
     async def health() -> JSONResponse:
         """Readiness: 200 while the server takes requests; 503 while loading, recovering or draining."""
         if ready():
@@ -218,7 +226,7 @@ def create_app(
         body = {"status": status, "model": settings.model_name}
         return JSONResponse(body, status_code=503, headers=RETRY)
 
-    @app.get("/live", response_model=Health, responses={503: {"model": Health}})
+    @app.get("/live", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
     async def live() -> JSONResponse:
         """Liveness: 200 unless the engine gave up (then the process is on its way out)."""
         if engine.state != "failed":

@@ -273,11 +273,12 @@ class Engine:
         scheduler.enable_prefix_caching = self.config.prefix_cache
         props = self.device.properties(self.model.runtime, paged=True)
         props.pop("ATTENTION_BACKEND", None)  # continuous batching always uses paged attention
-        pages = weight_pages(self.model, self.device).start()  # see ovchat.paging
+        pages = weight_pages(self.model, self.device).start(loading=True)  # see ovchat.paging
         try:
             pipeline = ov_genai.ContinuousBatchingPipeline(
                 str(self.model.path), scheduler, self.device.device, props
             )
+            pages.start()
             # The first inference pays the CPU plugin's kernel set-up and weight repacking: pay it
             # before /health says ready rather than in a client's first token, and let the
             # PageDropper finish with it instead of waiting for the first request.
