@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,33 +12,35 @@ from servers import start_server
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps: Linux")
 
-# Runs in a fresh process, so that no other test's pipeline maps the same files.
+# Runs in a fresh process, so that no other test's pipeline maps the same files; answers, says so
+# and waits, while the test reads its /proc/PID/smaps.
 PROBE = """
-import json, sys
-from pathlib import Path
+import sys
 from ovchat import ChatSession, GenerationOptions, open_model
 from ovchat.device import DeviceConfig
 
-def mapped(places):
+model = open_model(sys.argv[1], DeviceConfig(attention_backend="SDPA", cache_dir=sys.argv[2]))
+chat = ChatSession(model, GenerationOptions(max_new_tokens=8, temperature=0))
+chat.send("What is the capital of France?")
+print("answered", flush=True)
+sys.stdin.read()
+"""
+
+
+def mapped_kb(pid: int, places: list[Path]) -> tuple[int, int]:
+    """Size and Rss (kB) of process `pid`'s mappings of files in `places`, from /proc/PID/smaps."""
+    wanted = [str(place.resolve()) for place in places]
     size = rss = 0
     inside = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         fields = line.split()
-        if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
-            inside = len(fields) == 6 and any(fields[5].startswith(p) for p in places)
+        if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header line
+            inside = len(fields) == 6 and any(fields[5].startswith(place) for place in wanted)
         elif inside and fields[0] == "Size:":
             size += int(fields[1])
         elif inside and fields[0] == "Rss:":
             rss += int(fields[1])
     return size, rss
-
-model = open_model(sys.argv[1], DeviceConfig(attention_backend="SDPA", cache_dir=sys.argv[2]))
-places = [str(Path(sys.argv[1]).resolve()), str(Path(sys.argv[2]).resolve())]
-chat = ChatSession(model, GenerationOptions(max_new_tokens=8, temperature=0))
-chat.send("What is the capital of France?")
-size, rss = mapped(places)
-print(json.dumps({"mapped_kb": size, "resident_kb": rss}))
-"""
 
 
 @pytest.mark.parametrize("cache", ["cold", "warm"])
@@ -50,36 +51,30 @@ def test_the_mapped_weights_are_not_kept_resident_beside_the_repacked_copy(
     cache_dir.mkdir()
     runs = 2 if cache == "warm" else 1  # the second run maps the compiled-model cache blob instead
     for _ in range(runs):
-        result = subprocess.run(
+        with subprocess.Popen(
             [sys.executable, "-c", PROBE, str(model_dir), str(cache_dir)],
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+        ) as probe:
+            assert probe.stdout and probe.stdin
+            said = probe.stdout.readline()
+            size, rss = mapped_kb(probe.pid, [model_dir, cache_dir]) if said else (0, 0)
+            probe.stdin.close()
+            assert probe.wait(timeout=300) == 0 and said, probe.stderr and probe.stderr.read()[-2000:]
     weights_kb = (model_dir / "openvino_model.bin").stat().st_size // 1024
-    assert figures["mapped_kb"] >= weights_kb * 0.9, figures  # the weights are mapped...
+    assert size >= weights_kb * 0.9, (size, rss)  # the weights are mapped...
     # ...but after the answer at most the tables read in place (the tied embedding, ~28 of 98 MB)
     # are resident; without the PageDropper all of it stays.
-    assert figures["resident_kb"] < weights_kb * 0.4, figures
+    assert rss < weights_kb * 0.4, (size, rss)
 
 
 def test_a_ready_server_holds_the_weights_once_before_any_request(model_dir: Path) -> None:
     """The server warms up at load (the first inference repacks the weights), then drops the mapped copy."""
     server = start_server(model_dir)
     try:
-        places = [str(model_dir.resolve())]
-        size = rss = 0
-        inside = False
-        for line in Path(f"/proc/{server.process.pid}/smaps").read_text().splitlines():
-            fields = line.split()
-            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
-                inside = len(fields) == 6 and any(fields[5].startswith(p) for p in places)
-            elif inside and fields[0] == "Size:":
-                size += int(fields[1])
-            elif inside and fields[0] == "Rss:":
-                rss += int(fields[1])
+        size, rss = mapped_kb(server.process.pid, [model_dir])
         weights_kb = (model_dir / "openvino_model.bin").stat().st_size // 1024
         assert size >= weights_kb * 0.9 and rss < weights_kb * 0.4, (size, rss)
     finally:

@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from report import (
+    BUILD,
+    NEW_TOKENS,
+    QUESTION,
     ROOT,
+    WORKERS,
     cell,
     env_size_mb,
     first_token_run,
@@ -30,11 +34,7 @@ from report import (
     wait_for_idle,
 )
 
-BUILD = ROOT / "build"
 MODEL = BUILD / "models" / "smollm2-135m-instruct-int4"
-WORKERS = ROOT / "scripts" / "bench" / "bench_workers.py"
-QUESTION = "Write a short story about a lighthouse keeper."
-NEW_TOKENS = 128
 ENGINES = ("ovchat", "reference", "llamacpp")
 LABELS = {
     "ovchat": "ovchat (GenAI, int4 IR)",

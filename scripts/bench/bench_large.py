@@ -21,7 +21,10 @@ from typing import Any
 
 import gguf
 from report import (
-    ROOT,
+    BUILD,
+    NEW_TOKENS,
+    QUESTION,
+    WORKERS,
     cell,
     env_size_mb,
     first_token_run,
@@ -32,13 +35,9 @@ from report import (
     wait_for_idle,
 )
 
-BUILD = ROOT / "build"
 LARGE = BUILD / "bench-large"
 GGUF = LARGE / "random-llama-1.1b.Q4_1.gguf"
 MODEL = LARGE / "models" / "random-llama-1.1b.q4-1-int4"
-WORKERS = ROOT / "scripts" / "bench" / "bench_workers.py"
-QUESTION = "Write a short story about a lighthouse keeper."
-NEW_TOKENS = 128
 LABELS = {
     "ovchat": "ovchat (IR from the GGUF)",
     "llamacpp": "llama.cpp wheel (xllamacpp)",

@@ -14,6 +14,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
+BUILD = ROOT / "build"
+WORKERS = ROOT / "scripts" / "bench" / "bench_workers.py"  # the other engines, each in its own venv
+# What every side-by-side run asks, and how long an answer it generates (eos ignored).
+QUESTION = "Write a short story about a lighthouse keeper."
+NEW_TOKENS = 128
 
 
 def cpu_busy(seconds: float = 0.5) -> float:
