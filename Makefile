@@ -62,7 +62,9 @@ test: setup model lint system-deps deploy-check-env
 	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -q
 
 # Benchmark envs: ovchat as users install it (no extras), llama.cpp alone, and the driver.
-build/venv-runtime/.installed: pyproject.toml $(wildcard src/ovchat/*.py)
+# Reinstalled whenever any file of the package changes (the server and web page included).
+RUNTIME_SOURCES := $(shell find src/ovchat -type f -not -path '*/__pycache__/*')
+build/venv-runtime/.installed: pyproject.toml $(RUNTIME_SOURCES)
 	$(PYTHON) -m venv build/venv-runtime
 	build/venv-runtime/bin/pip install $(PIP_FLAGS) .
 	touch $@
