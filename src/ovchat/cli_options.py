@@ -64,8 +64,8 @@ def model_options(attention_backend: bool = True) -> Decorator:
             "--threads",
             type=click.IntRange(min=1),
             envvar="OVCHAT_THREADS",
-            help="CPU threads for inference [env OVCHAT_THREADS; default: as many as a CPU quota "
-            "(a container's limit) allows, else OpenVINO's choice; `ovchat info` says which].",
+            help="CPU threads for inference [env OVCHAT_THREADS; default: OpenVINO's choice, one per "
+            "core it may use]. Set it to a container's or replica's CPU share.",
         ),
         click.option(
             "--cache-dir",

