@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ovchat.device import ATTENTION_BACKENDS, PERFORMANCE_HINTS, PRECISIONS, DeviceConfig
-from ovchat.options import DEFAULT_MAX_NEW_TOKENS, DEFAULT_REPETITION_PENALTY
+from ovchat.options import DEFAULT_MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
     from ovchat.model import Model
@@ -111,11 +111,7 @@ def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--top-p", type=float, help="Nucleus sampling, in (0, 1]."),
         click.option("--top-k", type=int, help="Sample from the k most likely tokens."),
-        click.option(
-            "--repetition-penalty",
-            type=float,
-            help=f"1.0 = none [default: the model's own, else {DEFAULT_REPETITION_PENALTY}].",
-        ),
+        click.option("--repetition-penalty", type=float, help="1.0 = none."),
         click.option("--seed", type=int, help="Random seed for sampling."),
         click.option(
             "--stop", multiple=True, metavar="TEXT", help="Stop when the answer contains TEXT (repeatable)."

@@ -21,12 +21,6 @@ if TYPE_CHECKING:
 # An answer is never unlimited: without an explicit max_new_tokens it gets this many tokens at
 # most, fewer when the context window has less room (see rules.answer_budget).
 DEFAULT_MAX_NEW_TOKENS = 512
-# Unless asked otherwise (a value here, or the model's own generation_config.json), tokens already
-# in the conversation are slightly penalised, as ollama does by default: greedy SmolLM2-135M answers
-# loop otherwise ("A place where home is made," 20 times) on the same GGUF in llama.cpp too.
-# Measured on 14 probe prompts, greedy, 256 tokens: 1.0 repeats a 4-word phrase 4+ times in 11,
-# 1.1 in 2 (prose, not loops) with Paris, Lisbon and Python answers intact; 1.2 breaks the code.
-DEFAULT_REPETITION_PENALTY = 1.1
 MAX_SEED = 2**63 - 1
 MAX_TOP_K = 1_000_000
 
@@ -101,8 +95,6 @@ class GenerationOptions:
             config.do_sample = self.temperature > 0.0
             if config.do_sample:
                 config.temperature = self.temperature
-        if self.repetition_penalty is None and config.repetition_penalty == 1.0:  # the model sets none
-            config.repetition_penalty = DEFAULT_REPETITION_PENALTY
         for name in ("top_p", "top_k", "repetition_penalty", "presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             if value is not None:
@@ -122,8 +114,6 @@ class GenerationOptions:
 def _show(name: str, value: Any) -> str:
     if value is None and name == "max_new_tokens":
         return f"(default: {DEFAULT_MAX_NEW_TOKENS}, less if the context is fuller)"
-    if value is None and name == "repetition_penalty":
-        return f"(model default, else {DEFAULT_REPETITION_PENALTY})"
     if value is None:
         return "(model default)"
     if isinstance(value, tuple):
