@@ -85,7 +85,11 @@ def cell(values: list[float]) -> str:
 
 
 def first_token_run(command: list[str], marker: bytes | None) -> dict[str, float]:
-    """Process start → first output (or `marker`) → exit, and the process's peak RSS (wait4)."""
+    """Process start → first output (or `marker`) → exit, and the process's peak RSS (wait4).
+
+    A child's ru_maxrss is taken at its exit as max(high-water mark, RSS then): unlike a running
+    process's own ru_maxrss it cannot trail, but it includes the driver's RSS at fork.
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
