@@ -65,7 +65,7 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
         "/metrics",
     }
     temperature = document["components"]["schemas"]["ChatRequest"]["properties"]["temperature"]
-    assert (temperature["minimum"], temperature["maximum"]) == (0.0, 2.0)  # from GenerationOptions.RANGES
+    assert (temperature["minimum"], temperature["maximum"]) == (0.0, 2.0)  # GenerationOptions' bounds
     unavailable = {
         path: op["responses"]["503"]
         for path, operations in document["paths"].items()

@@ -1,18 +1,19 @@
 """OpenAI request bodies: their shape checked strictly, their values mapped onto GenerationOptions.
 
-The bounds of each value live in GenerationOptions alone; an out-of-range value comes back as
-a 400 that names the field by its OpenAI name.
+The fields that carry generation options, their types and their documented bounds are derived from
+GenerationOptions' declarations; the values are checked there alone, and an out-of-range value comes
+back as a 400 that names the field by its OpenAI name.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ovchat.errors import OptionsError, OvchatError, RequestRejected
-from ovchat.options import RANGES, GenerationOptions
+from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind
 from ovchat.rules import Message
 from ovchat.server.engine import GenerationRequest
 from ovchat.server.json_schemas import check_json_schema
@@ -36,20 +37,44 @@ class RequestError(OvchatError):
         self.kind = kind
 
 
-def documented(option: str) -> Any:
-    """A field whose bounds the OpenAPI document states, read from GenerationOptions.RANGES (checked
-    there, not here: an out-of-range value gets the same plain 400 from every front end)."""
-    low, high, low_ok = RANGES[option]
-    bounds: dict[str, Any] = {"minimum" if low_ok else "exclusiveMinimum": low}
-    if high != float("inf"):
-        bounds["maximum"] = high
-    return Field(default=None, json_schema_extra=bounds)
-
-
 class Strict(BaseModel):
     """No type coercion ("5" is not a number); unknown fields are ignored, as OpenAI's SDK adds some."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
+
+
+# The GenerationOptions fields a request may set, by their request names.
+OPENAI_NAMES = {name: spec.openai for name, spec in FIELD_SPECS.items() if spec.openai}
+
+
+def documented(spec: FieldSpec) -> Any:
+    """A field whose bounds the OpenAPI document states, read from the GenerationOptions field's spec
+    (checked there, not here: an out-of-range value gets the same plain 400 from every front end)."""
+    bounds: dict[str, Any] = {"minimum" if spec.low_inclusive else "exclusiveMinimum": spec.low}
+    if spec.high != float("inf"):
+        bounds["maximum"] = spec.high
+    return Field(default=None, json_schema_extra=bounds)
+
+
+def _request_field(spec: FieldSpec) -> tuple[Any, Any]:
+    """The type and default of the request field for one GenerationOptions field."""
+    if spec.kind is Kind.TEXTS:
+        return str | list[str] | None, None
+    if spec.kind is Kind.SWITCH:
+        return bool, False
+    return (int if spec.kind is Kind.INTEGER else float) | None, documented(spec)
+
+
+# The request fields derived from GenerationOptions. mypy cannot see fields made at run time, so it
+# sees the bare base; the code reads them through SamplingRequest.value().
+if TYPE_CHECKING:
+    GenerationFields = Strict
+else:
+    GenerationFields = create_model(
+        "GenerationFields",
+        __base__=Strict,
+        **{openai: _request_field(FIELD_SPECS[name]) for name, openai in OPENAI_NAMES.items()},
+    )
 
 
 class TextPart(Strict):
@@ -83,21 +108,13 @@ class StreamOptions(Strict):
     include_usage: bool = False
 
 
-class SamplingRequest(Strict):
-    """Fields shared by /v1/chat/completions and /v1/completions."""
+class SamplingRequest(GenerationFields):
+    """Fields shared by /v1/chat/completions and /v1/completions (and those of GenerationFields)."""
 
     model: str | None = None
-    max_tokens: int | None = documented("max_new_tokens")
-    temperature: float | None = documented("temperature")
-    top_p: float | None = documented("top_p")
-    stop: str | list[str] | None = None
-    seed: int | None = documented("seed")
-    presence_penalty: float | None = documented("presence_penalty")
-    frequency_penalty: float | None = documented("frequency_penalty")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-    ignore_eos: bool = False  # not OpenAI's; vLLM's name for it: always generate max_tokens (benchmarks)
     # Accepted only with their neutral values: anything else would change what is returned.
     n: int | None = None
     logprobs: bool | int | None = None
@@ -111,9 +128,16 @@ class SamplingRequest(Strict):
             raise RequestError("logprobs are not supported", param="logprobs")
         if self.logit_bias:
             raise RequestError("logit_bias is not supported", param="logit_bias")
-        stops = [self.stop] if isinstance(self.stop, str) else self.stop or []
+        stops = self.value("stop")
         if len(stops) > 4 or any(not s for s in stops):
             raise RequestError("stop takes up to 4 non-empty strings", param="stop")
+
+    def value(self, option: str) -> Any:
+        """The request's value for a GenerationOptions field, as GenerationOptions takes it."""
+        given = getattr(self, OPENAI_NAMES[option])
+        if FIELD_SPECS[option].kind is Kind.TEXTS:
+            return (given,) if isinstance(given, str) else tuple(given or ())
+        return given
 
     @property
     def max_tokens_name(self) -> str:
@@ -122,7 +146,8 @@ class SamplingRequest(Strict):
 
     @property
     def requested_tokens(self) -> int | None:
-        return self.max_tokens
+        tokens: int | None = self.value("max_new_tokens")
+        return tokens
 
     @property
     def include_usage(self) -> bool:
@@ -132,22 +157,14 @@ class SamplingRequest(Strict):
         """The request field behind a GenerationOptions name."""
         if option == "max_new_tokens":
             return self.max_tokens_name
-        return option
+        return OPENAI_NAMES.get(option or "", option)
 
     def options(self) -> GenerationOptions:
         """The generation options this request asks for (None: the default); bad values -> 400."""
-        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        values = {name: self.value(name) for name in OPENAI_NAMES}
+        values["max_new_tokens"] = self.requested_tokens  # a chat's max_completion_tokens wins
         try:
-            return GenerationOptions(
-                max_new_tokens=self.requested_tokens,
-                temperature=self.temperature,
-                top_p=self.top_p,
-                presence_penalty=self.presence_penalty,
-                frequency_penalty=self.frequency_penalty,
-                seed=self.seed,
-                stop=stop,
-                ignore_eos=self.ignore_eos,
-            )
+            return GenerationOptions(**values)
         except OptionsError as exc:
             param = self.param_name(exc.option)
             message = str(exc)
@@ -158,7 +175,7 @@ class SamplingRequest(Strict):
 
 class ChatRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = documented("max_new_tokens")
+    max_completion_tokens: int | None = documented(FIELD_SPECS["max_new_tokens"])
     response_format: ResponseFormat | None = None
     tools: list[Any] | None = None
     tool_choice: Any = None
@@ -187,7 +204,9 @@ class ChatRequest(SamplingRequest):
 
     @property
     def requested_tokens(self) -> int | None:
-        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+        if self.max_completion_tokens is not None:
+            return self.max_completion_tokens
+        return super().requested_tokens
 
     def json_schema(self) -> str | None:
         """The JSON schema the answer must follow, as text, or None for free text."""
