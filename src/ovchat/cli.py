@@ -15,11 +15,11 @@ import click
 from ovchat import __version__
 from ovchat.cli_options import (
     MODEL_OPTION_NAMES,
-    build_options,
     device_config,
     generation_options,
     load_model,
     model_options,
+    options_from_cli,
 )
 from ovchat.errors import Interrupted, OvchatError
 from ovchat.options import GenerationOptions
@@ -103,7 +103,7 @@ def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
     from ovchat.repl import Repl, enable_line_editing
     from ovchat.session import ChatSession, read_transcript
 
-    options = build_options(kwargs)
+    options = options_from_cli(kwargs)
     messages = read_transcript(resume) if resume else None  # fail before the slow model load
     session = ChatSession(load_model(kwargs), options, system)
     notice = None
@@ -149,7 +149,7 @@ def ask(
         raise OvchatError("no prompt: give it as an argument or on stdin")
     if raw and system:
         raise OvchatError("--system has no effect with --raw (no chat template is applied)")
-    options = build_options(kwargs)
+    options = options_from_cli(kwargs)
     stream = not (no_stream or as_json)
     if server:
         ask_remotely(server, api_key, text, options, system, raw, stream, as_json)

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ovchat.device import ATTENTION_BACKENDS, PERFORMANCE_HINTS, PRECISIONS, DeviceConfig
-from ovchat.options import DEFAULT_MAX_NEW_TOKENS
+from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind, cli_flag
 
 if TYPE_CHECKING:
     from ovchat.model import Model
-    from ovchat.options import GenerationOptions
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -94,49 +93,25 @@ def model_options(attention_backend: bool = True) -> Decorator:
 
 
 def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The generation options shared by every command that generates."""
-    decorators: list[Decorator] = [
-        click.option(
-            "--max-new-tokens",
-            "-n",
-            type=int,
-            help=f"Longest answer, in tokens [default: {DEFAULT_MAX_NEW_TOKENS}, less if the context "
-            "window has less room].",
-        ),
-        click.option(
-            "--temperature",
-            "-t",
-            type=float,
-            help="0 = greedy; default: the model's own (its generation_config.json).",
-        ),
-        click.option("--top-p", type=float, help="Nucleus sampling, in (0, 1]."),
-        click.option("--top-k", type=int, help="Sample from the k most likely tokens."),
-        click.option("--repetition-penalty", type=float, help="1.0 = none."),
-        click.option("--seed", type=int, help="Random seed for sampling."),
-        click.option(
-            "--stop", multiple=True, metavar="TEXT", help="Stop when the answer contains TEXT (repeatable)."
-        ),
-        click.option(
-            "--ignore-eos", is_flag=True, help="Generate max-new-tokens even past eos (for benchmarks)."
-        ),
-    ]
-    return _apply(decorators)(command)
+    """The generation options shared by every command that generates: a flag for each
+    GenerationOptions field that has one, in the order they are declared."""
+    return _apply([_generation_flag(name, spec) for name, spec in FIELD_SPECS.items() if spec.cli])(command)
 
 
-def build_options(kwargs: dict[str, Any]) -> GenerationOptions:
+def _generation_flag(name: str, spec: FieldSpec) -> Decorator:
+    names = [cli_flag(name), *([spec.short] if spec.short else [])]
+    if spec.kind is Kind.TEXTS:
+        return click.option(*names, multiple=True, metavar="TEXT", help=spec.help)
+    if spec.kind is Kind.SWITCH:
+        return click.option(*names, is_flag=True, help=spec.help)
+    # No click range here: GenerationOptions checks the bounds, in the words every front end uses.
+    return click.option(*names, type=int if spec.kind is Kind.INTEGER else float, help=spec.help)
+
+
+def options_from_cli(kwargs: dict[str, Any]) -> GenerationOptions:
     """GenerationOptions from the generation options' values (removed from `kwargs`)."""
-    from ovchat.options import GenerationOptions
-
-    return GenerationOptions(
-        max_new_tokens=kwargs.pop("max_new_tokens"),
-        temperature=kwargs.pop("temperature"),
-        top_p=kwargs.pop("top_p"),
-        top_k=kwargs.pop("top_k"),
-        repetition_penalty=kwargs.pop("repetition_penalty"),
-        seed=kwargs.pop("seed"),
-        stop=tuple(kwargs.pop("stop")),
-        ignore_eos=kwargs.pop("ignore_eos"),
-    )
+    values = {name: kwargs.pop(name) for name, spec in FIELD_SPECS.items() if spec.cli}
+    return GenerationOptions(**values)
 
 
 def device_config(kwargs: dict[str, Any], default_backend: str | None = None) -> DeviceConfig:
