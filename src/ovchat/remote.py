@@ -18,19 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ovchat.errors import OvchatError
-from ovchat.options import GenerationOptions
+from ovchat.options import FIELD_SPECS, GenerationOptions, cli_flag
 
-# The request fields a server takes for each GenerationOptions field (top_k and repetition_penalty
-# are not OpenAI fields: a server never sees them, so asking for them through one is an error).
-OPENAI_FIELDS = {
-    "max_new_tokens": "max_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "seed": "seed",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-}
-NOT_SENT = {"top_k": "--top-k", "repetition_penalty": "--repetition-penalty"}
+# The request field a server takes for each GenerationOptions field; the others (top_k,
+# repetition_penalty) are not OpenAI fields: a server never sees them, so asking for them through
+# one is an error.
+OPENAI_FIELDS = {name: spec.openai for name, spec in FIELD_SPECS.items() if spec.openai}
+NOT_SENT = {name: cli_flag(name) for name, spec in FIELD_SPECS.items() if not spec.openai}
 TIMEOUT_S = 600.0  # a long answer on a busy server; the server itself bounds max_tokens
 
 
@@ -49,20 +43,15 @@ def request_body(
     text: str, options: GenerationOptions, system: str | None, raw: bool
 ) -> tuple[str, dict[str, Any]]:
     """The route and the OpenAI request for one answer (streamed, with usage at the end)."""
+    given = options.given()
     for name, flag in NOT_SENT.items():
-        if getattr(options, name) is not None:
+        if name in given:
             raise OvchatError(
                 f"{flag} cannot be sent to a server (it is not an OpenAI field): drop it or --server"
             )
     body: dict[str, Any] = {"model": "ovchat", "stream": True, "stream_options": {"include_usage": True}}
-    for name, field in OPENAI_FIELDS.items():
-        value = getattr(options, name)
-        if value is not None:
-            body[field] = value
-    if options.stop:
-        body["stop"] = list(options.stop)
-    if options.ignore_eos:
-        body["ignore_eos"] = True
+    for name, value in given.items():  # a field left at its default is the server's default too
+        body[OPENAI_FIELDS[name]] = list(value) if isinstance(value, tuple) else value
     if raw:
         return "/v1/completions", {**body, "prompt": text}
     messages = ([{"role": "system", "content": system}] if system else []) + [
