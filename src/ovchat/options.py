@@ -54,6 +54,7 @@ class FieldSpec:
     low: float = -math.inf
     high: float = math.inf
     low_inclusive: bool = True
+    high_inclusive: bool = True
     help: str = ""  # the CLI flag's help text
     short: str | None = None  # the CLI flag's one-letter alias, e.g. "-n"
     cli: bool = True  # False: no CLI flag (only /set, the server and the library take it)
@@ -273,12 +274,14 @@ def _check(name: str, value: Any, spec: FieldSpec) -> None:
     if not integer:
         value = _as_float32(value)  # what GenAI will see: 5e-324 is 0 there
     low, high = spec.low, spec.high
-    inside = (low <= value if spec.low_inclusive else low < value) and value <= high
-    if not inside:  # also catches NaN, which compares false to everything
+    above_low = low <= value if spec.low_inclusive else low < value
+    below_high = value <= high if spec.high_inclusive else value < high
+    if not (above_low and below_high):  # also catches NaN, which compares false to everything
         opening = "[" if spec.low_inclusive else "("
+        closing = "]" if spec.high_inclusive else ")"
         shown_high = "∞" if math.isinf(high) else _number(high)
         raise OptionsError(
-            f"{name} must be in {opening}{_number(low)}, {shown_high}], not {value}", option=name
+            f"{name} must be in {opening}{_number(low)}, {shown_high}{closing}, not {value}", option=name
         )
 
 

@@ -31,7 +31,9 @@ def sample(spec: FieldSpec) -> Any:
         return True
     if spec.kind is Kind.INTEGER:
         return int(spec.low) + 1
-    return spec.high if math.isfinite(spec.high) else spec.low + 1.0
+    if not math.isfinite(spec.high):
+        return spec.low + 1.0
+    return spec.high if spec.high_inclusive else (spec.low + spec.high) / 2
 
 
 SAMPLES = {name: sample(spec) for name, spec in FIELD_SPECS.items()}
@@ -93,8 +95,9 @@ def test_the_server_takes_every_openai_named_field_and_documents_its_bounds() ->
         assert field in ChatRequest.model_fields and field in CompletionRequest.model_fields
         if spec.numeric:
             low = "minimum" if spec.low_inclusive else "exclusiveMinimum"
+            high = "maximum" if spec.high_inclusive else "exclusiveMaximum"
             assert schema[field][low] == spec.low
-            assert schema[field].get("maximum", math.inf) == spec.high
+            assert schema[field].get(high, math.inf) == spec.high
     body = {"messages": [{"role": "user", "content": "hi"}]}
     request = ChatRequest.model_validate({**body, **{OPENAI[n]: _json(SAMPLES[n]) for n in OPENAI}})
     assert request.engine_request().options == GenerationOptions(**{n: SAMPLES[n] for n in OPENAI})

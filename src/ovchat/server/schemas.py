@@ -52,7 +52,7 @@ def documented(spec: FieldSpec) -> Any:
     (checked there, not here: an out-of-range value gets the same plain 400 from every front end)."""
     bounds: dict[str, Any] = {"minimum" if spec.low_inclusive else "exclusiveMinimum": spec.low}
     if spec.high != float("inf"):
-        bounds["maximum"] = spec.high
+        bounds["maximum" if spec.high_inclusive else "exclusiveMaximum"] = spec.high
     return Field(default=None, json_schema_extra=bounds)
 
 
