@@ -91,6 +91,7 @@ def test_slash_commands(chat: PopenSpawn) -> None:
     assert "[temperature = 0.5]" in ask(chat, "/set temperature 0.5")
     assert "temperature = 0.5" in ask(chat, "/set")
     assert "top_p must be in (0, 1]" in ask(chat, "/set top_p 7")
+    assert "[min_p = 0.05]" in ask(chat, "/set min_p 0.05")
     assert "unknown command /frobnicate" in ask(chat, "/frobnicate")
     assert "[conversation cleared]" in ask(chat, "/reset")
     assert "(no answer yet)" in ask(chat, "/stats")

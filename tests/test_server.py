@@ -294,6 +294,7 @@ BAD_REQUESTS = [
     ("tools", {**ASK, "tools": [{"type": "function"}]}, None, 400, "tools"),
     ("logprobs", {**ASK, "logprobs": True}, None, 400, "logprobs"),
     ("negative max_tokens", {**ASK, "max_tokens": -1}, None, 400, "max_tokens"),
+    ("min_p of 1", {**ASK, "min_p": 1.0}, None, 400, "min_p"),
     ("oversized body", {"messages": [{"role": "user", "content": "x" * MAX_BODY}]}, None, 413, None),
     ("missing API key", ASK, {}, 401, None),
     ("wrong API key", ASK, {"Authorization": "Bearer nope"}, 401, None),
@@ -437,6 +438,21 @@ def test_top_p_this_small_leaves_only_the_most_likely_token(client: openai.OpenA
     for seed in (1, 2, 3):
         tight = ask_chat(
             client, "Invent a name for a dragon.", max_tokens=16, temperature=1.0, top_p=0.001, seed=seed
+        )
+        assert tight.choices[0].message.content == greedy
+
+
+def test_min_p_this_high_leaves_only_the_most_likely_token(client: openai.OpenAI) -> None:
+    # The same seeds sample different answers without it (test_seed_repeats_a_sampled_answer_...).
+    greedy = chat(client, "Invent a name for a dragon.", 16)
+    for seed in (1, 2, 3):
+        tight = ask_chat(
+            client,
+            "Invent a name for a dragon.",
+            max_tokens=16,
+            temperature=1.0,
+            seed=seed,
+            extra_body={"min_p": 0.999},  # vLLM's and llama-server's extra, as OpenAI's SDK sends one
         )
         assert tight.choices[0].message.content == greedy
 

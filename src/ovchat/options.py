@@ -126,6 +126,17 @@ class GenerationOptions:
             Kind.INTEGER, genai="top_k", low=1, high=MAX_TOP_K, help="Sample from the k most likely tokens."
         )
     )
+    min_p: float | None = option(
+        FieldSpec(
+            Kind.NUMBER,
+            genai="min_p",
+            low=0.0,
+            high=1.0,
+            high_inclusive=False,  # GenAI refuses 1 when sampling: "min_p must be in [0.0, 1.0)"
+            openai="min_p",  # not OpenAI's own: vLLM's and llama-server's name for it
+            help="Sample only tokens at least min-p times as likely as the likeliest one; 0 = off.",
+        )
+    )
     repetition_penalty: float | None = option(
         FieldSpec(
             Kind.NUMBER,

@@ -14,8 +14,9 @@ import openvino_genai as ov_genai
 import pytest
 from click.testing import CliRunner
 
+from ovchat.cli import cli
 from ovchat.cli_options import generation_options, options_from_cli
-from ovchat.errors import OvchatError
+from ovchat.errors import OptionsError, OvchatError, RequestRejected
 from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind, cli_flag, specs_of
 from ovchat.remote import request_body
 from ovchat.server.schemas import ChatRequest, CompletionRequest
@@ -135,6 +136,23 @@ def test_every_field_reaches_the_generation_config() -> None:
             assert getattr(config, spec.genai) == pytest.approx(SAMPLES[name]), name
     untouched = GenerationOptions().to_config(ov_genai.GenerationConfig(), 7)
     assert untouched.top_p == ov_genai.GenerationConfig().top_p  # unset: the model's own value stays
+
+
+def test_an_out_of_range_min_p_is_one_clear_error_from_every_front_end() -> None:
+    message = "min_p must be in [0, 1), not 1.0"
+    result = CliRunner().invoke(cli, ["ask", "--min-p", "1", "hi"])  # refused before any model load
+    assert (result.exit_code, result.stderr) == (2, f"ovchat: error: {message}\n")
+    with pytest.raises(OptionsError) as refused:
+        GenerationOptions().with_text_value("min_p", "1")
+    assert str(refused.value) == message
+    assert GenerationOptions().with_text_value("min_p", "0.05").min_p == 0.05
+    chat = {"messages": [{"role": "user", "content": "hi"}], "min_p": 1.0}
+    for body, model in [(chat, ChatRequest), ({"prompt": "hi", "min_p": 1.0}, CompletionRequest)]:
+        with pytest.raises(RequestRejected) as rejected:
+            model.model_validate(body).engine_request()
+        assert (str(rejected.value), rejected.value.param) == (message, "min_p")
+    bounds = ChatRequest.model_json_schema()["properties"]["min_p"]
+    assert (bounds["minimum"], bounds["exclusiveMaximum"]) == (0.0, 1.0)
 
 
 def _json(value: Any) -> Any:

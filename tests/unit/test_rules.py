@@ -169,6 +169,7 @@ def test_messages_must_have_known_roles_and_text() -> None:
         ({"top_p": 5e-324}, r"top_p must be in \(0, 1\], not 0.0"),  # 0 in GenAI's float32
         ({"temperature": 1e300}, r"temperature must be in \[0, 2\], not inf"),
         ({"top_k": 0}, "top_k must be in"),
+        ({"min_p": 1.0}, r"min_p must be in \[0, 1\), not 1.0"),
         ({"repetition_penalty": math.inf}, "repetition_penalty must be in"),
         ({"presence_penalty": -3}, "presence_penalty must be in"),
         ({"seed": 2**64}, "seed must be in"),
