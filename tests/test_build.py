@@ -205,6 +205,21 @@ def test_hub_id_offline_fails_fast_with_a_clear_message() -> None:
     assert time.monotonic() - started < 60  # generous: "fast" means no long network wait
 
 
+def checkpoint(folder: Path, cut: int = 0, shards: int = 1) -> Path:
+    """A checkpoint folder with one safetensors file of 64 bytes of weights, cut short by `cut`
+    bytes; with `shards` > 1 an index names shards that are not there."""
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    header = json.dumps({"w": {"dtype": "F32", "shape": [16], "data_offsets": [0, 64]}}).encode()
+    data = len(header).to_bytes(8, "little") + header + bytes(64)
+    (folder / "model.safetensors").write_bytes(data[: len(data) - cut])
+    if shards > 1:
+        names = ["model.safetensors"] + [f"model-{i}.safetensors" for i in range(2, shards + 1)]
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps({"weight_map": {f"w{i}": name for i, name in enumerate(names)}})
+        )
+    return folder
+
+
 @pytest.mark.parametrize(
     ("make_source", "message"),
     [
@@ -215,6 +230,9 @@ def test_hub_id_offline_fails_fast_with_a_clear_message() -> None:
             "not a readable GGUF file",
         ),
         (lambda tmp: (tmp / "notes.txt").write_text("hi") and tmp / "notes.txt", "neither a .gguf file"),
+        (lambda tmp: checkpoint(tmp, cut=10), "model.safetensors is truncated"),
+        (lambda tmp: checkpoint(tmp, shards=2), "lacks 1 of its 2 weight shards"),
+        (lambda tmp: checkpoint(tmp, cut=200), "is not a safetensors file"),
     ],
 )
 def test_bad_sources_fail_with_one_clear_line(make_source, message: str, tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_profiles_and_flags_become_the_export_command() -> None:
     )
     # A checkpoint folder builds with the reference flags plus AWQ and scale estimation.
     assert default["profile"] == "balanced"
-    assert default["command"] == [*CARD, "--dataset", "auto", "--awq", "--scale-estimation"]
+    assert default["command"] == [*CARD, "--dataset", "ovchat", "--awq", "--scale-estimation"]
     assert reference["command"] == CARD  # the design card's flags, exactly
     # Flags without a profile apply to the reference flags: what you name is what you get.
     assert tuned["profile"] == "reference"
@@ -76,7 +76,7 @@ def test_profiles_and_flags_become_the_export_command() -> None:
     assert "--trust-remote-code" not in default["command"]
     assert int8["command"] == ["--task", "text-generation-with-past", "--weight-format", "int8", "--sym"]
     assert data_aware["command"] == [
-        *CARD, "--dataset", "auto", "--scale-estimation", "--gptq", "--num-samples", "32",
+        *CARD, "--dataset", "ovchat", "--scale-estimation", "--gptq", "--num-samples", "32",
     ]  # fmt: skip
     assert "needs a GGUF source" in gguf["error"]
 
@@ -87,3 +87,36 @@ def test_the_gate_is_on_at_0_85_unless_skipped_and_force_is_off() -> None:
     )
     assert default["min_agreement"] == 0.85 and not default["skip_fidelity"] and not default["force"]
     assert skipped["skip_fidelity"] and forced["force"] and stricter["min_agreement"] == 0.95
+
+
+FREE_SPACE = """
+import shutil, sys
+from collections import namedtuple
+sys.path.insert(0, sys.argv[1])
+import build_model
+from pathlib import Path
+folder = Path(sys.argv[2])
+Usage = namedtuple("Usage", "total used free")
+for free in (10**12, 10**6):  # a roomy disk, then one with a megabyte left
+    shutil.disk_usage = lambda path, free=free: Usage(free, 0, free)
+    try:
+        build_model.check_free_space(build_model.Source("hf-folder", str(folder), folder), folder)
+        print("ok")
+    except build_model.BuildError as exc:
+        print(exc)
+"""
+
+
+def test_a_build_without_room_for_the_export_stops_before_it(tmp_path) -> None:
+    (tmp_path / "config.json").write_text('{"torch_dtype": "bfloat16"}')
+    (tmp_path / "model.safetensors").write_bytes(bytes(50_000_000))  # 25 M bf16 weights
+    result = subprocess.run(
+        [str(BUILD_PYTHON), "-c", FREE_SPACE, str(ROOT / "scripts" / "build"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    roomy, full = result.stdout.splitlines()
+    assert roomy == "ok"
+    assert full.startswith("not enough free disk in ") and "the export needs about 0.1 GB" in full

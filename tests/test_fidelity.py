@@ -38,6 +38,7 @@ def test_default_build_records_its_fidelity_in_the_manifest(manifest: dict) -> N
     fidelity = manifest["fidelity"]
     tokens, generation = fidelity["tokens"], fidelity["generation"]
     assert "dequantized GGUF" in fidelity["source"]
+    assert fidelity["source_dtype"] == "float32"  # 135 M fits float32's memory budget
     assert tokens["tokens"] > 3000
     assert fidelity["min_agreement"] <= tokens["top1_agreement"] <= 1.0
     assert 0.0 < tokens["mean_kl"] <= tokens["p95_kl"]
@@ -92,3 +93,5 @@ def test_min_agreement_above_what_int4_reaches_fails_an_otherwise_fine_build(
     [message] = error_lines(result.stderr)
     assert "below the required 0.999" in message
     assert not (out / "strict").exists()
+    # The source ran once for this source and gate, in the default build: its figures were cached.
+    assert "[fidelity] the source's figures from gate-cache/" in result.stdout

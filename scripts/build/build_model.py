@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -54,6 +55,8 @@ SCRIPTS = Path(__file__).resolve().parent
 RECIPE = (
     "build_model.py",
     "export.py",
+    "optimum_launch.py",
+    "calibration",
     "search.py",
     "gguf_import.py",
     "gguf_grid.py",
@@ -80,11 +83,32 @@ class BuildError(Exception):
     """A build that cannot go on; the message tells the user what to do."""
 
 
+class StepClock:
+    """A line per build step with its elapsed time; the times go into the manifest."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str, what: str) -> Iterator[None]:
+        print(f"[build] {what}", flush=True)
+        began = time.monotonic()
+        yield
+        took = time.monotonic() - began
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + took, 1)
+        print(f"[build] {name}: {took:.1f} s (build {time.monotonic() - self.started:.1f} s)", flush=True)
+
+
+CLOCK = StepClock()
+
+
 @dataclass(frozen=True)
 class Source:
     kind: str  # embedded | gguf | hf-folder | hub
     ref: str  # what the user named (or the package file for embedded)
     path: Path | None  # local file or folder, None for a hub id not yet downloaded
+    digest: str = ""  # sha256 over its files' hashes, once they are hashed
 
 
 def resolve_source(spec: str | None) -> Source:
@@ -99,6 +123,7 @@ def resolve_source(spec: str | None) -> Source:
         if path.is_dir():
             if not (path / "config.json").is_file():
                 raise BuildError(f"{spec} is a folder but not a Hugging Face checkpoint (no config.json)")
+            check_checkpoint(path)
             return Source("hf-folder", str(path.resolve()), path.resolve())
         raise BuildError(f"{spec} is neither a .gguf file nor a Hugging Face checkpoint folder")
     if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
@@ -117,6 +142,75 @@ def _embedded_source() -> Source:
     if not path.is_file():
         raise BuildError(f"{EMBEDDED_FILE} is missing from the {EMBEDDED_PACKAGE} package: reinstall it")
     return Source("embedded", f"{EMBEDDED_PACKAGE}/{EMBEDDED_FILE}", path)
+
+
+def check_checkpoint(folder: Path) -> None:
+    """Every weight file the checkpoint names is there and whole: a missing shard or a cut-off
+    download fails here in one line, not minutes into the export in torch's words."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise BuildError(
+                f"{index.name} is not a safetensors index: download the checkpoint again"
+            ) from None
+        missing = [shard for shard in shards if not (folder / shard).is_file()]
+        if missing:
+            raise BuildError(
+                f"the checkpoint lacks {len(missing)} of its {len(shards)} weight shards ({missing[0]}): "
+                "download it again"
+            )
+        files = [folder / shard for shard in shards]
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+    if not files and not any(folder.glob("*.bin")):
+        raise BuildError(f"{folder} has no weights (*.safetensors or *.bin)")
+    for file in files:
+        _check_safetensors(file)
+
+
+def _check_safetensors(path: Path) -> None:
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            header_size = int.from_bytes(handle.read(8), "little")
+            if size < 8 or header_size > size - 8:
+                raise ValueError("header beyond the end")
+            header = json.loads(handle.read(header_size))
+        ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        raise BuildError(f"{path.name} is not a safetensors file: download it again") from None
+    expected = 8 + header_size + max(ends, default=0)
+    if size < expected:
+        raise BuildError(f"{path.name} is truncated ({size:,} of {expected:,} bytes): download it again")
+
+
+def check_free_space(source: Source, out_dir: Path) -> None:
+    """optimum-cli writes a 16-bit IR to the temporary folder before compressing it: check there is
+    room for it and for the result before an hour of work, not when the disk fills."""
+    assert source.path is not None
+    weights = sum(
+        p.stat().st_size for p in weight_files(source) if p.suffix in (".safetensors", ".bin", ".gguf")
+    )
+    config = source.path / "config.json"
+    stored = json.loads(config.read_text()).get("torch_dtype", "float32") if config.is_file() else "float32"
+    sixteen_bit = weights * (1.0 if stored in ("bfloat16", "float16") else 0.5)
+    needs = {Path(tempfile.gettempdir()): sixteen_bit * 1.1, out_dir: sixteen_bit * 0.6}
+    totals: dict[int, float] = {}
+    places: dict[int, Path] = {}
+    for folder, size in needs.items():  # the two folders may share a disk
+        device = folder.stat().st_dev
+        totals[device] = totals.get(device, 0.0) + size
+        places.setdefault(device, folder)
+    for device, size in totals.items():
+        folder = places[device]
+        free = shutil.disk_usage(folder).free
+        if free < size:
+            raise BuildError(
+                f"not enough free disk in {folder}: the export needs about {size / 1e9:.1f} GB there, "
+                f"{free / 1e9:.1f} GB are free (free some, or point TMPDIR elsewhere)"
+            )
 
 
 def _check_readable(path: Path) -> None:
@@ -218,9 +312,9 @@ def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
     from gguf_import import GGUFImportError, gguf_to_hf
 
     partial = cached.with_name(f".partial-{cached.name}-{os.getpid()}")
-    print(f"[build] converting {source.path.name} to a Hugging Face checkpoint", flush=True)
     try:
-        gguf_to_hf(source.path, partial)
+        with CLOCK.step("import", f"converting {source.path.name} to a Hugging Face checkpoint"):
+            gguf_to_hf(source.path, partial)
     except GGUFImportError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise BuildError(str(exc)) from None
@@ -351,12 +445,13 @@ def build(args: argparse.Namespace) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out_dir)
 
-    print(f"[build] hashing {source.ref}", flush=True)
     base = source.path if source.path.is_dir() else source.path.parent
-    inputs = [
-        {"file": str(p.relative_to(base)), "size": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in weight_files(source)
-    ]
+    with CLOCK.step("hash", f"hashing {source.ref}"):
+        inputs = [
+            {"file": str(p.relative_to(base)), "size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in weight_files(source)
+        ]
+    source = replace(source, digest=hashlib.sha256(json.dumps(inputs).encode()).hexdigest())
     versions = tool_versions()
     gate = {"skip_fidelity": args.skip_fidelity, "min_agreement": args.min_agreement}
     fp = fingerprint(inputs, plan.record(), versions, gate)
@@ -364,6 +459,7 @@ def build(args: argparse.Namespace) -> Path:
         print(f"[build] {target} is up to date (same source, flags and tools); --force rebuilds")
         return target
 
+    check_free_space(source, out_dir)
     hf_dir = stage_hf_checkpoint(source, inputs[0]["sha256"])
     with partial_folder(out_dir, name) as work:
         if plan.profile == "auto":
@@ -376,11 +472,11 @@ def build(args: argparse.Namespace) -> Path:
             outcome = build_one(hf_dir, work, source, plan.profile, plan.flags, args)
         if outcome.rejected:
             raise BuildError(f"fidelity gate failed, folder not accepted: {outcome.rejected}")
-        print("[build] verifying the exported folder", flush=True)
         from verify_model import VerifyError, verify
 
         try:
-            report = verify(work, chat=not args.no_chat_check)
+            with CLOCK.step("verify", "verifying the exported folder"):
+                report = verify(work, chat=not args.no_chat_check)
         except VerifyError as exc:
             raise BuildError(f"verification failed, folder not accepted: {exc}") from None
         manifest = Manifest(
@@ -397,6 +493,7 @@ def build(args: argparse.Namespace) -> Path:
             fidelity=outcome.fidelity,
             runtime=outcome.runtime,
             build_seconds=round(time.monotonic() - started, 1),
+            steps=dict(CLOCK.seconds),
             built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         # Written last: a folder without a manifest is never a finished build.
@@ -440,7 +537,8 @@ def build_one(
     """Export with `flags` into `work`, carry the GGUF grid over if asked, apply the model's sampling
     defaults, and measure fidelity (`rejected` says why the gate refused it)."""
     try:
-        command, log = run_export(hf_dir, work, flags)
+        with CLOCK.step("export", f"exporting with the {profile} profile ({flags.describe()})"):
+            command, log = run_export(hf_dir, work, flags)
     except ExportError as exc:
         raise BuildError(str(exc)) from None
     grid = None
@@ -448,9 +546,9 @@ def build_one(
         from gguf_grid import GridError, apply_grid
 
         assert source.path is not None
-        print(f"[build] carrying {source.path.name}'s Q4_1 grid into the IR", flush=True)
         try:
-            grid = apply_grid(source.path, work)
+            with CLOCK.step("grid", f"carrying {source.path.name}'s Q4_1 grid into the IR"):
+                grid = apply_grid(source.path, work)
         except GridError as exc:
             raise BuildError(f"cannot carry the GGUF grid over: {exc}") from None
     if source.kind == "embedded":
@@ -523,15 +621,14 @@ def check_fidelity(
     from fidelity import FidelityError, check, format_table, measure
 
     dequantized = " (dequantized GGUF)" if source.kind in ("embedded", "gguf") else ""
-    label = f"{source.ref} as torch float32{dequantized}"
+    label = f"{source.ref}{dequantized}"
     rejected: str | None = None
     for precision in (None, "f32"):
-        print(
-            f"[build] measuring fidelity against the unquantized source ({precision or 'default precision'})",
-            flush=True,
-        )
+        what = f"measuring fidelity against the unquantized source ({precision or 'default precision'})"
         try:
-            report = measure(hf_dir, work, label, precision)
+            # The checkpoint's folder name carries the GGUF importer's version for a converted file.
+            with CLOCK.step("fidelity", what):
+                report = measure(hf_dir, work, label, precision, source_key=f"{source.digest}:{hf_dir.name}")
         except FidelityError as exc:
             raise BuildError(f"fidelity could not be measured: {exc}") from None
         print(format_table(report), flush=True)
@@ -610,7 +707,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sym", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--group-size-fallback", choices=["error", "ignore", "adjust"])
     parser.add_argument(
-        "--dataset", help="calibration data for data-aware compression (auto: text the model writes)"
+        "--dataset",
+        help="calibration data for data-aware compression (ovchat: the texts shipped in "
+        "scripts/build/calibration, the default; auto: text the model writes itself, slow above 1 B)",
     )
     parser.add_argument("--awq", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--scale-estimation", action=argparse.BooleanOptionalAction, default=None)

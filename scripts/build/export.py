@@ -3,9 +3,9 @@
 Profiles (measured on the embedded SmolLM2, FIDELITY.md has the table):
 - gguf: int4 asymmetric in groups of 32 with the GGUF file's own Q4_1 grid carried over
   (gguf_grid.py): top-1 agreement 0.96 at 98 MB. The default for GGUF sources it fits.
-- balanced: the reference flags plus data-aware AWQ and scale estimation on text the model
-  generates itself (NNCF's `--dataset auto`, seeded): 0.81 vs 0.70 data-free at the same size.
-  The default for float checkpoints.
+- balanced: the reference flags plus data-aware AWQ and scale estimation on the calibration
+  texts shipped in calibration/ (`--dataset ovchat`, optimum_launch.py; `--dataset auto`, text the
+  model writes itself, stays available by name). The default for float checkpoints.
 - reference: the reference flags (int4 sym g128 ratio 0.6), data-free: 0.70.
 - speed: int4 on every layer but the embeddings, data-free: 0.65.
 - quality: int8 weights: 0.95 at 138 MB.
@@ -87,7 +87,7 @@ class ExportFlags:
 
 
 REFERENCE = ExportFlags()
-DATA_AWARE = {"dataset": "auto", "awq": True, "scale_estimation": True}
+DATA_AWARE = {"dataset": "ovchat", "awq": True, "scale_estimation": True}
 PROFILES: dict[str, ExportFlags] = {
     "gguf": replace(REFERENCE, group_size=32, ratio=1.0, sym=False, group_size_fallback="error"),
     "balanced": replace(REFERENCE, **DATA_AWARE),
@@ -95,12 +95,7 @@ PROFILES: dict[str, ExportFlags] = {
     "speed": replace(REFERENCE, ratio=1.0),
     "quality": replace(REFERENCE, weight_format="int8"),
 }
-# Runs optimum-cli's own entry point with torch seeded: `--dataset auto` samples its calibration
-# text from the model, and a seed makes two builds of the same source identical.
-SEEDED_OPTIMUM_CLI = (
-    "import sys, torch; torch.manual_seed(0); "
-    "from optimum.commands.optimum_cli import main; sys.argv[0] = 'optimum-cli'; main()"
-)
+LAUNCHER = Path(__file__).resolve().with_name("optimum_launch.py")
 
 
 def export_command(hf_dir: Path, out: Path, flags: ExportFlags) -> list[str]:
@@ -112,7 +107,7 @@ def run_export(hf_dir: Path, out: Path, flags: ExportFlags) -> tuple[list[str], 
     """Run optimum-cli; stream its output and keep it for the manifest."""
     command = export_command(hf_dir, out, flags)
     print("[build] " + " ".join(command), flush=True)
-    launcher = [sys.executable, "-c", SEEDED_OPTIMUM_CLI, *command[1:]]
+    launcher = [sys.executable, str(LAUNCHER), *command[1:]]
     # optimum-intel 2.2.0 crashes in its `--dataset auto` path when HF_HUB_OFFLINE is set
     # ("Path.replace() takes 2 positional arguments"); the source is a local folder by now, so the
     # export needs no hub either way.

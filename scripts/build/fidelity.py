@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 """Fidelity: how far an exported OpenVINO IR drifts from the unquantized source it came from.
 
-The source is the Hugging Face checkpoint run by torch in float32 (for a GGUF source that is the
-GGUF dequantized to float, itself already quantized). Both models see the same token ids: the
-texts in fidelity_texts/ tokenized by the source's tokenizer, chats through its chat template.
-Teacher-forced: top-1 next-token agreement, KL(source || IR) mean and p95, both perplexities.
-Generation: greedy answers of both to fixed chat prompts, compared token by token, and counted
-as degenerate when they run to the token limit in a loop (a phrase repeating to the end).
+The source is the Hugging Face checkpoint run by torch in float32, or in bfloat16 when float32
+would not fit the memory budget (a 3.8 B model is 15 GB in float32; for a GGUF source the
+checkpoint is the GGUF dequantized to float, itself already quantized). Both models see the same
+token ids: the texts in fidelity_texts/ tokenized by the source's tokenizer, chats through its
+chat template. Teacher-forced: top-1 next-token agreement, KL(source || IR) mean and p95, both
+perplexities. Generation: greedy answers of both to fixed chat prompts, compared token by token,
+and counted as degenerate when they run to the token limit in a loop (a phrase repeating to the
+end); the IR's answers stop after GREEDY_SECONDS, so a large model's gate is bounded in time.
+
+Two phases, so the source and the IR are never in memory together: the source's figures (per
+position its argmax, the target's log-probability and its TOP_K log-probabilities; its greedy
+answers) are computed once, cached under build/gate-cache keyed by the source's files and this
+gate's code, then the IR is loaded and compared against them. A second precision, or a rebuild of
+the same source, reads the cache.
 
 Usage (build env): fidelity.py HF_DIR IR_DIR [--min-agreement 0.9]
 """
@@ -14,6 +22,8 @@ Usage (build env): fidelity.py HF_DIR IR_DIR [--min-agreement 0.9]
 from __future__ import annotations
 
 import argparse
+import gc
+import hashlib
 import json
 import sys
 import time
@@ -24,6 +34,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 import torch
+from tqdm import tqdm
 
 from ovchat.rules import is_degenerate
 
@@ -32,6 +43,17 @@ PROMPTS_FILE = "prompts.json"
 CHATS_FILE = "chats.json"
 MAX_SEQUENCE_TOKENS = 512
 MAX_NEW_TOKENS = 128
+# KL(source || IR) is taken over the source's TOP_K most likely tokens plus one bucket for the
+# rest (a lower bound of the full KL that keeps the cache small: 3,785 positions x 64 instead of
+# x the vocabulary); agreement and perplexity stay exact.
+TOP_K = 64
+# The source runs in float32 up to this many bytes of weights, else in bfloat16.
+FLOAT32_BUDGET_BYTES = 6e9
+# The IR's greedy answers stop being checked after this long (at least MIN_PROMPTS are): a 3.8 B
+# IR decodes ~5 tokens/s on 2 cores, and 20 answers of up to 128 tokens would take ~9 minutes.
+GREEDY_SECONDS = 240.0
+MIN_PROMPTS = 8
+CACHE_DIR = Path(__file__).resolve().parents[2] / "build" / "gate-cache"
 # The gate: below this top-1 agreement with the source, or with more looping greedy answers than the
 # source has (give or take LOOP_TOLERANCE), a build publishes nothing. The same for every source.
 DEFAULT_MIN_AGREEMENT = 0.85
@@ -79,6 +101,7 @@ class GenerationFidelity:
 @dataclass(frozen=True)
 class FidelityReport:
     source: str
+    source_dtype: str
     ir_inference_precision: str
     tokens: TokenFidelity
     generation: GenerationFidelity
@@ -161,19 +184,34 @@ class IRModel:
         return out
 
 
+def source_dtype(hf_dir: Path) -> torch.dtype:
+    """float32 when the weights fit FLOAT32_BUDGET_BYTES in it, else bfloat16 (the source's own
+    dtype for Phi-3 and most checkpoints published since 2024)."""
+    config = json.loads((hf_dir / "config.json").read_text())
+    stored = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    stored_bytes = sum(f.stat().st_size for f in hf_dir.glob("*.safetensors")) or sum(
+        f.stat().st_size for f in hf_dir.glob("*.bin")
+    )
+    as_float32 = stored_bytes * (2 if stored in ("bfloat16", "float16") else 1)
+    return torch.float32 if as_float32 <= FLOAT32_BUDGET_BYTES else torch.bfloat16
+
+
 class SourceModel:
-    """The unquantized Hugging Face checkpoint in torch float32."""
+    """The unquantized Hugging Face checkpoint in torch (float32, or bfloat16 when large)."""
 
     def __init__(self, hf_dir: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(hf_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+        self.dtype = source_dtype(hf_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=self.dtype).eval()
         self.eos_ids = {int(self.tokenizer.eos_token_id)}
 
     @torch.inference_mode()
-    def logits(self, ids: list[int]) -> np.ndarray:
-        return self.model(torch.tensor([ids])).logits[0].numpy()
+    def log_probs(self, ids: list[int]) -> torch.Tensor:
+        """Next-token log-probabilities (float32) at every position but the last."""
+        logits = self.model(torch.tensor([ids])).logits[0, :-1].float()
+        return torch.log_softmax(logits, dim=-1)
 
     @torch.inference_mode()
     def greedy(self, prompts: list[list[int]]) -> list[list[int]]:
@@ -193,6 +231,65 @@ def _cut_after_eos(tokens: list[int], eos_ids: set[int]) -> list[int]:
     return tokens[: ends[0] + 1] if ends else tokens
 
 
+@dataclass
+class SourceFigures:
+    """What the gate needs of the source, per eval sequence and prompt; cached between runs."""
+
+    dtype: str
+    argmax: list[np.ndarray]  # per position: the source's most likely next token
+    target: list[np.ndarray]  # the log-probability of the token that does come next
+    top_ids: list[np.ndarray]  # [positions, TOP_K] the most likely tokens and their log-probs
+    top_logprobs: list[np.ndarray]
+    answers: list[list[int]]
+    eos_ids: list[int]
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{name}{i}": a for name in ("argmax", "target", "top_ids", "top_logprobs")
+                  for i, a in enumerate(getattr(self, name))}  # fmt: skip
+        np.savez(path / "figures.npz", **arrays)  # type: ignore[arg-type]
+        meta = {
+            "dtype": self.dtype,
+            "answers": self.answers,
+            "eos_ids": self.eos_ids,
+            "count": len(self.argmax),
+        }
+        (path / "meta.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, path: Path) -> SourceFigures | None:
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            with np.load(path / "figures.npz") as data:
+                columns = {name: [data[f"{name}{i}"] for i in range(meta["count"])]
+                           for name in ("argmax", "target", "top_ids", "top_logprobs")}  # fmt: skip
+        except (OSError, ValueError, KeyError):
+            return None
+        return cls(meta["dtype"], answers=meta["answers"], eos_ids=meta["eos_ids"], **columns)
+
+
+def compute_source_figures(
+    hf_dir: Path, sequences: list[EvalSequence], prompts: list[list[int]]
+) -> SourceFigures:
+    """Run the source once over the eval texts and prompts, then let it go."""
+    source = SourceModel(hf_dir)
+    columns: dict[str, list[np.ndarray]] = {"argmax": [], "target": [], "top_ids": [], "top_logprobs": []}
+    for sequence in tqdm(sequences, desc="[fidelity] source, teacher-forced", disable=None):
+        lp = source.log_probs(sequence.token_ids)
+        top = lp.topk(TOP_K, dim=-1)
+        columns["argmax"].append(lp.argmax(-1).numpy())
+        columns["target"].append(lp.gather(1, torch.tensor(sequence.token_ids[1:])[:, None])[:, 0].numpy())
+        columns["top_ids"].append(top.indices.numpy().astype(np.int32))
+        columns["top_logprobs"].append(top.values.numpy())
+    print(f"[fidelity] source greedy answers to {len(prompts)} prompts", flush=True)
+    answers = source.greedy(prompts)
+    figures = SourceFigures(str(source.dtype).removeprefix("torch."), answers=answers,
+                            eos_ids=sorted(source.eos_ids), **columns)  # fmt: skip
+    del source
+    gc.collect()
+    return figures
+
+
 @dataclass(frozen=True)
 class PositionFigures:
     """Per predicted token: do the argmaxes agree, KL(source || IR), and both NLLs."""
@@ -203,22 +300,30 @@ class PositionFigures:
     nll_ir: np.ndarray
 
 
-def compare(source_logits: np.ndarray, ir_logits: np.ndarray, ids: list[int]) -> PositionFigures:
+def compare(source: SourceFigures, index: int, ir_logits: np.ndarray, ids: list[int]) -> PositionFigures:
     """Compare next-token distributions at each position that has a following token."""
-    src = torch.log_softmax(torch.from_numpy(source_logits[:-1]), dim=-1)
-    ir = torch.log_softmax(torch.from_numpy(ir_logits[:-1]), dim=-1)
+    ir = torch.log_softmax(torch.from_numpy(ir_logits[:-1]).float(), dim=-1)
     targets = torch.tensor(ids[1:])[:, None]
-    kl = (src.exp() * (src - ir)).sum(-1).clamp_min(0.0)
+    src_top = torch.from_numpy(source.top_logprobs[index])
+    ir_top = ir.gather(1, torch.from_numpy(source.top_ids[index]).long())
+    # The rest of the vocabulary as one bucket on both sides.
+    src_rest = (1 - src_top.exp().sum(-1)).clamp_min(0.0)
+    ir_rest = (1 - ir_top.exp().sum(-1)).clamp_min(1e-12)
+    rest = torch.where(src_rest > 0, src_rest * (src_rest.clamp_min(1e-12).log() - ir_rest.log()), 0.0)
+    kl = ((src_top.exp() * (src_top - ir_top)).sum(-1) + rest).clamp_min(0.0)
     return PositionFigures(
-        agree=(src.argmax(-1) == ir.argmax(-1)).numpy(),
+        agree=source.argmax[index] == ir.argmax(-1).numpy(),
         kl=kl.numpy(),
-        nll_source=-src.gather(1, targets)[:, 0].numpy(),
+        nll_source=-source.target[index],
         nll_ir=-ir.gather(1, targets)[:, 0].numpy(),
     )
 
 
-def token_fidelity(source: SourceModel, ir: IRModel, sequences: list[EvalSequence]) -> TokenFidelity:
-    parts = [compare(source.logits(s.token_ids), ir.logits(s.token_ids), s.token_ids) for s in sequences]
+def token_fidelity(source: SourceFigures, ir: IRModel, sequences: list[EvalSequence]) -> TokenFidelity:
+    parts = [
+        compare(source, i, ir.logits(s.token_ids), s.token_ids)
+        for i, s in enumerate(tqdm(sequences, desc="[fidelity] IR, teacher-forced", disable=None))
+    ]
 
     def joined(field: str) -> np.ndarray:
         return np.concatenate([getattr(p, field) for p in parts])
@@ -235,9 +340,16 @@ def token_fidelity(source: SourceModel, ir: IRModel, sequences: list[EvalSequenc
     )
 
 
-def generation_fidelity(source: SourceModel, ir: IRModel, prompts: list[list[int]]) -> GenerationFidelity:
-    answers = source.greedy(prompts)
-    pairs = [(a, ir.greedy(p, source.eos_ids)) for a, p in zip(answers, prompts, strict=True)]
+def generation_fidelity(
+    source: SourceFigures, ir: IRModel, prompts: list[list[int]], seconds: float = GREEDY_SECONDS
+) -> GenerationFidelity:
+    """The IR's greedy answers beside the source's, for as many prompts as fit in `seconds`."""
+    started, pairs = time.monotonic(), []
+    for answer, prompt in zip(tqdm(source.answers, desc="[fidelity] IR greedy answers", disable=None),
+                              prompts, strict=True):  # fmt: skip
+        if len(pairs) >= MIN_PROMPTS and time.monotonic() - started > seconds:
+            break
+        pairs.append((answer, ir.greedy(prompt, set(source.eos_ids))))
     prefixes = [_common_prefix(a, b) for a, b in pairs]
     return GenerationFidelity(
         prompts=len(pairs),
@@ -257,21 +369,46 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def gate_digest() -> str:
+    """This gate's code and texts: a change to either recomputes the cached source figures."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path in sorted(TEXTS_DIR.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def measure(
-    hf_dir: Path, ir_dir: Path, source_label: str = "", precision: str | None = None
+    hf_dir: Path,
+    ir_dir: Path,
+    source_label: str = "",
+    precision: str | None = None,
+    source_key: str | None = None,
 ) -> FidelityReport:
     """Run the whole evaluation of `ir_dir` against its source checkpoint `hf_dir`; the IR runs at the
-    CPU's default inference precision, or at `precision` (e.g. "f32")."""
+    CPU's default inference precision, or at `precision` (e.g. "f32"). With `source_key` (what
+    identifies the source's files) the source's figures are cached under CACHE_DIR."""
+    from transformers import AutoTokenizer
+
     started = time.monotonic()
+    cache = CACHE_DIR / hashlib.sha256(f"{source_key}:{gate_digest()}".encode()).hexdigest()[:24]
     try:
-        source = SourceModel(hf_dir)
+        tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+        sequences, prompts = load_sequences(tokenizer), load_prompts(tokenizer)
+        figures = SourceFigures.load(cache) if source_key else None
+        if figures is None:
+            figures = compute_source_figures(hf_dir, sequences, prompts)
+            if source_key:
+                figures.save(cache)
+        else:
+            print(f"[fidelity] the source's figures from {cache.relative_to(CACHE_DIR.parent)}", flush=True)
         ir = IRModel(ir_dir, precision)
     except (OSError, RuntimeError, ValueError) as exc:
         raise FidelityError(f"cannot load the models to compare: {str(exc).splitlines()[0]}") from exc
-    tokens = token_fidelity(source, ir, load_sequences(source.tokenizer))
-    generation = generation_fidelity(source, ir, load_prompts(source.tokenizer))
+    tokens = token_fidelity(figures, ir, sequences)
+    generation = generation_fidelity(figures, ir, prompts)
     return FidelityReport(
-        source=source_label or f"{hf_dir} (torch float32)",
+        source=source_label or f"{hf_dir} (torch {figures.dtype})",
+        source_dtype=figures.dtype,
         ir_inference_precision=ir.precision,
         tokens=tokens,
         generation=generation,
@@ -308,7 +445,9 @@ def format_table(report: FidelityReport) -> str:
         ("degenerate answers", f"{g.degenerate_ir} (source: {g.degenerate_source})"),
     ]
     lines = [f"  {label:<26} {value}" for label, value in rows]
-    return "\n".join([f"[fidelity] vs {report.source}, {report.seconds} s", *lines])
+    heading = f"[fidelity] vs {report.source} in torch {report.source_dtype}"
+    heading += f", IR at {report.ir_inference_precision}"
+    return "\n".join([f"{heading}, {report.seconds} s", *lines])
 
 
 def main(argv: list[str] | None = None) -> int:

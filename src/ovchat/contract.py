@@ -85,6 +85,7 @@ class Manifest:
     # (e.g. INFERENCE_PRECISION_HINT f32 where bf16 made the model drift) unless told otherwise.
     runtime: dict[str, str] = field(default_factory=dict)
     build_seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)  # build step -> seconds it took
     built_at: str = ""
     format: int = MANIFEST_FORMAT
 
