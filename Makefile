@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test lint bench bench-large large-model clean image deploy-check-env
+.PHONY: help setup build-env system-deps model chat test lint bench bench-large bench-build large-model clean image deploy-check-env
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -15,6 +15,7 @@ help:
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
+	@echo "make bench-build  what a build costs at 135 M, 1.1 B and 3.8 B (Phi-3-mini's shape): time and memory per step"
 	@echo "make image  the container image (deploy/Containerfile) with the model, built and proven"
 	@echo "make deploy-check-env  checkov + kubernetes-validate (build/venv-deploy-check) for the deploy tests"
 
@@ -99,6 +100,24 @@ build/venv-llamacpp-native/.installed:
 bench-large: large-model build/venv-runtime/.installed build/venv-llamacpp/.installed \
 		build/venv-llamacpp-native/.installed build/venv-bench/.installed
 	build/venv-bench/bin/python scripts/bench/bench_large.py --rounds $${ROUNDS-3}
+
+# What a build costs with the default profile from an HF folder, step by step (wall time, peak memory
+# of the process tree) -> BENCHMARKS.md: the embedded model's float source (135 M), and random-weight
+# Phi-3 checkpoints in TinyLlama-1.1B's and Phi-3-mini-4k-instruct's exact shapes (7.9 GB of bf16
+# safetensors for the 3.8 B one). Random weights cannot pass a fidelity gate: it runs, and is set to 0.
+# BUILD_SIZES="135m 1.1b" leaves the 3.8 B build (~40 minutes on 2 cores) out.
+BUILD_SIZES ?= 135m 1.1b 3.8b
+HF_SOURCE = $$(ls -d build/sources/SmolLM2-135M-Instruct.Q4_1-* | tail -1)
+build/seed/random-phi3-1.1b/config.json: | model
+	$(BUILD_VENV)/bin/python tests/fixtures/make_random_phi3.py $(HF_SOURCE) $(@D) --size 1b
+build/seed/random-phi3-3.8b/config.json: | model
+	$(BUILD_VENV)/bin/python tests/fixtures/make_random_phi3.py $(HF_SOURCE) $(@D) --size mini
+bench-build: model $(foreach s,$(filter-out 135m,$(BUILD_SIZES)),build/seed/random-phi3-$(s)/config.json)
+	@for size in $(BUILD_SIZES); do \
+		if [ $$size = 135m ]; then source=$(HF_SOURCE); else source=build/seed/random-phi3-$$size; fi; \
+		$(BUILD_VENV)/bin/python scripts/bench/bench_build.py $$source --label $$size \
+			--min-agreement 0 --no-chat-check || exit 1; \
+	done
 
 # The container image with $(MODEL) inside, then run cold and warm: size, /health, a chat, SIGTERM.
 image: setup model system-deps

@@ -50,8 +50,20 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# The flags that decide OpenVINO's CPU kernels (int4 unpacking, bf16 by default, AMX matmuls).
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            present = set(line.split(":", 1)[1].split())
+            return [flag for flag in KERNEL_FLAGS if flag in present]
+    return []
+
+
 def machine() -> str:
-    return f"{cpu_model()}, {os.cpu_count()} cores"
+    return f"{cpu_model()} ({' '.join(cpu_flags()) or 'no AVX2'}), {os.cpu_count()} cores"
 
 
 def memory_bandwidth_gbs() -> float:
