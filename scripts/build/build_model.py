@@ -50,20 +50,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "build" / "models"
 SOURCES_CACHE = ROOT / "build" / "sources"
 SCRIPTS = Path(__file__).resolve().parent
-# The build's own code and data: a change to any of them (a tokenizer fix in the GGUF importer, a new
-# fidelity text) makes the next build redo the work instead of keeping the old folder.
-RECIPE = (
-    "build_model.py",
-    "export.py",
-    "optimum_launch.py",
-    "calibration",
-    "search.py",
-    "gguf_import.py",
-    "gguf_grid.py",
-    "verify_model.py",
-    "fidelity.py",
-    "fidelity_texts",
-)
 IMPORTER = ("gguf_import.py",)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 VERSIONED = (
