@@ -165,6 +165,30 @@ def test_killed_build_publishes_nothing_and_the_rerun_completes(model_dir: Path,
     assert not list(tmp_path.glob(".partial-*")), "the stale partial folder was not cleaned up"
 
 
+def test_sigterm_stops_the_export_and_leaves_nothing_behind(model_dir: Path, tmp_path: Path) -> None:
+    args = [str(BUILD_PYTHON), str(BUILD_SCRIPT), str(hf_source_folder()), "--out-dir", str(tmp_path),
+            "--name", "m", "--skip-fidelity", "--profile", "reference"]  # fmt: skip
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=build_env()
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".partial-m-tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(tmp_path.glob(".partial-m-tmp-*")), "the export never got its temporary folder"
+    time.sleep(4)  # well inside optimum-cli's export
+    children = [
+        int(c) for t in Path(f"/proc/{proc.pid}/task").iterdir() for c in (t / "children").read_text().split()
+    ]
+    assert children, "the export runs in a child process"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "build_model: stopped (SIGTERM); nothing was published"
+    assert not list(tmp_path.iterdir()), "a partial or temporary folder was left"
+    assert not any(Path(f"/proc/{child}").exists() for child in children), "the export kept running"
+
+
 def test_random_phi3_checkpoint_builds_and_runs(model_dir: Path, tmp_path: Path) -> None:
     checkpoint = tmp_path / "phi3-random"
     made = subprocess.run(

@@ -119,4 +119,4 @@ def test_a_build_without_room_for_the_export_stops_before_it(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     roomy, full = result.stdout.splitlines()
     assert roomy == "ok"
-    assert full.startswith("not enough free disk in ") and "the export needs about 0.1 GB" in full
+    assert full.startswith("not enough free disk in ") and "the export needs about 0.1 GB there" in full

@@ -22,7 +22,6 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -67,6 +66,14 @@ ALL_PROFILES = (*PROFILES, "auto")
 
 class BuildError(Exception):
     """A build that cannot go on; the message tells the user what to do."""
+
+
+class Stopped(Exception):
+    """SIGTERM: the build stops, its partial folders are removed, nothing is published."""
+
+
+def _stop(*_: object) -> None:
+    raise Stopped
 
 
 class StepClock:
@@ -173,8 +180,9 @@ def _check_safetensors(path: Path) -> None:
 
 
 def check_free_space(source: Source, out_dir: Path) -> None:
-    """optimum-cli writes a 16-bit IR to the temporary folder before compressing it: check there is
-    room for it and for the result before an hour of work, not when the disk fills."""
+    """optimum-cli writes a 16-bit IR (beside the work folder, see export.run_export) before it
+    compresses it: check there is room for it and for the result before an hour of work, not when
+    the disk fills."""
     assert source.path is not None
     weights = sum(
         p.stat().st_size for p in weight_files(source) if p.suffix in (".safetensors", ".bin", ".gguf")
@@ -182,21 +190,12 @@ def check_free_space(source: Source, out_dir: Path) -> None:
     config = source.path / "config.json"
     stored = json.loads(config.read_text()).get("torch_dtype", "float32") if config.is_file() else "float32"
     sixteen_bit = weights * (1.0 if stored in ("bfloat16", "float16") else 0.5)
-    needs = {Path(tempfile.gettempdir()): sixteen_bit * 1.1, out_dir: sixteen_bit * 0.6}
-    totals: dict[int, float] = {}
-    places: dict[int, Path] = {}
-    for folder, size in needs.items():  # the two folders may share a disk
-        device = folder.stat().st_dev
-        totals[device] = totals.get(device, 0.0) + size
-        places.setdefault(device, folder)
-    for device, size in totals.items():
-        folder = places[device]
-        free = shutil.disk_usage(folder).free
-        if free < size:
-            raise BuildError(
-                f"not enough free disk in {folder}: the export needs about {size / 1e9:.1f} GB there, "
-                f"{free / 1e9:.1f} GB are free (free some, or point TMPDIR elsewhere)"
-            )
+    needs, free = sixteen_bit * 1.7, shutil.disk_usage(out_dir).free  # the 16-bit IR, then the result
+    if free < needs:
+        raise BuildError(
+            f"not enough free disk in {out_dir}: the export needs about {needs / 1e9:.1f} GB there, "
+            f"{free / 1e9:.1f} GB are free"
+        )
 
 
 def _check_readable(path: Path) -> None:
@@ -724,8 +723,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Turn SIGTERM into a normal exit so the partial folder is cleaned up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM unwinds like an error, so the partial folders are cleaned up and the export stopped.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         build(args)
     except BuildError as exc:
@@ -734,6 +733,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("build_model: interrupted; nothing was published", file=sys.stderr)
         return 130
+    except Stopped:
+        print("build_model: stopped (SIGTERM); nothing was published", file=sys.stderr)
+        return 143
     return 0
 
 

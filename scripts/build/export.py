@@ -15,6 +15,7 @@ Profiles (measured on the embedded SmolLM2, FIDELITY.md has the table):
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -104,27 +105,52 @@ def export_command(hf_dir: Path, out: Path, flags: ExportFlags) -> list[str]:
 
 
 def run_export(hf_dir: Path, out: Path, flags: ExportFlags) -> tuple[list[str], str]:
-    """Run optimum-cli; stream its output and keep it for the manifest."""
+    """Run optimum-cli; stream its output and keep it for the manifest.
+
+    optimum-cli writes a 16-bit IR to a temporary folder before compressing it (7.4 GB at 3.8 B),
+    and leaves it behind when it is killed: it gets a folder of its own beside `out`, named like the
+    build's partial folders (pid last) so that a killed build's leftovers are swept up with them.
+    """
     command = export_command(hf_dir, out, flags)
     print("[build] " + " ".join(command), flush=True)
     launcher = [sys.executable, str(LAUNCHER), *command[1:]]
+    prefix, _, pid = out.name.rpartition("-")
+    scratch = out.with_name(f"{prefix}-tmp-{pid}")
+    scratch.mkdir(parents=True, exist_ok=True)
     # optimum-intel 2.2.0 crashes in its `--dataset auto` path when HF_HUB_OFFLINE is set
     # ("Path.replace() takes 2 positional arguments"); the source is a local folder by now, so the
     # export needs no hub either way.
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"} | {"TMPDIR": str(scratch)}
+    try:
+        lines, code = _stream(launcher, env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log = "".join(lines)
+    if code != 0:
+        tail = [ln.strip() for ln in lines if ln.strip()][-1:] or ["no output"]
+        raise ExportError(f"optimum-cli export failed (exit {code}): {tail[0]}")
+    return command, log
+
+
+def _stream(command: list[str], env: dict[str, str]) -> tuple[list[str], int]:
+    """Run `command`, echoing its output; a build stopped meanwhile (SIGTERM, Ctrl-C) stops it too."""
     lines = []
     with subprocess.Popen(
-        launcher, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            print(line, end="", flush=True)
-    log = "".join(lines)
-    if proc.returncode != 0:
-        tail = [ln.strip() for ln in lines if ln.strip()][-1:] or ["no output"]
-        raise ExportError(f"optimum-cli export failed (exit {proc.returncode}): {tail[0]}")
-    return command, log
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                print(line, end="", flush=True)
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    return lines, proc.returncode
 
 
 def flags_summary(flags: ExportFlags) -> dict[str, Any]:
