@@ -209,6 +209,10 @@ def test_random_phi3_checkpoint_builds_and_runs(model_dir: Path, tmp_path: Path)
     folder = tmp_path / "phi3-random-int4"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["export"]["flags"]["group_size"] == 128
+    # The default profile calibrates on the shipped texts, rendered through Phi-3's own template.
+    assert manifest["export"]["flags"]["dataset"] == "ovchat"
+    assert "[build] calibration: 128 shipped samples, up to 64 tokens each" in result.stdout
+    assert set(manifest["steps"]) == {"hash", "export", "verify"}
     assert manifest["export"]["group_size_adjusted"] is True
 
     pipe = ov_genai.LLMPipeline(str(folder), "CPU", ATTENTION_BACKEND="SDPA")
