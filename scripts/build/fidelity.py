@@ -25,8 +25,11 @@ import argparse
 import gc
 import hashlib
 import json
+import os
+import shutil
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -244,17 +247,22 @@ class SourceFigures:
     eos_ids: list[int]
 
     def save(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        """Written aside and renamed into place: a build killed meanwhile leaves no half a cache."""
+        work = path.with_name(f".{path.name}-{os.getpid()}")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
         arrays = {f"{name}{i}": a for name in ("argmax", "target", "top_ids", "top_logprobs")
                   for i, a in enumerate(getattr(self, name))}  # fmt: skip
-        np.savez(path / "figures.npz", **arrays)  # type: ignore[arg-type]
+        np.savez(work / "figures.npz", **arrays)  # type: ignore[arg-type]
         meta = {
             "dtype": self.dtype,
             "answers": self.answers,
             "eos_ids": self.eos_ids,
             "count": len(self.argmax),
         }
-        (path / "meta.json").write_text(json.dumps(meta))
+        (work / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(path, ignore_errors=True)
+        work.rename(path)
 
     @classmethod
     def load(cls, path: Path) -> SourceFigures | None:
@@ -263,7 +271,7 @@ class SourceFigures:
             with np.load(path / "figures.npz") as data:
                 columns = {name: [data[f"{name}{i}"] for i in range(meta["count"])]
                            for name in ("argmax", "target", "top_ids", "top_logprobs")}  # fmt: skip
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
         return cls(meta["dtype"], answers=meta["answers"], eos_ids=meta["eos_ids"], **columns)
 
