@@ -39,6 +39,7 @@ def test_default_build_records_its_fidelity_in_the_manifest(manifest: dict) -> N
     tokens, generation = fidelity["tokens"], fidelity["generation"]
     assert "dequantized GGUF" in fidelity["source"]
     assert fidelity["source_dtype"] == "float32"  # 135 M fits float32's memory budget
+    assert 130e6 < fidelity["source_parameters"] < 140e6
     assert tokens["tokens"] > 3000
     assert fidelity["min_agreement"] <= tokens["top1_agreement"] <= 1.0
     assert 0.0 < tokens["mean_kl"] <= tokens["p95_kl"]

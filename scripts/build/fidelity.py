@@ -104,6 +104,7 @@ class GenerationFidelity:
 @dataclass(frozen=True)
 class FidelityReport:
     source: str
+    source_parameters: int
     source_dtype: str
     ir_inference_precision: str
     tokens: TokenFidelity
@@ -239,6 +240,7 @@ class SourceFigures:
     """What the gate needs of the source, per eval sequence and prompt; cached between runs."""
 
     dtype: str
+    parameters: int
     argmax: list[np.ndarray]  # per position: the source's most likely next token
     target: list[np.ndarray]  # the log-probability of the token that does come next
     top_ids: list[np.ndarray]  # [positions, TOP_K] the most likely tokens and their log-probs
@@ -256,6 +258,7 @@ class SourceFigures:
         np.savez(work / "figures.npz", **arrays)  # type: ignore[arg-type]
         meta = {
             "dtype": self.dtype,
+            "parameters": self.parameters,
             "answers": self.answers,
             "eos_ids": self.eos_ids,
             "count": len(self.argmax),
@@ -273,7 +276,9 @@ class SourceFigures:
                            for name in ("argmax", "target", "top_ids", "top_logprobs")}  # fmt: skip
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
-        return cls(meta["dtype"], answers=meta["answers"], eos_ids=meta["eos_ids"], **columns)
+        return cls(
+            meta["dtype"], meta["parameters"], answers=meta["answers"], eos_ids=meta["eos_ids"], **columns
+        )
 
 
 def compute_source_figures(
@@ -291,7 +296,8 @@ def compute_source_figures(
         columns["top_logprobs"].append(top.values.numpy())
     print(f"[fidelity] source greedy answers to {len(prompts)} prompts", flush=True)
     answers = source.greedy(prompts)
-    figures = SourceFigures(str(source.dtype).removeprefix("torch."), answers=answers,
+    parameters = sum(p.numel() for p in source.model.parameters())
+    figures = SourceFigures(str(source.dtype).removeprefix("torch."), parameters, answers=answers,
                             eos_ids=sorted(source.eos_ids), **columns)  # fmt: skip
     del source
     gc.collect()
@@ -416,6 +422,7 @@ def measure(
     generation = generation_fidelity(figures, ir, prompts)
     return FidelityReport(
         source=source_label or f"{hf_dir} (torch {figures.dtype})",
+        source_parameters=figures.parameters,
         source_dtype=figures.dtype,
         ir_inference_precision=ir.precision,
         tokens=tokens,
