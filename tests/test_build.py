@@ -58,6 +58,10 @@ def test_default_build_manifest_matches_files_on_disk(model_dir: Path, manifest:
     modes = [row["mode"] for row in manifest["bitwidth_distribution"]]
     assert "int4_asym, group size 32" in modes and any(m.startswith("int8") for m in modes)
     assert manifest["group_sizes_used"] == ["32"] and export["group_size_adjusted"] is False
+    # The folder travels (wheel, image): no absolute path of the build machine goes with it.
+    assert str(ROOT) not in json.dumps(manifest)
+    assert export["command"][export["command"].index("-m") + 1].startswith("build/sources/")
+    assert export["command"][-1] == "smollm2-135m-instruct-int4"
     assert manifest["context_length"] == 8192
     assert manifest["build_seconds"] > 0
 

@@ -9,7 +9,7 @@ walks every page: at 16 GB resident it took half a core at this rate): the sum o
 sum of anonymous RSS, the part no page cache can give back (RSS also holds the source's
 safetensors, which the export maps from the page cache).
 
-usage: bench_build.py SOURCE --label NAME [build_model.py options...]
+usage: bench_build.py [SOURCE] --label NAME [build_model.py options...]   (no SOURCE: the default model)
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("source")
+    parser.add_argument("source", nargs="?", help="what build_model.py builds (default: the embedded model)")
     parser.add_argument("--label", required=True, help="the BENCHMARKS.md section, e.g. 3.8b")
     args, extra = parser.parse_known_args()
     out_dir = BUILD / "bench-build" / args.label
@@ -158,7 +158,7 @@ def main() -> int:
     (BUILD / "bench-build" / f"{args.label}.json").write_text(json.dumps(
         {"command": command, "seconds": run.seconds, "exit_code": run.exit_code, "steps": rows,
          "samples": run.samples}))  # fmt: skip
-    text = report_text(args.label, Path(args.source).name, extra, run, rows)
+    text = report_text(args.label, Path(args.source).name if args.source else "", extra, run, rows)
     replace_section(f"build-{args.label}", text)
     print(text)
     return 0

@@ -206,6 +206,16 @@ def _check_readable(path: Path) -> None:
         raise BuildError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def portable(text: str) -> str:
+    """A path as the manifest records it: relative to the checkout when inside it, else its name
+    alone. A model folder travels (a wheel, an image, another machine): the build machine's
+    absolute paths would only leak its layout. Anything that is not an absolute path is kept."""
+    path = Path(text)
+    if not path.is_absolute():
+        return text
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
 def default_name(source: Source, flags: ExportFlags, profile: str | None) -> str:
     """A self-explaining folder name: <model>-<weight format>[-<profile>] (the profile if one was chosen)."""
     if source.kind == "embedded":
@@ -467,7 +477,7 @@ def build(args: argparse.Namespace) -> Path:
         manifest = Manifest(
             name=name,
             fingerprint=fp,
-            source={"kind": source.kind, "ref": source.ref, "inputs": inputs},
+            source={"kind": source.kind, "ref": portable(source.ref), "inputs": inputs},
             versions=versions,
             export=outcome.export_record(target),
             files=file_inventory(work),
@@ -506,7 +516,7 @@ class Outcome:
         record: dict[str, Any] = {
             "profile": self.profile,
             "flags": flags_summary(self.flags),
-            "command": [*self.command[:-1], str(target)],
+            "command": [*map(portable, self.command[:-1]), target.name],
             "group_size_adjusted": "Adjusted group size" in self.log,
         }
         if self.grid is not None:
@@ -606,7 +616,7 @@ def check_fidelity(
     from fidelity import FidelityError, check, format_table, measure
 
     dequantized = " (dequantized GGUF)" if source.kind in ("embedded", "gguf") else ""
-    label = f"{source.ref}{dequantized}"
+    label = f"{portable(source.ref)}{dequantized}"
     rejected: str | None = None
     for precision in (None, "f32"):
         what = f"measuring fidelity against the unquantized source ({precision or 'default precision'})"
