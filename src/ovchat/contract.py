@@ -126,14 +126,21 @@ def models_home() -> Path:
     return Path(data) / "ovchat" / "models"
 
 
-def checkout_models() -> Path:
-    """Where `make model` puts models in a source checkout (seen from the current folder)."""
-    return Path.cwd() / "build" / "models"
+def checkout_models() -> Path | None:
+    """`make model`'s folder in the source checkout this ovchat runs from (an editable install), or
+    None for an installed package: an installed ovchat never looks in the folder it was started in,
+    whose build/models could hold anything."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "src" / "ovchat" / "contract.py").is_file():
+        return root / "build" / "models"
+    return None
 
 
 def model_folders() -> list[Path]:
-    """Where models are looked for by name, in order: the checkout's build/models, then models_home()."""
-    return list(dict.fromkeys([checkout_models(), models_home()]))
+    """Where models are looked for by name, in order: the checkout's build/models (when ovchat runs
+    from one), then models_home()."""
+    checkout = checkout_models()
+    return list(dict.fromkeys([*([checkout] if checkout else []), models_home()]))
 
 
 def find_named(name: str) -> Path | None:
