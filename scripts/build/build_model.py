@@ -471,7 +471,7 @@ def build(args: argparse.Namespace) -> Path:
 
         try:
             with CLOCK.step("verify", "verifying the exported folder"):
-                report = verify(work, chat=not args.no_chat_check)
+                report = verify(work, chat=not args.no_chat_check, properties=outcome.runtime)
         except VerifyError as exc:
             raise BuildError(f"verification failed, folder not accepted: {exc}") from None
         manifest = Manifest(

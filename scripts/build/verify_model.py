@@ -49,9 +49,9 @@ def check_eos(model_dir: Path, tokenizer: ov_genai.Tokenizer) -> int:
     return int(eos)
 
 
-def check_chat(model_dir: Path) -> dict[str, Any]:
+def check_chat(model_dir: Path, properties: dict[str, str]) -> dict[str, Any]:
     """A greedy chat answer must be non-empty and end at eos, not at the token limit."""
-    pipe = ov_genai.LLMPipeline(str(model_dir), "CPU")
+    pipe = ov_genai.LLMPipeline(str(model_dir), "CPU", **properties)
     history = ov_genai.ChatHistory()
     history.append({"role": "user", "content": CHAT_QUESTION})
     config = pipe.get_generation_config()
@@ -70,13 +70,14 @@ def check_chat(model_dir: Path) -> dict[str, Any]:
     return {"question": CHAT_QUESTION, "answer": text, "generated_tokens": generated}
 
 
-def verify(model_dir: Path, chat: bool = True) -> dict[str, Any]:
-    """Run every check; raise VerifyError on the first failure."""
+def verify(model_dir: Path, chat: bool = True, properties: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run every check; raise VerifyError on the first failure. The chat check runs with the CPU
+    `properties` the fidelity gate passed with (the runtime applies them too: f32 where bf16 drifted)."""
     tokenizer = ov_genai.Tokenizer(str(model_dir))
     report: dict[str, Any] = {
         "round_trip": check_round_trip(tokenizer),
         "eos_token_id": check_eos(model_dir, tokenizer),
         "chat_template": bool(tokenizer.chat_template),
     }
-    report["chat"] = check_chat(model_dir) if chat else "skipped"
+    report["chat"] = check_chat(model_dir, properties or {}) if chat else "skipped"
     return report
