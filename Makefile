@@ -6,11 +6,12 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test lint bench bench-large bench-build large-model clean image deploy-check-env
+.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-build large-model clean image deploy-check-env
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
 	@echo "make test   set everything up and run the whole test suite"
+	@echo "make test-fast  the unit layer only (pure rules, request mapping, scheduler): seconds, no model"
 	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
@@ -61,6 +62,10 @@ build/venv-deploy-check/.installed: scripts/deploy/requirements-deploy-check.txt
 # Strict: a test whose system program is missing fails here instead of skipping.
 test: setup model lint system-deps deploy-check-env
 	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -q
+
+# The unit layer: no model, no server, no build env.
+test-fast: setup
+	$(VENV)/bin/pytest -q tests/unit
 
 # Benchmark envs: ovchat as users install it (no extras), llama.cpp alone, and the driver.
 # Reinstalled whenever any file of the package changes (the server and web page included).
