@@ -144,10 +144,11 @@ def main() -> int:
     parser.add_argument("--label", required=True, help="the BENCHMARKS.md section, e.g. 3.8b")
     args, extra = parser.parse_known_args()
     out_dir = BUILD / "bench-build" / args.label
+    sources = [args.source] if args.source else []  # none: the default model
     command = [
         str(BUILD_PYTHON),
         str(BUILD_SCRIPT),
-        args.source,
+        *sources,
         "--out-dir",
         str(out_dir),
         "--force",
