@@ -159,7 +159,8 @@ def main() -> int:
     (BUILD / "bench-build" / f"{args.label}.json").write_text(json.dumps(
         {"command": command, "seconds": run.seconds, "exit_code": run.exit_code, "steps": rows,
          "samples": run.samples}))  # fmt: skip
-    text = report_text(args.label, Path(args.source).name if args.source else "", extra, run, rows)
+    shown = Path(args.source).name if args.source else "(the default model)"
+    text = report_text(args.label, shown, extra, run, rows)
     replace_section(f"build-{args.label}", text)
     print(text)
     return 0
