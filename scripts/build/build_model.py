@@ -189,7 +189,9 @@ def check_free_space(source: Source, out_dir: Path) -> None:
     )
     config = source.path / "config.json"
     stored = json.loads(config.read_text()).get("torch_dtype", "float32") if config.is_file() else "float32"
-    sixteen_bit = weights * (1.0 if stored in ("bfloat16", "float16") else 0.5)
+    # A GGUF is dequantized first: 16 bits a weight from 4.5 to 8.5 bits (Q4_0 to Q8_0), so x4 at most.
+    scale = 4.0 if source.path.suffix == ".gguf" else 1.0 if stored in ("bfloat16", "float16") else 0.5
+    sixteen_bit = weights * scale
     needs, free = sixteen_bit * 1.7, shutil.disk_usage(out_dir).free  # the 16-bit IR, then the result
     if free < needs:
         raise BuildError(
