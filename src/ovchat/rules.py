@@ -102,10 +102,17 @@ def fit_conversation(
     return Fit(system + turns, dropped, answer_budget(prompt_tokens, context, requested))
 
 
-def finish_reason(genai_reason: str, cancelled: bool = False) -> str:
-    """OpenAI's finish reason for GenAI's GenerationFinishReason name (or "cancelled")."""
+def finish_reason(
+    genai_reason: str | None, cancelled: bool = False, *, generated: int = 0, budget: int | None = None
+) -> str:
+    """Why an answer ended, as every front end reports it: stop, length or cancelled.
+
+    `genai_reason` is GenAI's GenerationFinishReason name, or None where GenAI gives none (token
+    input returns EncodedResults): then an answer that used its whole `budget` ran out of length."""
     if cancelled:
         return "cancelled"
+    if genai_reason is None:
+        return "length" if budget is not None and generated >= budget else "stop"
     return "length" if genai_reason.upper() == "LENGTH" else "stop"
 
 

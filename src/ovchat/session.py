@@ -76,9 +76,6 @@ class Streamer:
             return ov_genai.StreamingStatus.STOP
         return ov_genai.StreamingStatus.RUNNING
 
-    def finish_reason(self, reason: ov_genai.GenerationFinishReason) -> str:
-        return finish_reason(reason.name, self.cancelled)
-
 
 def _reset_kv_state(pipeline: ov_genai.LLMPipeline) -> None:
     with warnings.catch_warnings():
@@ -113,9 +110,8 @@ def complete_raw(
         _reset_kv_state(model.pipeline)
         model.settle_memory()  # also when no text came out
     text = model.tokenizer.decode(list(result.tokens[0]), skip_special_tokens=True)
-    # EncodedResults carries no finish reason: reaching the limit means "length".
-    reason = "length" if len(result.tokens[0]) >= max_new else "stop"
-    return Reply(text, "cancelled" if streamer.cancelled else reason, _metrics(result.perf_metrics))
+    reason = finish_reason(None, streamer.cancelled, generated=len(result.tokens[0]), budget=max_new)
+    return Reply(text, reason, _metrics(result.perf_metrics))
 
 
 class ChatSession:
@@ -190,7 +186,7 @@ class ChatSession:
         answer = result.texts[0]
         history.append({"role": "assistant", "content": answer})
         self.history = history
-        reason = streamer.finish_reason(result.finish_reasons[0])
+        reason = finish_reason(result.finish_reasons[0].name, streamer.cancelled)
         self.last_reply = Reply(answer, reason, _metrics(result.perf_metrics), fit.dropped)
         return self.last_reply
 

@@ -103,6 +103,12 @@ def test_finish_reasons(genai: str, cancelled: bool, expected: str) -> None:
     assert finish_reason(genai, cancelled) == expected
 
 
+def test_without_genai_s_reason_a_used_up_budget_is_length() -> None:
+    assert finish_reason(None, generated=6, budget=6) == "length"
+    assert finish_reason(None, generated=5, budget=6) == "stop"
+    assert finish_reason(None, True, generated=6, budget=6) == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("raw", "plain"),
     [
