@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-build large-model clean image deploy-check-env
+.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-seed bench-build large-model clean image deploy-check-env
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -16,6 +16,7 @@ help:
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
+	@echo "make bench-seed  the same at 3.8 B (Phi-3-mini's shape), vs native llama.cpp on Q4_0 and Q4_K_M"
 	@echo "make bench-build  what a build costs at 135 M, 1.1 B and 3.8 B (Phi-3-mini's shape): time and memory per step"
 	@echo "make image  the container image (deploy/Containerfile) with the model, built and proven"
 	@echo "make deploy-check-env  checkov + kubernetes-validate (build/venv-deploy-check) for the deploy tests"
@@ -96,9 +97,12 @@ $(LARGE_GGUF): | build-env
 large-model: $(LARGE_GGUF)
 	$(BUILD_VENV)/bin/python scripts/build/build_model.py $(LARGE_GGUF) --out-dir $(LARGE)/models \
 		--skip-fidelity --no-chat-check
+# Without AMX: this version's AMX matmul crashes on the AMX Xeons we run on (scripts/dev/llama_cpp_tools.sh).
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 build/venv-llamacpp-native/.installed:
 	$(PYTHON) -m venv build/venv-llamacpp-native
-	CMAKE_ARGS="-DGGML_NATIVE=ON" build/venv-llamacpp-native/bin/pip install $(PIP_FLAGS) \
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'" \
+		build/venv-llamacpp-native/bin/pip install $(PIP_FLAGS) \
 		--no-binary llama-cpp-python llama-cpp-python==0.3.36
 	touch $@
 
@@ -127,6 +131,18 @@ bench-build: model $(foreach s,$(filter-out default 135m,$(BUILD_SIZES)),build/s
 		esac; \
 		$(BUILD_VENV)/bin/python scripts/bench/bench_build.py $$args --label $$size || exit 1; \
 	done
+
+# At the seed's size: the 3.8 B Phi-3-mini-shape fixture as the IR `make bench-build` builds from it
+# (default profile; ~25 min the first time) beside llama.cpp on Q4_0 and Q4_K_M files its own tools
+# make from the same folder (scripts/bench/seed_gguf.py, ~10 min) -> BENCHMARKS.md "seed".
+SEED_IR := build/bench-build/3.8b/random-phi3-3.8b-int4
+$(SEED_IR)/manifest.json: | build/seed/random-phi3-3.8b/config.json
+	$(MAKE) bench-build BUILD_SIZES=3.8b
+build/seed/seed-3.8b.Q4_K_M.gguf: | build/seed/random-phi3-3.8b/config.json
+	$(BUILD_VENV)/bin/python scripts/bench/seed_gguf.py build/seed/random-phi3-3.8b build/seed
+bench-seed: $(SEED_IR)/manifest.json build/seed/seed-3.8b.Q4_K_M.gguf build/venv-runtime/.installed \
+		build/venv-llamacpp-native/.installed build/venv-bench/.installed
+	build/venv-bench/bin/python scripts/bench/bench_large.py --size 3.8b --rounds $${ROUNDS-3}
 
 # The container image with $(MODEL) inside, then run cold and warm: size, /health, a chat, SIGTERM.
 image: setup model system-deps

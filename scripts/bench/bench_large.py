@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Side-by-side at the size users run: ovchat vs llama.cpp (the xllamacpp wheel and a native build).
+"""Side-by-side at the sizes users run: ovchat vs llama.cpp, at 1.1 B and at the seed's 3.8 B.
 
-The model is a 1.17 B-parameter llama (TinyLlama-1.1B's shape, random weights: see large_gguf.py)
-written as a Q4_1 GGUF; llama.cpp runs that file, ovchat the IR its own build pipeline made from it
-(the GGUF's own 4-bit grid, so both sides hold the same weights at the same bits per weight).
+--size 1.1b (`make bench-large`): a 1.17 B-parameter llama (TinyLlama-1.1B's shape, random weights:
+see large_gguf.py) written as a Q4_1 GGUF; llama.cpp (the xllamacpp wheel and a native build) runs
+that file, ovchat the IR its own build pipeline made from it (the GGUF's own 4-bit grid, so both
+sides hold the same weights at the same bits per weight).
+--size 3.8b (`make bench-seed`): a random-weight Phi-3-mini-shape HF folder; ovchat runs the IR the
+default profile built from it, native llama.cpp the Q4_0 and Q4_K_M files its own tools made from it.
 Engines run interleaved in each round, every figure from a fresh process, 2 threads, greedy,
-eos ignored. Writes the "large" section of BENCHMARKS.md. Run with `make bench-large`.
+eos ignored. Writes the "large" or "seed" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gguf
 from report import (
@@ -36,12 +39,64 @@ from report import (
 )
 
 LARGE = BUILD / "bench-large"
-GGUF = LARGE / "random-llama-1.1b.Q4_1.gguf"
-MODEL = LARGE / "models" / "random-llama-1.1b.q4-1-int4"
-LABELS = {
-    "ovchat": "ovchat (IR from the GGUF)",
-    "llamacpp": "llama.cpp wheel (xllamacpp)",
-    "llamacpp-native": "llama.cpp native (-march=native)",
+LARGE_GGUF = LARGE / "random-llama-1.1b.Q4_1.gguf"
+SEED = BUILD / "seed"
+
+
+class Peer(NamedTuple):
+    name: str
+    worker: str  # bench_workers.py's engine
+    gguf: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class Size:
+    """One model size: the IR ovchat runs, the GGUF files llama.cpp runs, the section it writes."""
+
+    key: str
+    section: str
+    heading: str
+    model: Path
+    describe: str
+    peers: tuple[Peer, ...]
+    baseline: str  # the peer the targets are read against
+
+
+SIZES = {
+    "1.1b": Size(
+        key="1.1b",
+        section="large",
+        heading="## At 1.1 B parameters",
+        model=LARGE / "models" / "random-llama-1.1b.q4-1-int4",
+        describe="Model: a 1.17 B-parameter llama in TinyLlama-1.1B's shape with random weights, written "
+        "as a Q4_1 GGUF (`scripts/bench/large_gguf.py`); llama.cpp runs the file, ovchat the IR its "
+        "build pipeline made from it (the file's own grid).",
+        peers=(
+            Peer("llamacpp", "llamacpp", LARGE_GGUF, "llama.cpp wheel (xllamacpp)"),
+            Peer("llamacpp-native", "llamacpp-native", LARGE_GGUF, "llama.cpp native (-march=native)"),
+        ),
+        baseline="llamacpp-native",
+    ),
+    "3.8b": Size(
+        key="3.8b",
+        section="seed",
+        heading="## At 3.8 B parameters: the seed's Phi-3-mini shape",
+        model=BUILD / "bench-build" / "3.8b" / "random-phi3-3.8b-int4",
+        describe="Model: a 3.93 B-parameter Phi3ForCausalLM in Phi-3-mini-4k-instruct's exact shape with "
+        "random weights (`tests/fixtures/make_random_phi3.py --size mini`, bf16 safetensors). ovchat runs "
+        "the IR `make bench-build` built from the folder with the default profile (int4 sym g128 ratio "
+        "0.6, AWQ + scale estimation on the shipped calibration set); llama.cpp runs Q4_0 and Q4_K_M "
+        "files its own convert_hf_to_gguf.py and llama-quantize made from the same folder "
+        "(`scripts/bench/seed_gguf.py`). Same source weights, each engine's own 4-bit format.",
+        peers=(
+            Peer("native-q4_0", "llamacpp-native", SEED / "seed-3.8b.Q4_0.gguf", "llama.cpp native, Q4_0"),
+            Peer(
+                "native-q4_k_m", "llamacpp-native", SEED / "seed-3.8b.Q4_K_M.gguf", "llama.cpp native, Q4_K_M"
+            ),
+        ),
+        baseline="native-q4_k_m",
+    ),
 }
 
 
@@ -49,18 +104,28 @@ LABELS = {
 class Engine:
     name: str
     env: Path
+    label: str
+    model: Path  # the IR for ovchat, the GGUF for llama.cpp
+    worker: str = "ovchat"
 
     def cold_command(self) -> list[str]:
         if self.name == "ovchat":
-            return [str(self.env / "bin" / "ovchat"), "ask", "-m", str(MODEL), "-n", str(NEW_TOKENS),
+            return [str(self.env / "bin" / "ovchat"), "ask", "-m", str(self.model), "-n", str(NEW_TOKENS),
                     "--ignore-eos", "-t", "0", QUESTION]  # fmt: skip
-        return [str(self.env / "bin" / "python"), str(WORKERS), self.name, "cold", str(GGUF)]
+        return [str(self.env / "bin" / "python"), str(WORKERS), self.worker, "cold", str(self.model)]
 
     def large_command(self, salt: int) -> list[str]:
         if self.name == "ovchat":
-            return [str(self.env / "bin" / "ovchat"), "bench", "-m", str(MODEL), "--prompt-lengths",
+            return [str(self.env / "bin" / "ovchat"), "bench", "-m", str(self.model), "--prompt-lengths",
                     "512,2048", "--new-tokens", str(NEW_TOKENS), "--repeats", "1", "--json"]  # fmt: skip
-        return [str(self.env / "bin" / "python"), str(WORKERS), self.name, "large", str(GGUF), str(salt)]
+        return [str(self.env / "bin" / "python"), str(WORKERS), self.worker, "large", str(self.model),
+                str(salt)]  # fmt: skip
+
+
+def engines_for(size: Size) -> list[Engine]:
+    venvs = {"llamacpp": BUILD / "venv-llamacpp", "llamacpp-native": BUILD / "venv-llamacpp-native"}
+    ours = Engine("ovchat", BUILD / "venv-runtime", "ovchat (IR)", size.model)
+    return [ours] + [Engine(p.name, venvs[p.worker], p.label, p.gguf, p.worker) for p in size.peers]
 
 
 def ovchat_figures(report: dict[str, Any]) -> dict[str, float]:
@@ -104,15 +169,19 @@ def run(rounds: int, engines: list[Engine]) -> dict[str, Any]:
     return {"results": results, "busiest": busiest}
 
 
-def weights_of(engine: str) -> tuple[float, int]:
-    """The weights file's size in MB and the parameter count (read from the GGUF)."""
-    params = sum(int(t.n_elements) for t in gguf.GGUFReader(GGUF).tensors)
-    size = (MODEL / "openvino_model.bin" if engine == "ovchat" else GGUF).stat().st_size
-    return size / 1e6, params
+def weights_mb(engine: Engine) -> float:
+    """The weights file's size in MB: the IR's .bin or the GGUF."""
+    path = engine.model / "openvino_model.bin" if engine.name == "ovchat" else engine.model
+    return path.stat().st_size / 1e6
 
 
-def kv_bytes(context: int) -> float:
-    config = json.loads((MODEL / "config.json").read_text())
+def parameters(engines: list[Engine]) -> int:
+    """The parameter count, read from the first GGUF."""
+    return sum(int(t.n_elements) for t in gguf.GGUFReader(engines[1].model).tensors)
+
+
+def kv_bytes(model: Path, context: int) -> float:
+    config = json.loads((model / "config.json").read_text())
     head_dim = config["hidden_size"] // config["num_attention_heads"]
     return 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context * 2  # f16
 
@@ -135,52 +204,60 @@ def ratio_cell(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}×"
 
 
-def write_report(data: dict[str, Any], engines: list[Engine], rounds: int, bandwidth: float) -> str:
+def metric_rows(size: Size, engines: list[Engine], res: dict[str, Any]) -> list[str]:
+    """One row per metric: each engine's median (min–max), ovchat ÷ each peer, the target's verdict."""
+    names = [e.name for e in engines]
+    med = {n: {k: statistics.median(v) for k, v in res[n].items()} for n in names}
+    base = next(e.label for e in engines if e.name == size.baseline)
+    rows = []
+    for key, label, lower, target in METRICS:
+        cells = " | ".join(cell(res[n][key]) for n in names)
+        ours = med["ovchat"][key]
+        vs = " | ".join(ratio_cell(ours, med[n][key]) for n in names[1:])
+        verdict = ""
+        if target is not None:
+            ratio = ours / med[size.baseline][key]
+            met = ratio <= target if lower else ratio >= target
+            verdict = f"{'≤' if lower else '≥'} {target}× {base}: {'met' if met else 'NOT met'}"
+        rows.append(f"| {label} | {cells} | {vs} | {verdict} |")
+    return rows
+
+
+def write_report(
+    size: Size, data: dict[str, Any], engines: list[Engine], rounds: int, bandwidth: float
+) -> str:
     res = data["results"]
     names = [e.name for e in engines]
     med = {n: {k: statistics.median(v) for k, v in res[n].items()} for n in names}
     lines = [
-        "## At 1.1 B parameters",
+        size.heading,
         "",
-        f"Measured {date.today().isoformat()} on {machine()} by `make bench-large` "
-        f"(`scripts/bench/bench_large.py`; {rounds} interleaved rounds, every figure from a fresh process; "
-        "median, with min–max). Model: a 1.17 B-parameter llama in TinyLlama-1.1B's shape with random "
-        "weights, written as a Q4_1 GGUF (`scripts/bench/large_gguf.py`); llama.cpp runs the file, "
-        "ovchat the IR its build pipeline made from it (the file's own grid). 2 threads, greedy, "
+        f"Measured {date.today().isoformat()} on {machine()} by `make {BENCH_TARGET[size.key]}` "
+        f"(`scripts/bench/bench_large.py --size {size.key}`; {rounds} interleaved rounds, every figure "
+        f"from a fresh process; median, with min–max). {size.describe} 2 threads, greedy, "
         f"{NEW_TOKENS} generated tokens, eos ignored. Busiest the machine was between runs: "
         f"{data['busiest']:.0%} CPU.",
         "",
         "| metric | "
-        + " | ".join(LABELS[n] for n in names)
-        + " | ovchat ÷ wheel | ovchat ÷ native | target |",
-        "|---|" + "---:|" * len(names) + "---:|---:|---|",
+        + " | ".join(e.label for e in engines)
+        + " | "
+        + " | ".join(f"ovchat ÷ {e.label}" for e in engines[1:])
+        + " | target |",
+        "|---|" + "---:|" * (2 * len(names) - 1) + "---|",
     ]
-    for key, label, lower, target in METRICS:
-        cells = " | ".join(cell(res[n][key]) for n in names)
-        ours = med["ovchat"][key]
-        vs = [ratio_cell(ours, med[n][key]) for n in ("llamacpp", "llamacpp-native")]
-        verdict = ""
-        if target is not None:
-            ratio = ours / med["llamacpp-native"][key]
-            met = ratio <= target if lower else ratio >= target
-            verdict = f"{'≤' if lower else '≥'} {target}× native: {'met' if met else 'NOT met'}"
-        lines.append(f"| {label} | {cells} | {vs[0]} | {vs[1]} | {verdict} |")
-    sizes = {n: weights_of(n) for n in ("ovchat", "llamacpp")}
-    params = sizes["ovchat"][1]
+    lines += metric_rows(size, engines, res)
+    params = parameters(engines)
     lines.append(
         "| weights file (MB; bits per weight) | "
-        + " | ".join(
-            f"{sizes['ovchat' if n == 'ovchat' else 'llamacpp'][0]:.0f}; "
-            f"{sizes['ovchat' if n == 'ovchat' else 'llamacpp'][0] * 8e6 / params:.2f}"
-            for n in names
-        )
-        + " | | | |"
+        + " | ".join(f"{weights_mb(e):.0f}; {weights_mb(e) * 8e6 / params:.2f}" for e in engines)
+        + " |" * len(names)
     )
     context = 512 + NEW_TOKENS
     share = []
-    for name in names:
-        per_token = sizes["ovchat" if name == "ovchat" else "llamacpp"][0] * 1e6 + kv_bytes(context)
-        share.append(f"{LABELS[name]} {med[name]['decode_tokens_per_s'] * per_token / (bandwidth * 1e9):.0%}")
+    for engine in engines:
+        per_token = weights_mb(engine) * 1e6 + kv_bytes(size.model, context)
+        decode = med[engine.name]["decode_tokens_per_s"]
+        share.append(f"{engine.label} {decode * per_token / (bandwidth * 1e9):.0%}")
     lines += [
         "",
         f"Decode as a share of the memory-bandwidth limit (weights + KV cache read per token, at the "
@@ -191,28 +268,29 @@ def write_report(data: dict[str, Any], engines: list[Engine], rounds: int, bandw
             f"{n} {med[n]['prompt_tokens_512']:.0f} / {med[n]['prompt_tokens_2048']:.0f}" for n in names
         )
         + f". {params / 1e9:.2f} B parameters. Env sizes (MB): "
-        + ", ".join(f"{n} {env_size_mb(e.env):.0f}" for n, e in zip(names, engines, strict=True))
+        + ", ".join(f"{e.name} {env_size_mb(e.env):.0f}" for e in engines)
         + ".",
     ]
     return "\n".join(lines)
+
+
+BENCH_TARGET = {"1.1b": "bench-large", "3.8b": "bench-seed"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--size", choices=sorted(SIZES), default="1.1b")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--report-only", action="store_true", help="rewrite the table from the last run")
     args = parser.parse_args()
-    for needed in (GGUF, MODEL / "manifest.json"):
+    size = SIZES[args.size]
+    engines = engines_for(size)
+    for needed in [size.model / "manifest.json"] + [e.model for e in engines[1:]]:
         if not needed.exists():
-            sys.exit(f"bench-large: {needed} is missing: run `make bench-large`")
-    engines = [
-        Engine("ovchat", BUILD / "venv-runtime"),
-        Engine("llamacpp", BUILD / "venv-llamacpp"),
-        Engine("llamacpp-native", BUILD / "venv-llamacpp-native"),
-    ]
-    saved = BUILD / "bench_large.json"
+            sys.exit(f"bench_large: {needed} is missing: run `make {BENCH_TARGET[size.key]}`")
+    saved = BUILD / f"bench_large-{size.key}.json"
     if args.report_only:
         data = json.loads(saved.read_text())
     else:
@@ -221,8 +299,8 @@ def main() -> int:
         data["rounds"] = args.rounds
         saved.write_text(json.dumps(data, indent=2))
     bandwidth = data.get("bandwidth_gbs") or memory_bandwidth_gbs()
-    text = write_report(data, engines, data.get("rounds", args.rounds), bandwidth)
-    replace_section("large", text)
+    text = write_report(size, data, engines, data.get("rounds", args.rounds), bandwidth)
+    replace_section(size.section, text)
     print(text)
     return 0
 
