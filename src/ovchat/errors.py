@@ -1,4 +1,8 @@
-"""The one exception family that carries user-facing messages."""
+"""The one exception family that carries user-facing messages.
+
+Each class also says how each front end answers it: the CLI's exit code, and the HTTP server's status,
+OpenAI error type and code (ovchat.server.errors renders the body from them, for JSON and SSE alike).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ class OvchatError(Exception):
     """An error a user can act on; the message says what to do. Exit code 1."""
 
     exit_code = 1
+    http_status = 500
+    error_type = "server_error"
+    code: str | None = None
 
 
 class ModelError(OvchatError):
@@ -21,6 +28,8 @@ class OptionsError(OvchatError):
     """A generation option has an invalid value. Exit code 2, like a usage error."""
 
     exit_code = 2
+    http_status = 400
+    error_type = "invalid_request_error"
 
     def __init__(self, message: str, option: str | None = None) -> None:
         super().__init__(message)
@@ -30,6 +39,10 @@ class OptionsError(OvchatError):
 class ContextError(OvchatError):
     """The prompt cannot fit in the model's context window."""
 
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "context_length_exceeded"
+
 
 class TranscriptError(OvchatError):
     """A saved conversation cannot be read or written."""
@@ -38,9 +51,14 @@ class TranscriptError(OvchatError):
 class GenerationError(OvchatError):
     """GenAI failed while generating; the message is in plain words, without its C++ paths."""
 
+    code = "generation_failed"
+
 
 class RequestRejected(OvchatError):
     """A request that cannot be generated as asked, through the client's fault; `param` names the field."""
+
+    http_status = 400
+    error_type = "invalid_request_error"
 
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
@@ -49,6 +67,8 @@ class RequestRejected(OvchatError):
 
 class Unavailable(OvchatError):
     """The engine cannot take this request now (loading, recovering, busy, shutting down): retry later."""
+
+    http_status = 503
 
     def __init__(self, message: str, code: str = "unavailable", retry_after_s: int = 1) -> None:
         super().__init__(message)

@@ -15,7 +15,7 @@ from ovchat.errors import (
     RequestRejected,
     Unavailable,
 )
-from ovchat.server.errors import error_response
+from ovchat.server.errors import error_reply
 from ovchat.server.json_schemas import check_json_schema, unsupported_regex
 from ovchat.server.schemas import ChatRequest, CompletionRequest, RequestError
 
@@ -77,8 +77,9 @@ def test_out_of_range_values_get_400_naming_the_openai_field(
     with pytest.raises(RequestRejected) as caught:
         chat(**fields).engine_request()
     assert caught.value.param == param and str(caught.value).startswith(message)
-    body = json.loads(bytes(error_response(caught.value).body))
-    assert error_response(caught.value).status_code == 400 and body["error"]["param"] == param
+    response = error_reply(caught.value).response()
+    body = json.loads(bytes(response.body))
+    assert response.status_code == 400 and body["error"]["param"] == param
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,7 @@ def test_supported_schemas_pass() -> None:
     ],
 )
 def test_every_error_is_an_openai_error_body(error: Exception, status: int, code: str | None) -> None:
-    response = error_response(error)
+    response = error_reply(error).response()
     body = json.loads(bytes(response.body))["error"]
     assert response.status_code == status and set(body) == {"message", "type", "param", "code"}
     assert body["code"] == code

@@ -1,47 +1,63 @@
-"""The one place where errors become HTTP: OpenAI's {"error": {message, type, param, code}} body."""
+"""The one place where errors become HTTP: OpenAI's {"error": {message, type, param, code}} body.
+
+`error_reply` renders every failure once; a JSON response and an event inside a stream that has
+already started (its 200 sent) carry that same body, as vLLM's `create_error_response` does.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ovchat.errors import (
-    ContextError,
-    GenerationError,
-    OptionsError,
-    OvchatError,
-    RequestRejected,
-    Unavailable,
-)
+from ovchat.errors import OptionsError, OvchatError, RequestRejected, Unavailable
 from ovchat.server.schemas import RequestError
+from ovchat.server.wire import sse
 
 
-def error_response(exc: Exception) -> JSONResponse:
-    """Every error the server returns, as OpenAI's {"error": {message, type, param, code}} body."""
-    status, kind, param, code, headers = 500, "server_error", None, None, {}
-    message = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
-    if isinstance(exc, RequestError):
-        status, kind, param, code = exc.status, exc.kind, exc.param, exc.code
-    elif isinstance(exc, RequestRejected):
-        status, kind, param = 400, "invalid_request_error", exc.param
-    elif isinstance(exc, OptionsError):
-        status, kind, param = 400, "invalid_request_error", exc.option
-    elif isinstance(exc, ContextError):
-        status, kind, code = 400, "invalid_request_error", "context_length_exceeded"
-    elif isinstance(exc, Unavailable):
-        status, code, headers = 503, exc.code, {"Retry-After": str(exc.retry_after_s)}
-    elif isinstance(exc, RequestValidationError):
-        status, kind = 400, "invalid_request_error"
+@dataclass(frozen=True)
+class ErrorReply:
+    """One failure as the server answers it: status, headers and OpenAI's error body."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+
+    def event(self) -> bytes:
+        """The body as a server-sent event: a stream's status and headers are sent before it fails."""
+        return sse(self.body)
+
+
+def error_reply(exc: Exception) -> ErrorReply:
+    """Every error the server returns; nothing but an OvchatError's own message reaches the client."""
+    if isinstance(exc, OvchatError):
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else {}
+        return ErrorReply(exc.http_status, _body(str(exc), exc.error_type, _param(exc), exc.code), headers)
+    if isinstance(exc, RequestValidationError):
         param, message = _validation_problem(exc)
-    elif isinstance(exc, HTTPException):
-        status, kind = exc.status_code, "invalid_request_error"
-    elif not isinstance(exc, OvchatError):
-        message = "internal server error"
-    if isinstance(exc, GenerationError):
-        code = "generation_failed"
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+        return ErrorReply(400, _body(message, "invalid_request_error", param))
+    if isinstance(exc, HTTPException):
+        return ErrorReply(exc.status_code, _body(str(exc.detail), "invalid_request_error"))
+    return ErrorReply(500, _body("internal server error", "server_error"))
+
+
+def _body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _param(exc: OvchatError) -> str | None:
+    """The request field to blame, when the error names one."""
+    if isinstance(exc, RequestError | RequestRejected):
+        return exc.param
+    if isinstance(exc, OptionsError):
+        return exc.option
+    return None
 
 
 def _is_field_name(part: str) -> bool:

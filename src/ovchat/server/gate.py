@@ -1,29 +1,23 @@
-"""The gate in front of every route: API key, body size limit, request counting (pure ASGI middleware)."""
+"""The gate in front of every route: API key, body size limit, request counting (pure ASGI middleware).
+
+It knows the paths from the app's own routes (ovchat.server.routes declares them), so a new route is
+counted under its path and asks for the key unless its OpenAPI entry says it needs none.
+"""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ovchat.server.errors import error_response
+from ovchat.server.errors import error_reply
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.schemas import RequestError
 from ovchat.server.webui import WEB_FILES
-
-WEB_PATHS = tuple(WEB_FILES)  # the chat page and its assets: open (without a key) when it is on
-KNOWN_PATHS = (
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/models",
-    "/health",
-    "/live",
-    "/metrics",
-    "/openapi.json",
-    *WEB_PATHS,
-)
-OPEN_PATHS = ("/health", "/live")  # answered without an API key
 
 
 @dataclass(frozen=True)
@@ -36,20 +30,44 @@ class ServerSettings:
     web_ui: bool = True
 
 
+@dataclass(frozen=True)
+class RoutePaths:
+    """The paths the gate tells apart: every other path is counted as "other" and asks for the key."""
+
+    known: frozenset[str]  # counted under their own path label
+    open: frozenset[str]  # answered without an API key
+
+
+def route_paths(routes: Sequence[BaseRoute]) -> RoutePaths:
+    """The gate's view of an app's routes: an API route that documents no security is open.
+
+    The chat page's paths keep their label when the page is off, so turning it off does not move
+    its requests (404s then) to "other"."""
+    known = {route.path for route in routes if isinstance(route, Route)} | set(WEB_FILES)
+    open_paths = {
+        route.path
+        for route in routes
+        if isinstance(route, APIRoute) and "security" not in (route.openapi_extra or {})
+    }
+    return RoutePaths(frozenset(known), frozenset(open_paths))
+
+
 class Gate:
     """Pure ASGI middleware in front of every route: API key, body size limit, request counting."""
 
-    def __init__(self, app: ASGIApp, settings: ServerSettings, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: ServerSettings, metrics: ServerMetrics, paths: RoutePaths
+    ) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
-        self.open_paths = OPEN_PATHS + (WEB_PATHS if settings.web_ui else ())
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        path = scope["path"] if scope["path"] in self.paths.known else "other"
         counted = False
 
         async def counting_send(message: Message) -> None:
@@ -65,7 +83,7 @@ class Gate:
             if problem is None:
                 body, problem = await self._read_body(scope, receive)
             if problem is not None:
-                await error_response(problem)(scope, receive, counting_send)
+                await error_reply(problem).response()(scope, receive, counting_send)
                 return
             await self.app(scope, _replay(body, receive), counting_send)
         finally:
@@ -74,7 +92,7 @@ class Gate:
 
     def _check_key(self, scope: Scope) -> RequestError | None:
         key = self.settings.api_key
-        if key is None or scope["path"] in self.open_paths or scope["method"] == "OPTIONS":
+        if key is None or scope["path"] in self.paths.open or scope["method"] == "OPTIONS":
             return None
         headers = dict(scope["headers"])
         scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
@@ -84,7 +102,7 @@ class Gate:
             "missing or wrong API key: send 'Authorization: Bearer <key>'",
             401,
             code="invalid_api_key",
-            kind="authentication_error",
+            error_type="authentication_error",
         )
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, RequestError | None]:

@@ -28,13 +28,13 @@ class RequestError(OvchatError):
         status: int = 400,
         param: str | None = None,
         code: str | None = None,
-        kind: str = "invalid_request_error",
+        error_type: str = "invalid_request_error",
     ) -> None:
         super().__init__(message)
-        self.status = status
+        self.http_status = status
         self.param = param
         self.code = code
-        self.kind = kind
+        self.error_type = error_type
 
 
 class Strict(BaseModel):

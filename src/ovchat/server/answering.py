@@ -1,0 +1,90 @@
+"""Answering one generation request: queue it, wait for the engine to accept it, then JSON or SSE.
+
+The event loop only parses, queues and streams: every pipeline call happens on the engine thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive
+
+from ovchat.errors import ContextError, OvchatError
+from ovchat.server.engine import Delta, Done, Engine, GenerationRequest, Job
+from ovchat.server.errors import error_reply
+from ovchat.server.schemas import RequestError
+from ovchat.server.wire import Answer, sse
+
+# Proxies (nginx) buffer a response unless told not to, which would hold back every token.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def respond(
+    engine: Engine,
+    request: GenerationRequest,
+    answer: Answer,
+    receive: Receive,
+    stream: bool,
+    include_usage: bool,
+) -> Any:
+    """Queue the request, wait until the engine accepts it, then answer as JSON or as SSE events."""
+    job = engine.submit(request)
+    # Until the response starts, only the disconnect tells the server that the client left (a
+    # timed-out SDK retries, and the abandoned answer would keep a batch slot busy to its end).
+    watcher = asyncio.create_task(cancel_on_disconnect(engine, job, receive))
+    try:
+        await job.accepted()
+    except ContextError as exc:
+        watcher.cancel()
+        raise RequestError(
+            str(exc), param="messages" if answer.chat else "prompt", code="context_length_exceeded"
+        ) from None
+    except BaseException:
+        watcher.cancel()
+        engine.cancel(job)
+        raise
+    if stream:
+        watcher.cancel()
+        events = stream_events(engine, job, answer, include_usage)
+        return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
+    try:
+        parts: list[str] = []
+        async for event in job.stream():
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            else:
+                return answer.whole("".join(parts), event)
+    finally:
+        watcher.cancel()
+        engine.cancel(job)
+
+
+async def stream_events(
+    engine: Engine, job: Job, answer: Answer, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed answer; leaving early (client gone) cancels the job."""
+    try:
+        yield answer.chunk(None, None, include_usage, first=True)
+        try:
+            async for event in job.stream():
+                if isinstance(event, Delta) and event.text:
+                    yield answer.chunk(event.text, None, include_usage)
+                elif isinstance(event, Done):
+                    yield answer.chunk(None, event.finish_reason, include_usage)
+                    if include_usage:
+                        yield answer.usage_chunk(event)
+        except OvchatError as exc:
+            yield error_reply(exc).event()
+        yield sse("[DONE]")
+    finally:
+        engine.cancel(job)
+
+
+async def cancel_on_disconnect(engine: Engine, job: Job, receive: Receive) -> None:
+    """Cancel the job when the client disconnects before its response starts."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    engine.cancel(job)

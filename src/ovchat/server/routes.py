@@ -1,0 +1,152 @@
+"""The HTTP API's routes, declared once: the app mounts this router, and the gate reads its routes
+(which paths metrics name, which ones need no API key: those that document no security)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from ovchat.server.answering import respond
+from ovchat.server.engine import Engine
+from ovchat.server.gate import ServerSettings
+from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
+from ovchat.server.schemas import (
+    ChatCompletion,
+    ChatRequest,
+    CompletionRequest,
+    ErrorBody,
+    Health,
+    ModelList,
+    TextCompletion,
+)
+from ovchat.server.wire import Answer
+
+# Each server-sent event carries one JSON chunk as its data, the last one the text [DONE].
+SSE = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+        }
+    }
+}
+# Every 503 says when to come back: clients and balancers that honour it retry instead of failing.
+RETRY = {"Retry-After": "1"}
+RETRY_DOC = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": what}
+    for status, what in (
+        (400, "invalid request"),
+        (401, "missing or wrong API key"),
+        (413, "request body too large"),
+        (503, "not ready, busy or shutting down: retry"),
+    )
+}
+ERRORS[503]["headers"] = RETRY_DOC
+# The Gate asks for the key on these routes when the server has one (and on every undeclared path).
+PROTECTED: dict[str, Any] = {"security": [{"bearer": []}]}
+
+
+@dataclass(frozen=True)
+class Replica:
+    """What the routes answer from: this server's engine, settings and metrics, and whether it is leaving."""
+
+    engine: Engine
+    settings: ServerSettings
+    metrics: ServerMetrics
+    leaving: threading.Event  # set by SIGTERM's drain period: /health says 503, requests are still served
+
+    def ready(self) -> bool:
+        return self.engine.state == "ready" and not self.leaving.is_set()
+
+
+async def current_replica(request: Request) -> Replica:
+    """The app's Replica (async: FastAPI would run a plain function on its thread pool)."""
+    replica: Replica = request.app.state.replica
+    return replica
+
+
+ReplicaOf = Annotated[Replica, Depends(current_replica)]
+API = APIRouter()
+
+
+@API.post(
+    "/v1/chat/completions",
+    response_model=None,
+    openapi_extra=PROTECTED,
+    responses={200: {"model": ChatCompletion, "content": SSE}, **ERRORS},
+)
+async def chat_completions(body: ChatRequest, request: Request, replica: ReplicaOf) -> Any:
+    """A chat answer (stream: server-sent events of chat.completion.chunk)."""
+    answer = Answer.new(True, replica.settings.model_name)
+    job_request = body.engine_request()
+    return await respond(
+        replica.engine, job_request, answer, request.receive, body.stream, body.include_usage
+    )
+
+
+@API.post(
+    "/v1/completions",
+    response_model=None,
+    openapi_extra=PROTECTED,
+    responses={200: {"model": TextCompletion, "content": SSE}, **ERRORS},
+)
+async def completions(body: CompletionRequest, request: Request, replica: ReplicaOf) -> Any:
+    """A raw continuation of the prompt, without the chat template."""
+    answer = Answer.new(False, replica.settings.model_name)
+    job_request = body.engine_request()
+    return await respond(
+        replica.engine, job_request, answer, request.receive, body.stream, body.include_usage
+    )
+
+
+@API.get("/v1/models", response_model=ModelList, openapi_extra=PROTECTED, responses={401: ERRORS[401]})
+async def models(replica: ReplicaOf) -> dict[str, Any]:
+    card = {
+        "id": replica.settings.model_name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "ovchat",
+        "context_length": replica.engine.context_length,
+    }
+    return {"object": "list", "data": [card]}
+
+
+@API.get("/health", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
+async def health(replica: ReplicaOf) -> JSONResponse:
+    """Readiness: 200 while the server takes requests; 503 while loading, recovering or draining."""
+    model = replica.settings.model_name
+    if replica.ready():
+        return JSONResponse({"status": "ok", "model": model})
+    state = replica.engine.state
+    status = "draining" if replica.leaving.is_set() and state == "ready" else state
+    return JSONResponse({"status": status, "model": model}, status_code=503, headers=RETRY)
+
+
+@API.get("/live", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
+async def live(replica: ReplicaOf) -> JSONResponse:
+    """Liveness: 200 unless the engine gave up (then the process is on its way out)."""
+    if replica.engine.state != "failed":
+        return JSONResponse({"status": "alive"})
+    return JSONResponse({"status": "failed"}, status_code=503, headers=RETRY)
+
+
+@API.get(
+    "/metrics",
+    response_class=Response,
+    openapi_extra=PROTECTED,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, 401: ERRORS[401]},
+)
+async def prometheus(replica: ReplicaOf) -> Response:
+    return Response(replica.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,71 @@
+"""The routes are declared once: the gate counts each under its path and asks for the key where the
+OpenAPI document says so, without a list of its own."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from fastapi import FastAPI
+from starlette.routing import Route
+from test_engine_scheduler import make_engine
+
+from ovchat.server.app import create_app
+from ovchat.server.gate import ServerSettings, route_paths
+from ovchat.server.metrics import ServerMetrics
+from ovchat.server.routes import API, PROTECTED
+
+ROUTES = {"/openapi.json", "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/live"}
+ROUTES |= {"/metrics", "/", "/app.js", "/style.css"}
+OPEN = {"/health", "/live", "/", "/app.js", "/style.css"}  # the probes and the chat page need no key
+
+
+def get_each(app: FastAPI, paths: list[str]) -> list[httpx.Response]:
+    """GET every path in process, without a key (no lifespan: the engine is already started)."""
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [await client.get(path) for path in paths]
+
+    return asyncio.run(asyncio.wait_for(go(), timeout=10))
+
+
+def declared(app: FastAPI) -> set[str]:
+    return {route.path for route in [*API.routes, *app.routes] if isinstance(route, Route)}
+
+
+def test_every_route_is_counted_under_its_own_path_and_any_other_path_as_other() -> None:
+    engine, _ = make_engine()
+    metrics = ServerMetrics()
+    app = create_app(engine, ServerSettings("m"), metrics)
+    paths = sorted(declared(app))
+    responses = get_each(app, [*paths, "/nowhere", "/v1/nowhere"])
+    engine.close()
+    assert set(paths) == ROUTES
+    for path, response in zip([*paths, "other", "other"], responses, strict=True):
+        labels = {"path": path, "code": str(response.status_code)}
+        assert metrics.registry.get_sample_value("ovchat_requests_total", labels), labels
+    assert metrics.registry.get_sample_value("ovchat_requests_total", {"path": "other", "code": "404"}) == 2
+
+
+def test_the_key_is_asked_for_on_every_route_but_the_probes_and_the_page() -> None:
+    engine, _ = make_engine()
+    for web_ui in (True, False):
+        app = create_app(engine, ServerSettings("m", api_key="k", web_ui=web_ui), ServerMetrics())
+        operations = app.openapi()["paths"].items()
+        documented = {path for path, ops in operations if all("security" not in op for op in ops.values())}
+        responses = dict(zip(sorted(ROUTES), get_each(app, sorted(ROUTES)), strict=True))
+        refused = {path for path, response in responses.items() if response.status_code == 401}
+        expected_open = OPEN if web_ui else {"/health", "/live"}
+        assert ROUTES - refused == expected_open
+        assert documented == {"/health", "/live"}  # the document says which need no key
+    engine.close()
+
+
+def test_a_route_added_later_is_known_and_keyed_as_its_declaration_says() -> None:
+    app = FastAPI()
+    app.add_api_route("/v1/new", lambda: None, openapi_extra=PROTECTED)
+    app.add_api_route("/ping", lambda: None)
+    paths = route_paths(app.routes)
+    assert {"/v1/new", "/ping"} <= paths.known and "/v1/new" not in paths.open and "/ping" in paths.open
