@@ -24,8 +24,8 @@ from ovchat.device import DeviceConfig
 from ovchat.model import ModelDir
 from ovchat.server.app import create_app
 from ovchat.server.engine import Engine, EngineConfig
-from ovchat.server.gate import ServerSettings
 from ovchat.server.metrics import ServerMetrics
+from ovchat.server.settings import ServerSettings
 from servers import Server, start_server
 
 KEY = "fuzz-key"

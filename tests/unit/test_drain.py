@@ -14,8 +14,8 @@ from test_engine_scheduler import MAX_FAILED_STEPS, make_engine
 
 from ovchat.server.app import create_app
 from ovchat.server.engine import Engine
-from ovchat.server.gate import ServerSettings
 from ovchat.server.metrics import ServerMetrics
+from ovchat.server.settings import ServerSettings
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
 

@@ -11,9 +11,10 @@ from starlette.routing import Route
 from test_engine_scheduler import make_engine
 
 from ovchat.server.app import create_app
-from ovchat.server.gate import ServerSettings, route_paths
+from ovchat.server.gate import route_paths
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.routes import API, PROTECTED
+from ovchat.server.settings import ServerSettings
 
 ROUTES = {"/openapi.json", "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/live"}
 ROUTES |= {"/metrics", "/", "/app.js", "/style.css"}

@@ -23,9 +23,10 @@ from ovchat import __version__
 from ovchat.errors import OvchatError
 from ovchat.server.engine import Engine
 from ovchat.server.errors import error_reply
-from ovchat.server.gate import Gate, ServerSettings, route_paths
+from ovchat.server.gate import Gate, route_paths
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.routes import API, Replica
+from ovchat.server.settings import ServerSettings
 from ovchat.server.webui import add_web_ui
 
 log = logging.getLogger("ovchat.server")
@@ -116,7 +117,7 @@ class GracefulServer(uvicorn.Server):
         self,
         config: uvicorn.Config,
         engine: Engine,
-        drain_delay: float = 0.0,
+        drain_delay: float,
         leaving: threading.Event | None = None,
     ) -> None:
         super().__init__(config)

@@ -6,12 +6,18 @@ import errno
 import logging
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ovchat.cli_options import device_config, model_options
+from ovchat.device import DeviceConfig
 from ovchat.errors import OvchatError
+from ovchat.server.settings import ServerSettings, field_default
+
+if TYPE_CHECKING:
+    from ovchat.model import ModelDir
+    from ovchat.server.engine import EngineConfig
 
 SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 
@@ -35,7 +41,7 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 @click.option("--cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN (repeatable).")
 @click.option(
     "--web-ui/--no-web-ui",
-    default=True,
+    default=field_default(ServerSettings, "web_ui"),
     show_default=True,
     help="Serve the browser chat page at / (it asks for the API key when the server has one).",
 )
@@ -87,21 +93,21 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 )
 @click.option(
     "--max-body-bytes",
-    default=1_000_000,
+    default=field_default(ServerSettings, "max_body_bytes"),
     show_default=True,
     type=click.IntRange(min=1),
     help="Larger request bodies get 413.",
 )
 @click.option(
     "--shutdown-timeout",
-    default=10,
+    default=field_default(ServerSettings, "shutdown_timeout"),
     show_default=True,
     type=click.IntRange(min=0),
     help="On SIGTERM, seconds running requests get to finish before they are cancelled.",
 )
 @click.option(
     "--drain-delay",
-    default=0.0,
+    default=field_default(ServerSettings, "drain_delay"),
     show_default=True,
     type=click.FloatRange(min=0),
     help="On SIGTERM, seconds /health answers 503 while requests are still served, before the shutdown "
@@ -134,17 +140,10 @@ def run_server(
     **kwargs: Any,
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests."""
-    try:
-        import uvicorn
-
-        from ovchat.server.app import GracefulServer, create_app
-        from ovchat.server.gate import ServerSettings
-    except ImportError:
-        raise OvchatError(f"`ovchat serve`: {SERVE_EXTRA}") from None
+    require_serve_extra()
     from ovchat.device import check_device
     from ovchat.model import find_model
-    from ovchat.server.engine import Engine, EngineConfig
-    from ovchat.server.metrics import ServerMetrics
+    from ovchat.server.engine import EngineConfig
 
     check_port(host, port)  # before the slow model load, and in one line
     model = find_model(kwargs.pop("model"))
@@ -153,7 +152,6 @@ def run_server(
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
     if model.import_note:
         logging.getLogger("ovchat.server").warning("%s", model.import_note)
-    metrics = ServerMetrics()
     engine_config = EngineConfig(
         max_batch=max_batch,
         max_queue=max_queue,
@@ -163,10 +161,40 @@ def run_server(
         prefix_cache=prefix_cache,
         max_tokens_ceiling=max_tokens_limit,
     )
-    engine = Engine(model, device, engine_config, metrics)
     settings = ServerSettings(
-        model.name, api_key or None, cors, max_body_bytes, shutdown_timeout, web_ui=web_ui
+        model.name, api_key or None, cors, max_body_bytes, shutdown_timeout, web_ui, drain_delay
     )
+    serve_until_stopped(model, device, engine_config, settings, host, port, log_level)
+
+
+def require_serve_extra() -> None:
+    """Fail in plain words when FastAPI or uvicorn is missing, before any slow work."""
+    try:
+        import uvicorn  # noqa: F401
+
+        import ovchat.server.app  # noqa: F401
+    except ImportError:
+        raise OvchatError(f"`ovchat serve`: {SERVE_EXTRA}") from None
+
+
+def serve_until_stopped(
+    model: ModelDir,
+    device: DeviceConfig,
+    engine_config: EngineConfig,
+    settings: ServerSettings,
+    host: str,
+    port: int,
+    log_level: str,
+) -> None:
+    """Run the server until SIGTERM, Ctrl-C or an engine that gave up (then fail with its reason)."""
+    import uvicorn
+
+    from ovchat.server.app import GracefulServer, create_app
+    from ovchat.server.engine import Engine
+    from ovchat.server.metrics import ServerMetrics
+
+    metrics = ServerMetrics()
+    engine = Engine(model, device, engine_config, metrics)
     leaving = threading.Event()  # set by SIGTERM: /health says 503 from then on
     holder: list[uvicorn.Server] = []
 
@@ -181,9 +209,9 @@ def run_server(
         port=port,
         log_level=log_level,
         access_log=log_level == "debug",
-        timeout_graceful_shutdown=shutdown_timeout,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    holder.append(GracefulServer(config, engine, drain_delay, leaving))
+    holder.append(GracefulServer(config, engine, settings.drain_delay, leaving))
     holder[0].run()
     if engine.state == "failed":
         raise OvchatError(engine.error or "the model failed to load")

@@ -17,17 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ovchat.server.errors import error_reply
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.schemas import RequestError
+from ovchat.server.settings import ServerSettings
 from ovchat.server.webui import WEB_FILES
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    model_name: str
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    max_body_bytes: int = 1_000_000
-    shutdown_timeout: float = 10.0
-    web_ui: bool = True
 
 
 @dataclass(frozen=True)

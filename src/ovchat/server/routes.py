@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse, Response
 
 from ovchat.server.answering import respond
 from ovchat.server.engine import Engine
-from ovchat.server.gate import ServerSettings
 from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
 from ovchat.server.schemas import (
     ChatCompletion,
@@ -23,6 +22,7 @@ from ovchat.server.schemas import (
     ModelList,
     TextCompletion,
 )
+from ovchat.server.settings import ServerSettings
 from ovchat.server.wire import Answer
 
 # Each server-sent event carries one JSON chunk as its data, the last one the text [DONE].
