@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# llama.cpp's own tools, from the llama-cpp-python sdist on PyPI (it vendors the llama.cpp tree): no
+# hub, no git clone. Builds only llama-quantize (fixture GGUFs of every type) and llama-perplexity
+# (llama.cpp's own logits, the reference of the GGUF fidelity table) into build/llama.cpp/build/bin.
+# A no-op when both are there. Usage: scripts/dev/llama_cpp_tools.sh [PYTHON]
+set -euo pipefail
+
+VERSION=0.3.36
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+HOME_DIR="$ROOT/build/llama.cpp"
+TREE="$HOME_DIR/llama_cpp_python-$VERSION/vendor/llama.cpp"
+BIN="$HOME_DIR/build/bin"
+PYTHON="${1:-python3}"
+TARGETS=(llama-quantize llama-perplexity)
+
+missing=()
+for target in "${TARGETS[@]}"; do
+    [[ -x "$BIN/$target" ]] || missing+=("$target")
+done
+if [[ ${#missing[@]} -eq 0 && -f "$TREE/convert_hf_to_gguf.py" ]]; then
+    exit 0
+fi
+
+mkdir -p "$HOME_DIR"
+if [[ ! -f "$TREE/CMakeLists.txt" ]]; then
+    "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+        "llama-cpp-python==$VERSION" -d "$HOME_DIR"
+    tar -xzf "$HOME_DIR/llama_cpp_python-$VERSION.tar.gz" -C "$HOME_DIR"
+fi
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+# GGML_NATIVE: the CPU's own kernels (AVX-512 here), as a user's local build has them, but not
+# AMX: this version's AMX matmul crashes on the AMX Xeons we run on (SIGSEGV at ldtilecfg in
+# ggml_backend_amx_mul_mat, any model, 1 or 2 threads), while AMX itself works in a plain program.
+# No server, examples, tests or network code: they are not needed and would double the build.
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+cmake -S "$TREE" -B "$HOME_DIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    -DCMAKE_C_FLAGS="$NO_AMX" -DCMAKE_CXX_FLAGS="$NO_AMX" \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DLLAMA_CURL=OFF >/dev/null
+started=$(date +%s)
+cmake --build "$HOME_DIR/build" --target "${missing[@]}" -j "$(nproc)" >/dev/null
+echo "llama_cpp_tools: built ${missing[*]} in $(($(date +%s) - started)) s into $BIN"
