@@ -179,7 +179,7 @@ def _check_safetensors(path: Path) -> None:
         raise BuildError(f"{path.name} is truncated ({size:,} of {expected:,} bytes): download it again")
 
 
-def check_free_space(source: Source, out_dir: Path) -> None:
+def check_free_space(source: Source, out_dir: Path, fp32_export: bool = False) -> None:
     """optimum-cli writes a 16-bit IR (beside the work folder, see export.run_export) before it
     compresses it: check there is room for it and for the result before an hour of work, not when
     the disk fills."""
@@ -191,6 +191,7 @@ def check_free_space(source: Source, out_dir: Path) -> None:
     stored = json.loads(config.read_text()).get("torch_dtype", "float32") if config.is_file() else "float32"
     # A GGUF is dequantized first: 16 bits a weight from 4.5 to 8.5 bits (Q4_0 to Q8_0), so x4 at most.
     scale = 4.0 if source.path.suffix == ".gguf" else 1.0 if stored in ("bfloat16", "float16") else 0.5
+    scale *= 2.0 if fp32_export else 1.0  # the GGUF grid's export: 32 bits a weight, then the grid
     sixteen_bit = weights * scale
     needs, free = sixteen_bit * 1.7, shutil.disk_usage(out_dir).free  # the 16-bit IR, then the result
     if free < needs:
@@ -218,7 +219,7 @@ def portable(text: str) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
-def default_name(source: Source, flags: ExportFlags, profile: str | None) -> str:
+def default_name(source: Source, flags: ExportFlags, profile: str | None, weights: str | None = None) -> str:
     """A self-explaining folder name: <model>-<weight format>[-<profile>] (the profile if one was chosen)."""
     if source.kind == "embedded":
         base = EMBEDDED_NAME
@@ -228,7 +229,7 @@ def default_name(source: Source, flags: ExportFlags, profile: str | None) -> str
         base = Path(source.ref).stem if source.kind == "gguf" else Path(source.ref).name
     slug = re.sub(r"[^a-z0-9.]+", "-", base.lower()).strip("-")
     suffix = f"-{profile}" if profile else ""
-    return f"{slug}-{flags.weight_format}{suffix}"
+    return f"{slug}-{weights or flags.weight_format}{suffix}"
 
 
 def weight_files(source: Source) -> list[Path]:
@@ -402,29 +403,43 @@ class Plan:
     profile: str
     flags: ExportFlags
     gguf_grid: bool  # the source's linear weights are a GGUF grid that can be carried over
+    grid: str | None = None  # how: "Q4_1" (into an int4 export) or "blocks" (into an fp32 one)
 
     def record(self) -> dict[str, Any]:
         return {"profile": self.profile, "flags": flags_summary(self.flags)}
 
 
 def make_plan(args: argparse.Namespace, source: Source) -> Plan:
-    grid = False
+    grid, refused = None, ""
     if source.kind in ("embedded", "gguf") and source.path is not None:
-        from gguf_grid import grid_type
+        from gguf_grid import grid_type, tensor_types, uncarried
 
-        grid = grid_type(source.path) is not None
+        grid = grid_type(source.path)
+        counts = uncarried(tensor_types(source.path) or {})
+        refused = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
     overrides = {
         f.name: getattr(args, f.name) for f in fields(ExportFlags) if getattr(args, f.name, None) is not None
     }
     shaping = set(overrides) - {"task", "trust_remote_code"}
+    # A GGUF's default is its own grid, whatever its type: re-quantizing a file through NNCF rounds
+    # it onto another grid (an 8-bit file down to 4 bits: agreement 0.805, refused by the gate).
+    if refused and (args.profile in (None, "gguf")) and not shaping:
+        raise BuildError(
+            f"{Path(source.ref).name} has tensors of a type ovchat cannot carry exactly ({refused}): "
+            "--profile balanced dequantizes and re-quantizes it, behind the fidelity gate"
+        )
     # Export flags without a profile apply to the reference flags: what you name is what you get.
     profile = args.profile or ("reference" if shaping else "gguf" if grid else "balanced")
-    if profile == "gguf" and not grid:
-        raise BuildError("--profile gguf needs a GGUF source whose linear weights are all Q4_1")
+    if profile == "gguf" and grid is None:
+        raise BuildError("--profile gguf needs a GGUF source")
     if profile == "gguf" and shaping:
         raise BuildError("--profile gguf carries the file's own grid: its export flags cannot be changed")
     base = PROFILES[profile] if profile != "auto" else PROFILES["balanced"]
-    return Plan(profile, replace(base, **overrides), grid)
+    if profile == "gguf" and grid == "blocks":
+        from gguf_grid import BLOCKS_EXPORT
+
+        base = BLOCKS_EXPORT
+    return Plan(profile, replace(base, **overrides), grid == "Q4_1", grid)
 
 
 def build(args: argparse.Namespace) -> Path:
@@ -434,9 +449,10 @@ def build(args: argparse.Namespace) -> Path:
         source = Source("hub", source.ref, download_hub(source.ref))
     assert source.path is not None
     plan = make_plan(args, source)
-    default_profile = "gguf" if plan.gguf_grid else "balanced"
+    default_profile = "gguf" if plan.grid else "balanced"
     chosen = args.profile if args.profile not in (None, default_profile) else None
-    name = args.name or default_name(source, plan.flags, chosen)
+    carried = plan.profile == "gguf" and plan.grid == "blocks"  # the file's formats, not fp32
+    name = args.name or default_name(source, plan.flags, chosen, "gguf" if carried else None)
     out_dir = (models_home() if args.user else Path(args.out_dir)).resolve()
     target = out_dir / name
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -456,7 +472,7 @@ def build(args: argparse.Namespace) -> Path:
         print(f"[build] {target} is up to date (same source, flags and tools); --force rebuilds")
         return target
 
-    check_free_space(source, out_dir)
+    check_free_space(source, out_dir, fp32_export=plan.flags.weight_format == "fp32")
     hf_dir = stage_hf_checkpoint(source, inputs[0]["sha256"])
     with partial_folder(out_dir, name) as work:
         if plan.profile == "auto":
@@ -540,12 +556,13 @@ def build_one(
         raise BuildError(str(exc)) from None
     grid = None
     if profile == "gguf":
-        from gguf_grid import GridError, apply_grid
+        from gguf_grid import GridError, apply_grid, carry_blocks, grid_type
 
         assert source.path is not None
+        q4_1 = grid_type(source.path) == "Q4_1"
         try:
-            with CLOCK.step("grid", f"carrying {source.path.name}'s Q4_1 grid into the IR"):
-                grid = apply_grid(source.path, work)
+            with CLOCK.step("grid", f"carrying {source.path.name}'s own grid into the IR"):
+                grid = (apply_grid if q4_1 else carry_blocks)(source.path, work)
         except GridError as exc:
             raise BuildError(f"cannot carry the GGUF grid over: {exc}") from None
     if source.kind == "embedded":
@@ -682,9 +699,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         choices=ALL_PROFILES,
-        help="gguf: the GGUF's own Q4_1 grid (default for such files); balanced: int4 sym g128 ratio 0.6 "
-        "with AWQ and scale estimation (default otherwise); reference: the same, data-free; speed: int4 "
-        "ratio 1.0; quality: int8; auto: the smallest of them that meets --min-agreement",
+        help="gguf: the GGUF's own grid, tensor by tensor (default for GGUF files); balanced: int4 sym g128 "
+        "ratio 0.6 with AWQ and scale estimation (default otherwise); reference: the same, data-free; "
+        "speed: int4 ratio 1.0; quality: int8; auto: the smallest of them that meets --min-agreement",
     )
     parser.add_argument(
         "--skip-fidelity", action="store_true", help="do not measure the IR against its source"

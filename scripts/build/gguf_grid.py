@@ -9,6 +9,13 @@ float16 zero point just as well, so after the export each such layer gets the fi
 scales and zero points (-m/d): the IR then holds the GGUF's weights (measured: agreement 0.96,
 the limit that bf16 inference sets; 0.70 for the int4 sym g128 export).
 
+Every other file (Q8_0, Q4_0, Q5_x, the K-quants and the per-tensor mixes llama-quantize writes)
+is exported unquantized (fp32) and each weight constant is replaced by a decompression subgraph of
+the file's own codes, scales and zero points (gguf_blocks.py): codes -> Convert -> [Subtract zero
+point] -> Multiply scale -> Reshape, the pattern NNCF emits and the CPU plugin folds into its
+MatMul and Gather. F16/BF16 tensors stay 16-bit (Constant -> Convert). Types with no such layout
+(IQ*, Q2_K, Q3_K, TQ*) are refused at planning time.
+
 Runs in the build env (numpy, gguf, openvino).
 """
 
@@ -24,6 +31,9 @@ from typing import Any
 import gguf
 import numpy as np
 import openvino as ov
+from export import ExportFlags
+from gguf_blocks import FLOATS, LAYOUTS, Grid, unpack
+from gguf_blocks import reverse_permute as _reverse_permute
 from openvino import opset13 as ops
 
 # HF module names of a llama-style layer -> the GGUF tensor names llama.cpp gives them.
@@ -59,13 +69,32 @@ class Q4Block:
 
 
 def grid_type(gguf_path: Path) -> str | None:
-    """The grid this module can carry ("Q4_1": every linear weight of the file is Q4_1), else None."""
+    """How the file's grid is carried: "Q4_1" (every linear weight is Q4_1: an int4 asym g32 export
+    with the grid written over it, as the embedded model has always been built), "blocks" (every
+    tensor's own format into an fp32 export), or None (unreadable, or a type with no layout)."""
+    types = tensor_types(gguf_path)
+    if types is None or uncarried(types):
+        return None
+    linear = {kind for name, kind in types.items() if GGUF_LINEAR.search(name)}
+    return "Q4_1" if linear == {"Q4_1"} else "blocks"
+
+
+def tensor_types(gguf_path: Path) -> dict[str, str] | None:
+    """Each tensor's GGML type name, or None for a file gguf cannot read (the import step says why)."""
     try:
         reader = gguf.GGUFReader(gguf_path)
-    except Exception:  # not a GGUF file gguf can read: the import step says so in plain words
+    except Exception:
         return None
-    kinds = {t.tensor_type.name for t in reader.tensors if GGUF_LINEAR.search(t.name)}
-    return "Q4_1" if kinds == {"Q4_1"} else None
+    return {t.name: t.tensor_type.name for t in reader.tensors}
+
+
+def uncarried(types: dict[str, str]) -> dict[str, int]:
+    """The types with no exact layout in the IR (IQ*, Q2_K, Q3_K, TQ*...), with their tensor counts."""
+    counts: dict[str, int] = {}
+    for kind in types.values():
+        if kind not in LAYOUTS and kind not in FLOATS:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def unpack_q4_1(tensor: Any) -> Q4Block:
@@ -77,11 +106,6 @@ def unpack_q4_1(tensor: Any) -> Q4Block:
     packed = blocks[:, :, 4:]
     codes = np.concatenate([packed & 0x0F, packed >> 4], axis=-1).astype(np.uint8)
     return Q4Block(codes, scale, minimum)
-
-
-def _reverse_permute(array: np.ndarray, heads: int) -> np.ndarray:
-    rows = array.shape[0]
-    return array.reshape(heads, rows // heads // 2, 2, *array.shape[1:]).swapaxes(1, 2).reshape(array.shape)
 
 
 def apply_grid(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
@@ -150,3 +174,116 @@ def _save_in_place(model: ov.Model, ir_dir: Path) -> None:
     del model
     os.replace(temporary.with_suffix(".bin"), ir_dir / "openvino_model.bin")
     os.replace(temporary, ir_dir / "openvino_model.xml")
+
+
+# The export a "blocks" grid is written into: unquantized, so that every weight is a plain constant.
+BLOCKS_EXPORT = ExportFlags(weight_format="fp32", sym=False)
+# GGUF tensor names of the embeddings and the output layer -> the IR constant names optimum gives them.
+IR_NAMES = {"token_embd.weight": "self.model.embed_tokens.weight", "output.weight": "self.lm_head.weight"}
+CODE_TYPES = {"i4": ov.Type.i4, "u4": ov.Type.u4, "i8": ov.Type.i8, "u8": ov.Type.u8}
+# Tolerance of the check against gguf.quants.dequantize, relative to the tensor's largest weight: the
+# formats with a minimum compute d*(q - m/d) instead of d*q + m, which differs by a float32 rounding
+# (measured: at most 2.4e-7 at |w| <= 6, i.e. 2^-24 of the largest weight); the others are equal.
+TOLERANCE = 2.0**-21
+
+
+def ir_name(gguf_name: str) -> str | None:
+    """The IR constant that holds a GGUF weight tensor (None: not a weight the IR has as a constant)."""
+    if gguf_name in IR_NAMES:
+        return IR_NAMES[gguf_name]
+    match = re.fullmatch(r"blk\.(\d+)\.(\w+)\.weight", gguf_name)
+    modules = {v: k for k, v in LINEAR_NAMES.items()}
+    if match is None or match.group(2) not in modules:
+        return None
+    return f"self.model.layers.{match.group(1)}.{modules[match.group(2)]}.weight"
+
+
+def carry_blocks(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
+    """Replace every float32 weight of `ir_dir`'s unquantized model with the GGUF tensor's own
+    format (codes, scales, zero points, or 16-bit floats), checked against gguf's dequantizer."""
+    reader = gguf.GGUFReader(gguf_path)
+    config = json.loads((ir_dir / "config.json").read_text())
+    heads = {"q_proj": config["num_attention_heads"]}
+    heads["k_proj"] = config.get("num_key_value_heads", heads["q_proj"])
+    model = ov.Core().read_model(ir_dir / "openvino_model.xml")
+    constants = {
+        op.get_friendly_name(): op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"
+    }
+    counts: dict[str, int] = {}
+    worst, f32_scales = 0.0, 0
+    for tensor in reader.tensors:
+        kind, name = tensor.tensor_type.name, ir_name(tensor.name)
+        if name is None or kind == "F32":
+            continue
+        weight = constants.get(name)
+        if weight is None:
+            raise GridError(f"the IR has no constant {name} for the GGUF's {tensor.name}")
+        raw = np.asarray(tensor.data)
+        reorder = heads.get(name.split(".")[-2]) if "self_attn" in name else None
+        if kind in FLOATS:
+            node = _float_weight(np.asarray(raw.reshape(raw.shape[0], -1)), kind, reorder)
+        else:
+            grid = unpack(kind, raw)
+            grid = grid.rows_reordered(reorder) if reorder else grid
+            worst = max(worst, _check(grid, raw, tensor.tensor_type, reorder, tensor.name))
+            node, wide = _decompression(grid, name)
+            f32_scales += wide
+        _check_shape(weight, node, name)
+        weight.output(0).replace(node.output(0))
+        counts[kind] = counts.get(kind, 0) + 1
+    _save_in_place(model, ir_dir)
+    return {
+        "type": "+".join(sorted(counts)),
+        "tensors": sum(counts.values()),
+        "per_type": counts,
+        "f32_scales": f32_scales,
+        "max_error_vs_dequantize": worst,
+    }
+
+
+def _float_weight(values: np.ndarray, kind: str, heads: int | None) -> Any:
+    """A 16-bit tensor kept 16-bit: Constant -> Convert(f32), as an fp16 IR holds it."""
+    if kind == "BF16":
+        values = (values.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    values = reverse_rows(values, heads)
+    if kind == "F16":
+        return ops.convert(ops.constant(values.view(np.float16)), ov.Type.f32)
+    return ops.convert(ops.constant(values, dtype=ov.Type.bf16), ov.Type.f32)
+
+
+def reverse_rows(values: np.ndarray, heads: int | None) -> np.ndarray:
+    return _reverse_permute(values, heads) if heads else values
+
+
+def _check(grid: Grid, raw: np.ndarray, qtype: Any, heads: int | None, name: str) -> float:
+    """The codes, scales and zero points compute the tensor gguf's dequantizer computes."""
+    reference = reverse_rows(gguf.quants.dequantize(raw, qtype).reshape(raw.shape[0], -1), heads)
+    error = float(np.abs(grid.weights() - reference).max())
+    if error > TOLERANCE * float(np.abs(reference).max()):
+        raise GridError(f"{name}: the carried {grid.kind} grid differs from the file's weights by {error:g}")
+    return error
+
+
+def _decompression(grid: Grid, name: str) -> tuple[Any, bool]:
+    """codes -> Convert -> [Subtract zero point] -> Multiply scale -> Reshape, in float32 (whether the
+    scales had to stay float32: a K-quant's d*sc does not fit float16)."""
+    codes = ops.constant(grid.codes, dtype=CODE_TYPES[grid.code_type], name=name)
+    values = ops.convert(codes, ov.Type.f32)
+    if grid.zero is not None:
+        values = ops.subtract(values, ops.constant(grid.zero[..., None], name=f"{name}/zero_point"))
+    scale = grid.scale[..., None]
+    narrow = np.array_equal(scale.astype(np.float16).astype(np.float32), scale)
+    if narrow:
+        scale_node = ops.convert(ops.constant(scale.astype(np.float16), name=f"{name}/scale"), ov.Type.f32)
+    else:
+        scale_node = ops.constant(scale.astype(np.float32), name=f"{name}/scale")
+    values = ops.multiply(values, scale_node)
+    shape = ops.constant(np.array([grid.codes.shape[0], -1], dtype=np.int64))
+    return ops.reshape(values, shape, special_zero=False), not narrow
+
+
+def _check_shape(weight: Any, node: Any, name: str) -> None:
+    old = tuple(weight.get_output_partial_shape(0).to_shape())
+    new = tuple(node.get_output_partial_shape(0).to_shape())
+    if weight.get_element_type() != ov.Type.f32 or old != new:
+        raise GridError(f"{name} is {weight.get_element_type()} {old} in the IR, the GGUF's is {new}")
