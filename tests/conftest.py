@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from ovchat.contract import DEFAULT_MODEL_NAME
 from ovchat.device import DeviceConfig
 from ovchat.model import Model, open_model
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_PYTHON = ROOT / "build" / "venv-build" / "bin" / "python"
 BUILD_SCRIPT = ROOT / "scripts" / "build" / "build_model.py"
-DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
-OVCHAT = Path(sys.executable).with_name("ovchat")
+DEFAULT_MODEL = ROOT / "build" / "models" / DEFAULT_MODEL_NAME
+OVCHAT = Path(sys.executable).with_name("ovchat")  # the runtime venv's command
 
 
 def require_programs(*paths: str) -> None:
@@ -83,22 +84,27 @@ def model(model_dir: Path) -> Model:
     return open_model(model_dir, DeviceConfig(attention_backend="SDPA"))
 
 
+def copy_of(model: Path, tmp: Path, replace: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Path:
+    """A copy of a model folder made of symlinks, with real copies of `replace` and without `drop`."""
+    copy = tmp / "model-copy"
+    copy.mkdir(exist_ok=True)
+    for item in model.iterdir():
+        if item.name in drop:
+            continue
+        target = copy / item.name
+        if item.name in replace:
+            target.write_bytes(item.read_bytes())
+        else:
+            target.symlink_to(item)
+    return copy
+
+
 @pytest.fixture
 def model_copy(model_dir: Path, tmp_path: Path) -> Callable[..., Path]:
-    """A copy of the default model made of symlinks; `replace` names files to copy for real."""
+    """copy_of the default model in the test's temp folder."""
 
     def make(replace: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Path:
-        copy = tmp_path / "model-copy"
-        copy.mkdir()
-        for item in model_dir.iterdir():
-            if item.name in drop:
-                continue
-            target = copy / item.name
-            if item.name in replace:
-                target.write_bytes(item.read_bytes())
-            else:
-                target.symlink_to(item)
-        return copy
+        return copy_of(model_dir, tmp_path, replace, drop)
 
     return make
 

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-OVCHAT = Path(sys.executable).parent / "ovchat"
+from conftest import OVCHAT
+
 STARTUP_SECONDS = 120
 
 

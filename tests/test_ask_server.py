@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OVCHAT
+from conftest import DEFAULT_MODEL_NAME, OVCHAT
 from servers import Server, free_port, start_server
 
 KEY = "ask-server-test-key"
@@ -40,7 +40,7 @@ def test_ask_streams_the_servers_answer_without_loading_a_model(server: Server) 
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
     assert "Paris" in reply["text"] and reply["finish_reason"] == "stop"
-    assert reply["model"] == "smollm2-135m-instruct-int4" and reply["server"] == server.base
+    assert reply["model"] == DEFAULT_MODEL_NAME and reply["server"] == server.base
     assert reply["input_tokens"] > 5 and 0 < reply["output_tokens"] < 64
     assert 0 < reply["ttft_ms"] <= reply["generate_ms"]
 

@@ -12,20 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from servers import OVCHAT
+from conftest import OVCHAT, copy_of
 
 Setup = Callable[[Path, Path], str]  # (default model folder, a temp folder) -> the --model value
-
-
-def copy_of(model: Path, tmp: Path, replace: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Path:
-    """The model folder as symlinks, but real copies of `replace` and without `drop`."""
-    copy = tmp / "model-copy"
-    copy.mkdir(exist_ok=True)
-    for item in model.iterdir():
-        if item.name not in drop:
-            target = copy / item.name
-            target.write_bytes(item.read_bytes()) if item.name in replace else target.symlink_to(item)
-    return copy
 
 
 def truncated(model: Path, tmp: Path) -> str:

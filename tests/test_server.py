@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import embedded_gguf
+from conftest import DEFAULT_MODEL_NAME, embedded_gguf
 from servers import Server, start_server
 
 API_KEY = "test-key-3f1c"
@@ -65,7 +65,7 @@ def shared_start(a: str, b: str) -> int:
 
 def test_health_needs_no_key_and_models_lists_the_model(base: str, client: openai.OpenAI) -> None:
     assert httpx.get(f"{base}/health").json()["status"] == "ok"
-    assert [m.id for m in client.models.list()] == ["smollm2-135m-instruct-int4"]
+    assert [m.id for m in client.models.list()] == [DEFAULT_MODEL_NAME]
 
 
 def test_chat_answer_carries_usage_and_finish_reason(client: openai.OpenAI) -> None:

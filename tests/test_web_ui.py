@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from conftest import require_programs
+from conftest import DEFAULT_MODEL_NAME, require_programs
 from ovchat.device import DeviceConfig
 from ovchat.model import ModelDir
 from ovchat.server.app import create_app
@@ -35,7 +35,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WEB_DIR = Path(__file__).resolve().parent.parent / "src" / "ovchat" / "server" / "web"
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-ui.png"
 CHAT_STORE = "ovchat.chat.v1"
-MODEL_NAME = "smollm2-135m-instruct-int4"
+MODEL_NAME = DEFAULT_MODEL_NAME
 WAIT = 60.0  # seconds: the answers are short, but the test machine may be busy
 
 
