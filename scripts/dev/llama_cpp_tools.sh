@@ -12,11 +12,23 @@ TREE="$HOME_DIR/llama_cpp_python-$VERSION/vendor/llama.cpp"
 BIN="$HOME_DIR/build/bin"
 PYTHON="${1:-python3}"
 TARGETS=(llama-quantize llama-perplexity)
+# GGML_NATIVE: the CPU's own kernels (AVX-512 here), as a user's local build has them, but not
+# AMX: this version's AMX matmul crashes on the AMX Xeons we run on (SIGSEGV at ldtilecfg in
+# ggml_backend_amx_mul_mat, any model, 1 or 2 threads; SIGILL in llama-perplexity), while AMX
+# itself works in a plain program. No server, examples, tests or network code: not needed.
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+CONFIG=(-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON "-DCMAKE_C_FLAGS=$NO_AMX" "-DCMAKE_CXX_FLAGS=$NO_AMX"
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF)
+STAMP="$HOME_DIR/build/.configured"
 
 missing=()
-for target in "${TARGETS[@]}"; do
-    [[ -x "$BIN/$target" ]] || missing+=("$target")
-done
+if [[ "$(cat "$STAMP" 2>/dev/null)" != "${CONFIG[*]}" ]]; then
+    missing=("${TARGETS[@]}")  # built otherwise (or not at all): build again with these flags
+else
+    for target in "${TARGETS[@]}"; do
+        [[ -x "$BIN/$target" ]] || missing+=("$target")
+    done
+fi
 if [[ ${#missing[@]} -eq 0 && -f "$TREE/convert_hf_to_gguf.py" ]]; then
     exit 0
 fi
@@ -29,15 +41,8 @@ if [[ ! -f "$TREE/CMakeLists.txt" ]]; then
 fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
-# GGML_NATIVE: the CPU's own kernels (AVX-512 here), as a user's local build has them, but not
-# AMX: this version's AMX matmul crashes on the AMX Xeons we run on (SIGSEGV at ldtilecfg in
-# ggml_backend_amx_mul_mat, any model, 1 or 2 threads), while AMX itself works in a plain program.
-# No server, examples, tests or network code: they are not needed and would double the build.
-NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-cmake -S "$TREE" -B "$HOME_DIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
-    -DCMAKE_C_FLAGS="$NO_AMX" -DCMAKE_CXX_FLAGS="$NO_AMX" \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DLLAMA_CURL=OFF >/dev/null
 started=$(date +%s)
+cmake -S "$TREE" -B "$HOME_DIR/build" "${CONFIG[@]}" >/dev/null
 cmake --build "$HOME_DIR/build" --target "${missing[@]}" -j "$(nproc)" >/dev/null
+echo "${CONFIG[*]}" >"$STAMP"
 echo "llama_cpp_tools: built ${missing[*]} in $(($(date +%s) - started)) s into $BIN"
