@@ -20,7 +20,15 @@ from ovchat.device import DeviceConfig
 from ovchat.errors import ContextError, GenerationError, OvchatError, RequestRejected, Unavailable
 from ovchat.model import ModelDir
 from ovchat.options import GenerationOptions
-from ovchat.server.engine import MAX_FAILED_STEPS, Delta, Done, Engine, EngineConfig, GenerationRequest
+from ovchat.server.engine import (
+    MAX_FAILED_STEPS,
+    Delta,
+    Done,
+    Engine,
+    EngineConfig,
+    EngineState,
+    GenerationRequest,
+)
 from ovchat.server.metrics import ServerMetrics
 
 POISON = "poison"
@@ -123,7 +131,7 @@ def make_engine(config: EngineConfig | None = None, fail_always: bool = False) -
         opener=lambda: (Pipeline(fail_always), LetterTokenizer()),
     )
     engine.start(fatal.append)
-    while engine.state == "loading":
+    while engine.state == EngineState.LOADING:
         threading.Event().wait(0.001)
     return engine, fatal
 
@@ -226,18 +234,17 @@ def test_context_and_ceiling_errors_fail_before_acceptance() -> None:
 
 def test_a_full_queue_is_unavailable_with_a_code() -> None:
     engine, _ = make_engine(EngineConfig(max_batch=1, max_queue=0))
-    engine.state = "recovering"  # nothing gets admitted while we fill the queue
-    engine._stopping = False
+    engine.state = EngineState.RECOVERING  # nothing gets admitted while we fill the queue
 
     async def go() -> str:
         engine.submit(ask("a"))
-        engine._pending[0].cancelled = True
+        engine._queue._waiting[0].cancelled = True
         with pytest.raises(Unavailable) as caught:
             engine.submit(ask("b"))
         return caught.value.code
 
     assert run(go) == "queue_full"
-    engine.state = "ready"
+    engine.state = EngineState.READY
     engine.close()
 
 

@@ -1,0 +1,131 @@
+"""A request in flight on the engine: what the client asked for, and the events it hears back.
+
+The HTTP side awaits a Job's events: Accepted (or Failed) first, then Deltas, then Done. The engine
+thread posts them through the job's event loop, the only way it talks to asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import openvino_genai as ov_genai
+
+from ovchat.errors import OvchatError
+from ovchat.options import GenerationOptions
+from ovchat.rules import Message
+
+if TYPE_CHECKING:
+    from ovchat.server.metrics import ServerMetrics
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a client asks for: chat `messages` (templated on the engine thread) or a raw `prompt`."""
+
+    options: GenerationOptions
+    messages: list[Message] | None = None
+    prompt: str | None = None
+    json_schema: str | None = None
+    max_tokens_name: str = "max_tokens"  # the client's name for the answer budget, for messages
+
+
+@dataclass(frozen=True)
+class Accepted:
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text of a running answer and how many tokens it took."""
+
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Done:
+    """The answer is complete."""
+
+    finish_reason: str  # stop | length
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: OvchatError
+
+
+Event = Accepted | Delta | Done | Failed
+
+
+class Outcome(enum.StrEnum):
+    """How a generation ended, as the ovchat_generations metric labels it."""
+
+    STOP = "stop"
+    LENGTH = "length"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"  # refused before it ran: the client's fault
+    FAILED = "failed"  # it ran and broke, or the engine could not carry it
+
+
+@dataclass(eq=False)
+class Job:
+    """One request in flight, and the queue its events go to."""
+
+    id: int
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    arrived: float = field(default_factory=time.perf_counter)
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False  # set by the HTTP side, acted on by the engine thread
+    # Set on the engine thread:
+    prompt_ids: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    budget: int = 0
+    config: ov_genai.GenerationConfig | None = None
+    handle: ov_genai.GenerationHandle | None = None  # kept referenced: dropping it stops the request
+    ids: list[int] = field(default_factory=list)  # generated so far
+    text: str = ""
+    last_token_at: float | None = None
+    fresh: bool = False  # admitted since the last step that succeeded
+    suspect: bool = False  # was in a batch whose step failed: admitted alone until cleared
+
+    async def accepted(self) -> int:
+        """Wait until the engine has admitted the request; its prompt tokens, or the failure raised."""
+        event = await self.events.get()
+        if isinstance(event, Failed):
+            raise event.error
+        assert isinstance(event, Accepted)
+        return event.prompt_tokens
+
+    async def stream(self) -> AsyncIterator[Delta | Done]:
+        """Deltas as they are generated, then Done; a failure raises its OvchatError."""
+        while True:
+            event = await self.events.get()
+            if isinstance(event, Failed):
+                raise event.error
+            if isinstance(event, Accepted):
+                continue
+            yield event
+            if isinstance(event, Done):
+                return
+
+    def post(self, event: Event) -> None:
+        """Hand an event to the job's event loop (called on the engine thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled = True
+
+    def end(self, outcome: Outcome, metrics: ServerMetrics, last: Done | Failed | None = None) -> None:
+        """Post the job's `last` event, if any, and count how it ended; its handle is let go."""
+        if last is not None:
+            self.post(last)
+        metrics.count_generation(outcome, self.prompt_tokens, len(self.ids))
+        self.handle = None
