@@ -190,7 +190,7 @@ def serve_until_stopped(
     import uvicorn
 
     from ovchat.server.app import GracefulServer, create_app
-    from ovchat.server.engine import Engine
+    from ovchat.server.engine import Engine, EngineState
     from ovchat.server.metrics import ServerMetrics
 
     metrics = ServerMetrics()
@@ -213,7 +213,7 @@ def serve_until_stopped(
     )
     holder.append(GracefulServer(config, engine, settings.drain_delay, leaving))
     holder[0].run()
-    if engine.state == "failed":
+    if engine.state == EngineState.FAILED:
         raise OvchatError(engine.error or "the model failed to load")
 
 

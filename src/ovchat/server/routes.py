@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from ovchat.server.answering import respond
-from ovchat.server.engine import Engine
+from ovchat.server.engine import Engine, EngineState
 from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
 from ovchat.server.schemas import (
     ChatCompletion,
@@ -68,7 +68,7 @@ class Replica:
     leaving: threading.Event  # set by SIGTERM's drain period: /health says 503, requests are still served
 
     def ready(self) -> bool:
-        return self.engine.state == "ready" and not self.leaving.is_set()
+        return self.engine.state == EngineState.READY and not self.leaving.is_set()
 
 
 async def current_replica(request: Request) -> Replica:
@@ -130,14 +130,14 @@ async def health(replica: ReplicaOf) -> JSONResponse:
     if replica.ready():
         return JSONResponse({"status": "ok", "model": model})
     state = replica.engine.state
-    status = "draining" if replica.leaving.is_set() and state == "ready" else state
+    status = EngineState.DRAINING if replica.leaving.is_set() and state == EngineState.READY else state
     return JSONResponse({"status": status, "model": model}, status_code=503, headers=RETRY)
 
 
 @API.get("/live", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
 async def live(replica: ReplicaOf) -> JSONResponse:
     """Liveness: 200 unless the engine gave up (then the process is on its way out)."""
-    if replica.engine.state != "failed":
+    if replica.engine.state != EngineState.FAILED:
         return JSONResponse({"status": "alive"})
     return JSONResponse({"status": "failed"}, status_code=503, headers=RETRY)
 
