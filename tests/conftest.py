@@ -6,14 +6,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ovchat.contract import DEFAULT_MODEL_NAME
 from ovchat.device import DeviceConfig
 from ovchat.model import Model, open_model
+
+if TYPE_CHECKING:
+    from servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_PYTHON = ROOT / "build" / "venv-build" / "bin" / "python"
@@ -71,6 +75,16 @@ def model_dir() -> Path:
     result = run_build()
     assert result.returncode == 0, result.stderr[-2000:]
     return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def default_server(model_dir: Path) -> Iterator[Server]:
+    """One `ovchat serve` with every default, shared by the tests that only read from it."""
+    from servers import start_server  # servers imports this module
+
+    started = start_server(model_dir)
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="session")

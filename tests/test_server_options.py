@@ -15,25 +15,22 @@ from servers import OVCHAT, Server, free_port, start_server
 LONG_PROMPT = " ".join(f"Fact {n}: the river ran past the old stone wall." for n in range(60))  # ~700 tokens
 
 
-def test_cors_is_off_by_default_and_on_for_the_named_origin(model_dir: Path) -> None:
+def test_cors_is_off_by_default_and_on_for_the_named_origin(model_dir: Path, default_server: Server) -> None:
     origin = "https://my.app"
     preflight = {
         "Origin": origin,
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization,content-type",
     }
-    plain = start_server(model_dir)
-    try:
-        assert (
-            "access-control-allow-origin"
-            not in httpx.options(f"{plain.base}/v1/chat/completions", headers=preflight).headers
-        )
-        assert (
-            "access-control-allow-origin"
-            not in httpx.get(f"{plain.base}/health", headers={"Origin": origin}).headers
-        )
-    finally:
-        plain.stop()
+    plain = default_server
+    assert (
+        "access-control-allow-origin"
+        not in httpx.options(f"{plain.base}/v1/chat/completions", headers=preflight).headers
+    )
+    assert (
+        "access-control-allow-origin"
+        not in httpx.get(f"{plain.base}/health", headers={"Origin": origin}).headers
+    )
     cors = start_server(model_dir, "--cors", origin, key="k")
     try:
         answer = httpx.options(f"{cors.base}/v1/chat/completions", headers=preflight)
@@ -94,19 +91,15 @@ def test_health_is_503_while_the_model_loads_then_200(model_dir: Path) -> None:
         process.wait()
 
 
-def test_the_default_bind_is_loopback_only(model_dir: Path) -> None:
-    server = start_server(model_dir)
-    try:
-        port = int(server.base.rsplit(":", 1)[1])
-        listening = [
-            line.split()[1]
-            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-            if line.split()[3] == "0A"
-        ]
-        assert f"0100007F:{port:04X}" in listening  # 127.0.0.1, not 0.0.0.0
-        assert f"00000000:{port:04X}" not in listening
-    finally:
-        server.stop()
+def test_the_default_bind_is_loopback_only(default_server: Server) -> None:
+    port = int(default_server.base.rsplit(":", 1)[1])
+    listening = [
+        line.split()[1]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if line.split()[3] == "0A"
+    ]
+    assert f"0100007F:{port:04X}" in listening  # 127.0.0.1, not 0.0.0.0
+    assert f"00000000:{port:04X}" not in listening
 
 
 def steps_for(server: Server, prompt: str) -> float:

@@ -40,10 +40,8 @@ WAIT = 60.0  # seconds: the answers are short, but the test machine may be busy
 
 
 @pytest.fixture(scope="module")
-def server(model_dir: Path) -> Iterator[Server]:
-    started = start_server(model_dir)
-    yield started
-    started.stop()
+def server(default_server: Server) -> Server:
+    return default_server
 
 
 @pytest.fixture(scope="module")
