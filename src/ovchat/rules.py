@@ -42,17 +42,18 @@ def answer_budget(
     *,
     strict: bool = False,
     ceiling: int | None = None,
-    name: str = "max_new_tokens",
 ) -> int:
     """How many tokens the answer may take.
 
     `requested` None means DEFAULT_MAX_NEW_TOKENS (and at most `ceiling`), cut to the room the
     context leaves. An explicit request above `ceiling` is an error; one above the room is cut to
-    it, or is an error when `strict` (the server: a client that asks for N tokens is told).
+    it, or is an error when `strict` (the server: a client that asks for N tokens is told). The
+    errors name the option max_new_tokens: a front end that calls it otherwise renames it.
     """
     if requested is not None and ceiling is not None and requested > ceiling:
         raise OptionsError(
-            f"{name} must be at most {ceiling} on this server, not {requested}", option="max_new_tokens"
+            f"max_new_tokens must be at most {ceiling} on this server, not {requested}",
+            option="max_new_tokens",
         )
     wanted = (
         requested if requested is not None else min(DEFAULT_MAX_NEW_TOKENS, ceiling or DEFAULT_MAX_NEW_TOKENS)
@@ -64,7 +65,7 @@ def answer_budget(
         answer = f" plus {requested} for the answer" if requested is not None else ""
         raise ContextError(
             f"the model's context window is {context} tokens, but the prompt takes {prompt_tokens}"
-            f"{answer}: shorten the input" + (f" or lower {name}" if requested is not None else "")
+            f"{answer}: shorten the input" + (" or lower max_new_tokens" if requested is not None else "")
         )
     return min(wanted, room)
 

@@ -184,7 +184,7 @@ def test_a_request_that_breaks_the_pipeline_fails_alone_and_the_others_continue(
         return list(await asyncio.gather(healthy, poisoned, later))
 
     (healthy, healthy_end), (_, poison_end), (later, later_end) = run(go)
-    assert isinstance(poison_end, RequestRejected) and poison_end.param == "response_format"
+    assert isinstance(poison_end, RequestRejected) and poison_end.param == "json_schema"
     assert ".cc" not in str(poison_end) and "Internal error" in str(poison_end)
     # the healthy answer went on where it stopped: every letter once, in order, all 12 tokens
     assert healthy == "abcdefghijkl" and isinstance(healthy_end, Done) and healthy_end.completion_tokens == 12

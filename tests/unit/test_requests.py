@@ -15,8 +15,12 @@ from ovchat.errors import (
     RequestRejected,
     Unavailable,
 )
+from ovchat.options import GenerationOptions
+from ovchat.rules import answer_budget
 from ovchat.server.errors import error_reply
+from ovchat.server.jobs import GenerationRequest
 from ovchat.server.json_schemas import check_json_schema, unsupported_regex
+from ovchat.server.recovery import culprit_error
 from ovchat.server.schemas import ChatRequest, CompletionRequest, RequestError
 
 
@@ -43,8 +47,10 @@ def test_openai_names_map_onto_generation_options() -> None:
 
 def test_no_max_tokens_means_the_default_budget_and_max_completion_tokens_wins() -> None:
     assert chat().engine_request().options.max_new_tokens is None
-    request = chat(max_tokens=10, max_completion_tokens=20).engine_request()
-    assert request.options.max_new_tokens == 20 and request.max_tokens_name == "max_completion_tokens"
+    body = chat(max_tokens=10, max_completion_tokens=20)
+    assert (
+        body.engine_request().options.max_new_tokens == 20 and body.max_tokens_name == "max_completion_tokens"
+    )
 
 
 def test_content_parts_join_and_developer_is_a_system_message() -> None:
@@ -188,3 +194,40 @@ def test_every_error_is_an_openai_error_body(error: Exception, status: int, code
         assert response.headers["Retry-After"] == "3"
     if not isinstance(error, OvchatError):
         assert body["message"] == "internal server error"  # never an internal message or path
+
+
+def rendered(body: ChatRequest | CompletionRequest, error: OvchatError) -> dict[str, Any]:
+    reply: dict[str, Any] = error_reply(body.name_fields(error)).body["error"]
+    return reply
+
+
+def test_the_engine_s_neutral_names_reach_the_client_as_the_fields_it_sent() -> None:
+    with pytest.raises(OptionsError) as ceiling:
+        answer_budget(10, 8192, 51, ceiling=50)
+    assert rendered(chat(max_tokens=51), ceiling.value) == {
+        "message": "max_tokens must be at most 50 on this server, not 51",
+        "type": "invalid_request_error",
+        "param": "max_new_tokens",  # the option's own name, as the server has always said
+        "code": None,
+    }
+    assert str(chat(max_completion_tokens=51).name_fields(ceiling.value)).startswith("max_completion_tokens ")
+    with pytest.raises(ContextError) as context:
+        answer_budget(8000, 8192, 1000, strict=True)
+    assert str(chat(max_completion_tokens=1000).name_fields(context.value)).endswith(
+        "shorten the input or lower max_completion_tokens"
+    )
+    schema = culprit_error(ask_for_json(), "Regex parsing error (json_schema)")
+    assert rendered(chat(), schema) == {
+        "message": "the response_format schema cannot be used: Regex parsing error (json_schema)",
+        "type": "invalid_request_error",
+        "param": "response_format",
+        "code": None,
+    }
+    full = Unavailable("retry later, or lower max_new_tokens", "kv_cache_full")
+    assert rendered(CompletionRequest.model_validate({"prompt": "x"}), full)["message"].endswith("max_tokens")
+
+
+def ask_for_json() -> GenerationRequest:
+    return GenerationRequest(
+        GenerationOptions(), messages=[{"role": "user", "content": "hi"}], json_schema="{}"
+    )

@@ -47,7 +47,7 @@ def test_budget_strict_refuses_an_explicit_request_that_does_not_fit() -> None:
     with pytest.raises(
         ContextError, match="context window is 8192 tokens, but the prompt takes 8000 plus 1000"
     ):
-        answer_budget(8000, 8192, 1000, strict=True, name="max_tokens")
+        answer_budget(8000, 8192, 1000, strict=True)
 
 
 def test_budget_refuses_a_prompt_that_fills_the_context() -> None:
@@ -59,9 +59,9 @@ def test_budget_ceiling_caps_the_default_and_refuses_more() -> None:
     assert answer_budget(10, 8192, None, ceiling=100) == 100
     assert answer_budget(10, 8192, 100, ceiling=100) == 100
     with pytest.raises(
-        OptionsError, match="max_tokens must be at most 100 on this server, not 101"
+        OptionsError, match=r"^max_new_tokens must be at most 100 on this server, not 101$"
     ) as caught:
-        answer_budget(10, 8192, 101, ceiling=100, name="max_tokens")
+        answer_budget(10, 8192, 101, ceiling=100)
     assert caught.value.option == "max_new_tokens"
 
 

@@ -6,7 +6,7 @@ The event loop only parses, queues and streams: every pipeline call happens on t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -18,6 +18,8 @@ from ovchat.server.errors import error_reply
 from ovchat.server.schemas import RequestError
 from ovchat.server.wire import Answer, sse
 
+# The request's names for the fields an engine error names (SamplingRequest.name_fields).
+FieldNamer = Callable[[OvchatError], OvchatError]
 # Proxies (nginx) buffer a response unless told not to, which would hold back every token.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -29,6 +31,7 @@ async def respond(
     receive: Receive,
     stream: bool,
     include_usage: bool,
+    name_fields: FieldNamer,
 ) -> Any:
     """Queue the request, wait until the engine accepts it, then answer as JSON or as SSE events."""
     job = engine.submit(request)
@@ -40,15 +43,21 @@ async def respond(
     except ContextError as exc:
         watcher.cancel()
         raise RequestError(
-            str(exc), param="messages" if answer.chat else "prompt", code="context_length_exceeded"
+            str(name_fields(exc)),
+            param="messages" if answer.chat else "prompt",
+            code="context_length_exceeded",
         ) from None
+    except OvchatError as exc:
+        watcher.cancel()
+        engine.cancel(job)
+        raise name_fields(exc) from None
     except BaseException:
         watcher.cancel()
         engine.cancel(job)
         raise
     if stream:
         watcher.cancel()
-        events = stream_events(engine, job, answer, include_usage)
+        events = stream_events(engine, job, answer, include_usage, name_fields)
         return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
     try:
         parts: list[str] = []
@@ -57,13 +66,15 @@ async def respond(
                 parts.append(event.text)
             else:
                 return answer.whole("".join(parts), event)
+    except OvchatError as exc:
+        raise name_fields(exc) from None
     finally:
         watcher.cancel()
         engine.cancel(job)
 
 
 async def stream_events(
-    engine: Engine, job: Job, answer: Answer, include_usage: bool
+    engine: Engine, job: Job, answer: Answer, include_usage: bool, name_fields: FieldNamer
 ) -> AsyncIterator[bytes]:
     """The SSE body of a streamed answer; leaving early (client gone) cancels the job."""
     try:
@@ -77,7 +88,7 @@ async def stream_events(
                     if include_usage:
                         yield answer.usage_chunk(event)
         except OvchatError as exc:
-            yield error_reply(exc).event()
+            yield error_reply(name_fields(exc)).event()
         yield sse("[DONE]")
     finally:
         engine.cancel(job)

@@ -1,5 +1,8 @@
 """A request in flight on the engine: what the client asked for, and the events it hears back.
 
+Errors name fields as GenerationOptions and GenerationRequest do (max_new_tokens, json_schema):
+each front end renames them in its own words.
+
 The HTTP side awaits a Job's events: Accepted (or Failed) first, then Deltas, then Done. The engine
 thread posts them through the job's event loop, the only way it talks to asyncio.
 """
@@ -31,7 +34,6 @@ class GenerationRequest:
     messages: list[Message] | None = None
     prompt: str | None = None
     json_schema: str | None = None
-    max_tokens_name: str = "max_tokens"  # the client's name for the answer budget, for messages
 
 
 @dataclass(frozen=True)

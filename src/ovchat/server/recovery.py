@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ovchat.errors import GenerationError, OvchatError, RequestRejected, Unavailable
-from ovchat.server.jobs import Job
+from ovchat.server.jobs import GenerationRequest, Job
 
 log = logging.getLogger("ovchat.server")
 MAX_FAILED_STEPS = 5  # failed steps in a row (no step succeeding between them) before giving up
@@ -41,7 +41,7 @@ def triage(running: list[Job], message: str) -> Triage:
         job.handle = None
         if job in suspects and (len(suspects) == 1 or job.suspect):
             log.warning("request %d failed the engine step: %s", job.id, message)
-            sorted_out.failed.append((job, culprit_error(job, message)))
+            sorted_out.failed.append((job, culprit_error(job.request, message)))
         elif job.request.json_schema is not None and job.ids:
             # Its grammar would restart from the top: it cannot be continued, only retried.
             restart = Unavailable("the server restarted its engine: retry the request", "engine_restart")
@@ -52,12 +52,10 @@ def triage(running: list[Job], message: str) -> Triage:
     return sorted_out
 
 
-def culprit_error(job: Job, message: str) -> OvchatError:
+def culprit_error(request: GenerationRequest, message: str) -> OvchatError:
     """What the job that broke the step is told: a schema GenAI's grammar cannot run is the client's."""
-    if job.request.json_schema is not None:
-        return RequestRejected(
-            f"the response_format schema cannot be used: {message}", param="response_format"
-        )
+    if request.json_schema is not None:
+        return RequestRejected(f"the json_schema schema cannot be used: {message}", param="json_schema")
     return GenerationError(f"generation failed: {message}")
 
 

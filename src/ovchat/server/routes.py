@@ -92,7 +92,13 @@ async def chat_completions(body: ChatRequest, request: Request, replica: Replica
     answer = Answer.new(True, replica.settings.model_name)
     job_request = body.engine_request()
     return await respond(
-        replica.engine, job_request, answer, request.receive, body.stream, body.include_usage
+        replica.engine,
+        job_request,
+        answer,
+        request.receive,
+        body.stream,
+        body.include_usage,
+        body.name_fields,
     )
 
 
@@ -107,7 +113,13 @@ async def completions(body: CompletionRequest, request: Request, replica: Replic
     answer = Answer.new(False, replica.settings.model_name)
     job_request = body.engine_request()
     return await respond(
-        replica.engine, job_request, answer, request.receive, body.stream, body.include_usage
+        replica.engine,
+        job_request,
+        answer,
+        request.receive,
+        body.stream,
+        body.include_usage,
+        body.name_fields,
     )
 
 

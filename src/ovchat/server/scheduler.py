@@ -98,7 +98,6 @@ class Scheduler:
             request.options.max_new_tokens,
             strict=True,
             ceiling=self.max_tokens_ceiling,
-            name=request.max_tokens_name,
         )
         job.config = request.options.to_config(self.pipeline.get_config(), job.budget)
         if request.json_schema is not None:
@@ -153,7 +152,7 @@ class Scheduler:
         self.running.remove(job)
         if status == ov_genai.GenerationStatus.IGNORED:
             full = Unavailable(
-                "the request does not fit in the KV cache now: retry later, or lower max_tokens",
+                "the request does not fit in the KV cache now: retry later, or lower max_new_tokens",
                 "kv_cache_full",
             )
             job.end(Outcome.FAILED, self.metrics, Failed(full))

@@ -2,12 +2,16 @@
 
 The fields that carry generation options, their types and their documented bounds are derived from
 GenerationOptions' declarations; the values are checked there alone, and an out-of-range value comes
-back as a 400 that names the field by its OpenAI name.
+back as a 400 that names the field by its OpenAI name. Below the HTTP layer errors name fields by
+their neutral names (GenerationOptions', GenerationRequest's); name_fields() is where they become
+the request's own.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -153,11 +157,29 @@ class SamplingRequest(GenerationFields):
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
+    def client_names(self) -> dict[str, str]:
+        """The request's name for each neutral field name: OpenAI's, from the FieldSpecs, and for the
+        answer budget the field this client used."""
+        return {**OPENAI_NAMES, "max_new_tokens": self.max_tokens_name}
+
     def param_name(self, option: str | None) -> str | None:
         """The request field behind a GenerationOptions name."""
-        if option == "max_new_tokens":
-            return self.max_tokens_name
-        return OPENAI_NAMES.get(option or "", option)
+        return self.client_names().get(option, option) if option else None
+
+    def name_fields(self, error: OvchatError) -> OvchatError:
+        """`error` (from GenerationOptions or the engine) with the fields it names called as this
+        request calls them: in its message (the first mention, ovchat's own words before GenAI's),
+        and in a RequestRejected's `param`."""
+        names = self.client_names()
+        message = str(error)
+        for neutral, own in names.items():
+            if own != neutral:
+                message = re.sub(rf"\b{re.escape(neutral)}\b", own, message, count=1)
+        named = copy.copy(error)
+        named.args = (message,)
+        if isinstance(named, RequestRejected) and named.param:
+            named.param = names.get(named.param, named.param)
+        return named
 
     def options(self) -> GenerationOptions:
         """The generation options this request asks for (None: the default); bad values -> 400."""
@@ -166,11 +188,7 @@ class SamplingRequest(GenerationFields):
         try:
             return GenerationOptions(**values)
         except OptionsError as exc:
-            param = self.param_name(exc.option)
-            message = str(exc)
-            if exc.option and param and message.startswith(exc.option):
-                message = param + message[len(exc.option) :]
-            raise RequestRejected(message, param) from None
+            raise RequestRejected(str(self.name_fields(exc)), self.param_name(exc.option)) from None
 
 
 class ChatRequest(SamplingRequest):
@@ -202,6 +220,9 @@ class ChatRequest(SamplingRequest):
     def max_tokens_name(self) -> str:
         return "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
 
+    def client_names(self) -> dict[str, str]:
+        return {**super().client_names(), "json_schema": "response_format"}
+
     @property
     def requested_tokens(self) -> int | None:
         if self.max_completion_tokens is not None:
@@ -226,7 +247,6 @@ class ChatRequest(SamplingRequest):
             self.options(),
             messages=messages,
             json_schema=self.json_schema(),
-            max_tokens_name=self.max_tokens_name,
         )
 
 
@@ -256,7 +276,7 @@ class CompletionRequest(SamplingRequest):
 
     def engine_request(self) -> GenerationRequest:
         self.reject_unsupported()
-        return GenerationRequest(self.options(), prompt=self.text(), max_tokens_name=self.max_tokens_name)
+        return GenerationRequest(self.options(), prompt=self.text())
 
 
 # --- Response bodies, as the OpenAPI document describes them ---------------------------------
