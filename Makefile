@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-seed bench-build large-model clean image deploy-check-env
+.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
 	@echo "make bench-seed  the same at 3.8 B (Phi-3-mini's shape), vs native llama.cpp on Q4_0 and Q4_K_M"
+	@echo "make fidelity-gguf  GGUFs of each type (llama.cpp's tools) built with their own grid, vs llama.cpp -> FIDELITY.md"
 	@echo "make bench-build  what a build costs at 135 M, 1.1 B and 3.8 B (Phi-3-mini's shape): time and memory per step"
 	@echo "make image  the container image (deploy/Containerfile) with the model, built and proven"
 	@echo "make deploy-check-env  checkov + kubernetes-validate (build/venv-deploy-check) for the deploy tests"
@@ -143,6 +144,14 @@ build/seed/seed-3.8b.Q4_K_M.gguf: | build/seed/random-phi3-3.8b/config.json
 bench-seed: $(SEED_IR)/manifest.json build/seed/seed-3.8b.Q4_K_M.gguf build/venv-runtime/.installed \
 		build/venv-llamacpp-native/.installed build/venv-bench/.installed
 	build/venv-bench/bin/python scripts/bench/bench_large.py --size 3.8b --rounds $${ROUNDS-3}
+
+# GGUFs of every common type made from the embedded model by llama.cpp's own tools (llama-quantize and
+# llama-perplexity built from the llama-cpp-python sdist, cached under build/llama.cpp), then each built
+# with its own grid and compared with llama.cpp on the same file -> FIDELITY.md "GGUF types".
+gguf-fixtures: model
+	scripts/dev/gguf_fixtures.sh
+fidelity-gguf: gguf-fixtures
+	$(BUILD_VENV)/bin/python scripts/bench/gguf_vs_llamacpp.py $(TYPES)
 
 # The container image with $(MODEL) inside, then run cold and warm: size, /health, a chat, SIGTERM.
 image: setup model system-deps
