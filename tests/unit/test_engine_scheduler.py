@@ -234,17 +234,16 @@ def test_context_and_ceiling_errors_fail_before_acceptance() -> None:
 
 def test_a_full_queue_is_unavailable_with_a_code() -> None:
     engine, _ = make_engine(EngineConfig(max_batch=1, max_queue=0))
-    engine.state = EngineState.RECOVERING  # nothing gets admitted while we fill the queue
 
     async def go() -> str:
-        engine.submit(ask("a"))
-        engine._queue._waiting[0].cancelled = True
-        with pytest.raises(Unavailable) as caught:
-            engine.submit(ask("b"))
+        with engine._queue.wake:  # the engine thread cannot admit "a" while this lock is held
+            first = engine.submit(ask("a"))
+            with pytest.raises(Unavailable) as caught:
+                engine.submit(ask("b"))  # "a" holds the one batch slot's place in the queue
+            engine.cancel(first)
         return caught.value.code
 
     assert run(go) == "queue_full"
-    engine.state = EngineState.READY
     engine.close()
 
 

@@ -14,7 +14,6 @@ keep failing, the engine reports itself failed and the server exits.
 
 from __future__ import annotations
 
-import enum
 import gc
 import logging
 import threading
@@ -29,7 +28,17 @@ from ovchat.device import DeviceConfig
 from ovchat.errors import OvchatError, Unavailable
 from ovchat.model import ModelDir, TextTokenizer, open_pipeline
 from ovchat.rules import plain_message
-from ovchat.server.jobs import Accepted, Delta, Done, Event, Failed, GenerationRequest, Job, Outcome
+from ovchat.server.jobs import (
+    Accepted,
+    Delta,
+    Done,
+    Event,
+    Failed,
+    GenerationRequest,
+    Job,
+    Outcome,
+    StrEnum,
+)
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.queue import JobQueue
 from ovchat.server.recovery import MAX_FAILED_STEPS, triage
@@ -53,7 +62,7 @@ log = logging.getLogger("ovchat.server")
 KV_BLOCK_TOKENS = 32  # tokens per KV-cache block of GenAI's CPU paged attention
 
 
-class EngineState(enum.StrEnum):
+class EngineState(StrEnum):
     """Where the engine is; /health reports the value (and "ok" for READY)."""
 
     LOADING = "loading"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -66,7 +67,18 @@ class Failed:
 Event = Accepted | Delta | Done | Failed
 
 
-class Outcome(enum.StrEnum):
+if sys.version_info >= (3, 11):
+    StrEnum = enum.StrEnum
+else:  # pragma: no cover - Python 3.10, which pyproject still admits
+
+    class StrEnum(str, enum.Enum):
+        """enum.StrEnum before 3.11: a member is its value, in str() and f-strings too."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+class Outcome(StrEnum):
     """How a generation ended, as the ovchat_generations metric labels it."""
 
     STOP = "stop"
