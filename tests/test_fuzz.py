@@ -23,9 +23,9 @@ from schemathesis.checks import (
 from ovchat.device import DeviceConfig
 from ovchat.model import ModelDir
 from ovchat.server.app import create_app
-from ovchat.server.engine import Engine, EngineConfig
+from ovchat.server.engine import Engine
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.settings import ServerSettings
+from ovchat.server.settings import EngineConfig, ServerSettings
 from servers import Server, start_server
 
 KEY = "fuzz-key"

@@ -25,9 +25,10 @@ from conftest import DEFAULT_MODEL_NAME, require_programs
 from ovchat.device import DeviceConfig
 from ovchat.model import ModelDir
 from ovchat.server.app import create_app
-from ovchat.server.engine import Engine, EngineConfig
+from ovchat.server.engine import Engine
 from ovchat.server.gate import ServerSettings
 from ovchat.server.metrics import ServerMetrics
+from ovchat.server.settings import EngineConfig
 from servers import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")

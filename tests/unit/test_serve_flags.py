@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ovchat.server.cli import serve
-from ovchat.server.engine import EngineConfig
-from ovchat.server.settings import ServerSettings
+from ovchat.server.settings import EngineConfig, ServerSettings
 
 # flag (click's parameter name) -> the field it sets
 SETTINGS_FLAGS = {
@@ -42,7 +41,5 @@ def test_the_server_flags_default_to_the_server_settings() -> None:
 
 
 def test_the_engine_flags_default_to_the_engine_config() -> None:
-    # The bare CLI cannot import the engine (it loads the serve extra), so these defaults are
-    # written in cli.py too: this test keeps the two equal.
     flags, config = flag_defaults(), field_defaults(EngineConfig)
     assert {flag: flags[flag] for flag in ENGINE_FLAGS} == {f: config[n] for f, n in ENGINE_FLAGS.items()}

@@ -13,11 +13,10 @@ import click
 from ovchat.cli_options import device_config, model_options
 from ovchat.device import DeviceConfig
 from ovchat.errors import OvchatError
-from ovchat.server.settings import ServerSettings, field_default
+from ovchat.server.settings import EngineConfig, ServerSettings, field_default
 
 if TYPE_CHECKING:
     from ovchat.model import ModelDir
-    from ovchat.server.engine import EngineConfig
 
 SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 
@@ -47,28 +46,28 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 )
 @click.option(
     "--max-batch",
-    default=16,
+    default=field_default(EngineConfig, "max_batch"),
     show_default=True,
     type=click.IntRange(min=1),
     help="Requests generated together.",
 )
 @click.option(
     "--max-queue",
-    default=64,
+    default=field_default(EngineConfig, "max_queue"),
     show_default=True,
     type=click.IntRange(min=0),
     help="Requests waiting for a slot before new ones get 503.",
 )
 @click.option(
     "--prefill-chunk",
-    default=256,
+    default=field_default(EngineConfig, "prefill_chunk"),
     show_default=True,
     type=click.IntRange(min=16),
     help="Prompt tokens per engine step (smaller: a more responsive server, slower prefill).",
 )
 @click.option(
     "--kv-cache-gb",
-    default=1,
+    default=field_default(EngineConfig, "kv_cache_gb"),
     show_default=True,
     type=click.IntRange(min=1),
     help="Upper bound of the KV cache, which takes memory as it is first used and keeps it.",
@@ -80,7 +79,7 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 )
 @click.option(
     "--prefix-cache/--no-prefix-cache",
-    default=True,
+    default=field_default(EngineConfig, "prefix_cache"),
     show_default=True,
     help="Reuse the computed start of a prompt seen before (each turn of a chat resends the history).",
 )
@@ -143,7 +142,6 @@ def run_server(
     require_serve_extra()
     from ovchat.device import check_device
     from ovchat.model import find_model
-    from ovchat.server.engine import EngineConfig
 
     check_port(host, port)  # before the slow model load, and in one line
     model = find_model(kwargs.pop("model"))

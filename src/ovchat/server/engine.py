@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import openvino_genai as ov_genai
@@ -43,6 +42,7 @@ from ovchat.server.metrics import ServerMetrics
 from ovchat.server.queue import JobQueue
 from ovchat.server.recovery import MAX_FAILED_STEPS, triage
 from ovchat.server.scheduler import Scheduler
+from ovchat.server.settings import KV_BLOCK_TOKENS, EngineConfig
 
 __all__ = [
     "MAX_FAILED_STEPS",
@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ovchat.server")
-KV_BLOCK_TOKENS = 32  # tokens per KV-cache block of GenAI's CPU paged attention
 
 
 class EngineState(StrEnum):
@@ -73,34 +72,22 @@ class EngineState(StrEnum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    """How many requests run and wait, and how the scheduler batches them."""
-
-    max_batch: int = 16  # sequences generated together (scheduler max_num_seqs)
-    max_queue: int = 64  # requests waiting for a batch slot before new ones get 503
-    prefill_chunk: int = 256  # tokens per step; bounds how long one step holds the GIL
-    kv_cache_gb: int = 1  # the KV cache's upper bound: GenAI allocates it as blocks are first used
-    kv_cache_tokens: int | None = None  # an exact capacity instead, in tokens (blocks of KV_BLOCK_TOKENS)
-    prefix_cache: bool = True  # reuse the KV blocks of a prompt prefix seen before (multi-turn chats)
-    max_tokens_ceiling: int | None = None  # the most tokens one answer may ask for
-
-    def scheduler(self) -> ov_genai.SchedulerConfig:
-        """GenAI's SchedulerConfig for these settings."""
-        scheduler = ov_genai.SchedulerConfig()
-        scheduler.max_num_seqs = self.max_batch
-        # step() holds the GIL for its whole run, so a long prompt prefilled in one step would freeze
-        # the event loop (measured: 1.4 s for 1,800 tokens on 2 cores): prompts go in chunks of
-        # `prefill_chunk` tokens (dynamic split-fuse), which bounds each stall to one chunk.
-        scheduler.max_num_batched_tokens = max(self.prefill_chunk, self.max_batch)
-        scheduler.dynamic_split_fuse = True
-        if self.kv_cache_tokens:
-            scheduler.num_kv_blocks = -(-self.kv_cache_tokens // KV_BLOCK_TOKENS)
-            scheduler.cache_size = 0
-        else:
-            scheduler.cache_size = self.kv_cache_gb
-        scheduler.enable_prefix_caching = self.prefix_cache
-        return scheduler
+def scheduler_config(config: EngineConfig) -> ov_genai.SchedulerConfig:
+    """GenAI's SchedulerConfig for these settings."""
+    scheduler = ov_genai.SchedulerConfig()
+    scheduler.max_num_seqs = config.max_batch
+    # step() holds the GIL for its whole run, so a long prompt prefilled in one step would freeze
+    # the event loop (measured: 1.4 s for 1,800 tokens on 2 cores): prompts go in chunks of
+    # `prefill_chunk` tokens (dynamic split-fuse), which bounds each stall to one chunk.
+    scheduler.max_num_batched_tokens = max(config.prefill_chunk, config.max_batch)
+    scheduler.dynamic_split_fuse = True
+    if config.kv_cache_tokens:
+        scheduler.num_kv_blocks = -(-config.kv_cache_tokens // KV_BLOCK_TOKENS)
+        scheduler.cache_size = 0
+    else:
+        scheduler.cache_size = config.kv_cache_gb
+    scheduler.enable_prefix_caching = config.prefix_cache
+    return scheduler
 
 
 Opener = Callable[[], tuple[Any, TextTokenizer]]
@@ -202,7 +189,7 @@ class Engine:
         # Warm before /health says ready, so that no client's first tokens pay the set-up, and the
         # PageDropper finishes with it instead of waiting for the first request.
         kind = ov_genai.ContinuousBatchingPipeline
-        pipeline, _ = open_pipeline(kind, self.model, self.device, self.config.scheduler(), warm=True)
+        pipeline, _ = open_pipeline(kind, self.model, self.device, scheduler_config(self.config), warm=True)
         return pipeline, TextTokenizer(pipeline.get_tokenizer())
 
     def _load(self) -> None:

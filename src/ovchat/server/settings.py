@@ -1,4 +1,4 @@
-"""What the HTTP server is told: plain data, stdlib only.
+"""What the HTTP server and its engine are told: plain data, stdlib only.
 
 `ovchat serve` reads its flags' defaults from these fields, and the bare CLI must not load the
 serve extra (test_purity), so this module imports nothing of it.
@@ -21,6 +21,22 @@ class ServerSettings:
     shutdown_timeout: int = 10  # seconds running requests get to finish after SIGTERM
     web_ui: bool = True
     drain_delay: float = 0.0  # seconds /health says 503 after SIGTERM before the shutdown starts
+
+
+KV_BLOCK_TOKENS = 32  # tokens per KV-cache block of GenAI's CPU paged attention
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How many requests run and wait, and how the scheduler batches them."""
+
+    max_batch: int = 16  # sequences generated together (scheduler max_num_seqs)
+    max_queue: int = 64  # requests waiting for a batch slot before new ones get 503
+    prefill_chunk: int = 256  # tokens per step; bounds how long one step holds the GIL
+    kv_cache_gb: int = 1  # the KV cache's upper bound: GenAI allocates it as blocks are first used
+    kv_cache_tokens: int | None = None  # an exact capacity instead, in tokens (blocks of KV_BLOCK_TOKENS)
+    prefix_cache: bool = True  # reuse the KV blocks of a prompt prefix seen before (multi-turn chats)
+    max_tokens_ceiling: int | None = None  # the most tokens one answer may ask for
 
 
 def field_default(of: type[Any], name: str) -> Any:
