@@ -39,7 +39,7 @@ import openvino as ov
 import torch
 from tqdm import tqdm
 
-from ovchat.rules import is_degenerate
+from ovchat.endings import is_degenerate
 
 TEXTS_DIR = Path(__file__).resolve().with_name("fidelity_texts")
 PROMPTS_FILE = "prompts.json"

@@ -22,8 +22,8 @@ from ovchat.cli_options import (
     options_from_cli,
 )
 from ovchat.errors import Interrupted, OvchatError
+from ovchat.messages import is_text
 from ovchat.options import GenerationOptions
-from ovchat.rules import is_text
 from ovchat.server.cli import serve
 
 

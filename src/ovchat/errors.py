@@ -6,6 +6,8 @@ OpenAI error type and code (ovchat.server.errors renders the body from them, for
 
 from __future__ import annotations
 
+import re
+
 
 class OvchatError(Exception):
     """An error a user can act on; the message says what to do. Exit code 1."""
@@ -80,3 +82,24 @@ class Interrupted(OvchatError):
     """The user pressed Ctrl-C where nothing could be kept (while the model loads, say)."""
 
     exit_code = 130
+
+
+_TIMESTAMP = re.compile(r"^\[\d\d:\d\d:\d\d\]\s*")
+_SOURCE = re.compile(r"(?:[\w.+-]*/)*[\w.+-]+\.(?:cpp|cc|cxx|hpp|hh|h|c)(?::\d+)*:?\s*")
+_XGRAMMAR_CHECK = re.compile(r"Check failed: .*? is false:\s*")
+_OPENVINO_CHECK = re.compile(r"Check '.*?' failed at\s*")
+
+
+def plain_message(error: BaseException | str) -> str:
+    """GenAI's or OpenVINO's error text in plain words: its last line, with no source-file paths
+    (they name the machine the library was built on), timestamps or check expressions."""
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines()]
+    useful = [line for line in lines if line and not line.startswith("Exception from")]
+    line = useful[-1] if useful else ""
+    for pattern in (_TIMESTAMP, _OPENVINO_CHECK, _SOURCE, _XGRAMMAR_CHECK):
+        line = pattern.sub("", line)
+    line = line.strip().rstrip(":").strip()
+    if not line:
+        return type(error).__name__ if isinstance(error, BaseException) else "unknown error"
+    return line

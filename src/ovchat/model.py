@@ -25,10 +25,10 @@ from ovchat.contract import (
     model_folders,
 )
 from ovchat.device import DeviceConfig, check_device
-from ovchat.errors import ModelError
+from ovchat.errors import ModelError, plain_message
 from ovchat.gguf_meta import GGUFFormatError, read_gguf_metadata
+from ovchat.messages import Message
 from ovchat.paging import PageDropper
-from ovchat.rules import Message, plain_message
 
 IR_HEADER = re.compile(rb"<net\s[^>]*\bversion=")
 
@@ -146,7 +146,7 @@ def _check_sizes(path: Path, manifest: Manifest) -> None:
 
 
 class TextTokenizer:
-    """GenAI's tokenizer seen through the two methods ovchat's rules need (rules.TextTokenizer)."""
+    """GenAI's tokenizer through the methods ovchat needs (budget.PromptTokenizer and decode)."""
 
     def __init__(self, tokenizer: ov_genai.Tokenizer) -> None:
         self.tokenizer = tokenizer

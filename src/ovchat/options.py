@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import openvino_genai as ov_genai
 
 # An answer is never unlimited: without an explicit max_new_tokens it gets this many tokens at
-# most, fewer when the context window has less room (see rules.answer_budget).
+# most, fewer when the context window has less room (see budget.answer_budget).
 DEFAULT_MAX_NEW_TOKENS = 512
 MAX_SEED = 2**63 - 1
 MAX_TOP_K = 1_000_000
@@ -91,7 +91,7 @@ class GenerationOptions:
     max_new_tokens: int | None = option(
         FieldSpec(
             Kind.INTEGER,
-            genai=None,  # to_config() sets the budget rules.answer_budget() worked out from it
+            genai=None,  # to_config() sets the budget budget.answer_budget() worked out from it
             low=1,
             short="-n",
             openai="max_tokens",
@@ -225,7 +225,7 @@ class GenerationOptions:
     def to_config(self, base: ov_genai.GenerationConfig, max_new_tokens: int) -> ov_genai.GenerationConfig:
         """Apply these options on top of the model's default config (`base` is modified).
 
-        `max_new_tokens` is the budget rules.answer_budget() worked out for this prompt."""
+        `max_new_tokens` is the budget budget.answer_budget() worked out for this prompt."""
         config = base
         config.max_new_tokens = max_new_tokens
         for name, spec in FIELD_SPECS.items():

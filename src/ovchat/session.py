@@ -13,18 +13,12 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from ovchat.errors import GenerationError, OvchatError, TranscriptError
+from ovchat.budget import answer_budget, fit_conversation
+from ovchat.endings import finish_reason
+from ovchat.errors import GenerationError, OvchatError, TranscriptError, plain_message
+from ovchat.messages import Message, check_messages, is_text
 from ovchat.model import Model, warm_up_pipeline
 from ovchat.options import GenerationOptions
-from ovchat.rules import (
-    Message,
-    answer_budget,
-    check_messages,
-    finish_reason,
-    fit_conversation,
-    is_text,
-    plain_message,
-)
 
 TRANSCRIPT_FORMAT = "ovchat-transcript"
 TRANSCRIPT_VERSION = 1

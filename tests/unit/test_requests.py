@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ovchat.budget import answer_budget
 from ovchat.errors import (
     ContextError,
     GenerationError,
@@ -16,7 +17,6 @@ from ovchat.errors import (
     Unavailable,
 )
 from ovchat.options import GenerationOptions
-from ovchat.rules import answer_budget
 from ovchat.server.errors import error_reply
 from ovchat.server.jobs import GenerationRequest
 from ovchat.server.json_schemas import check_json_schema, unsupported_regex

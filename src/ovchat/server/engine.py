@@ -24,9 +24,8 @@ from typing import Any
 import openvino_genai as ov_genai
 
 from ovchat.device import DeviceConfig
-from ovchat.errors import OvchatError, Unavailable
+from ovchat.errors import OvchatError, Unavailable, plain_message
 from ovchat.model import ModelDir, TextTokenizer, open_pipeline
-from ovchat.rules import plain_message
 from ovchat.server.jobs import (
     Accepted,
     Delta,

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import openvino_genai as ov_genai
 
 from ovchat.errors import OvchatError
+from ovchat.messages import Message
 from ovchat.options import GenerationOptions
-from ovchat.rules import Message
 
 if TYPE_CHECKING:
     from ovchat.server.metrics import ServerMetrics

@@ -12,9 +12,10 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
-from ovchat.errors import OvchatError, RequestRejected, Unavailable
+from ovchat.budget import answer_budget
+from ovchat.endings import finish_reason
+from ovchat.errors import OvchatError, RequestRejected, Unavailable, plain_message
 from ovchat.model import TextTokenizer
-from ovchat.rules import answer_budget, finish_reason, plain_message
 from ovchat.server.detokenizer import post_new_text
 from ovchat.server.jobs import Accepted, Done, Failed, Job, Outcome
 from ovchat.server.metrics import ServerMetrics

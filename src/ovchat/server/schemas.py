@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ovchat.errors import OptionsError, OvchatError, RequestRejected
+from ovchat.messages import Message
 from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind
-from ovchat.rules import Message
 from ovchat.server.engine import GenerationRequest
 from ovchat.server.json_schemas import check_json_schema
 

@@ -6,17 +6,11 @@ import math
 
 import pytest
 
-from ovchat.errors import ContextError, OptionsError
+from ovchat.budget import answer_budget, fit_conversation
+from ovchat.endings import finish_reason, is_degenerate
+from ovchat.errors import ContextError, OptionsError, plain_message
+from ovchat.messages import Message, check_messages
 from ovchat.options import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
-from ovchat.rules import (
-    Message,
-    answer_budget,
-    check_messages,
-    finish_reason,
-    fit_conversation,
-    is_degenerate,
-    plain_message,
-)
 
 
 class WordTokenizer:
