@@ -19,7 +19,7 @@ from conftest import OVCHAT, embedded_gguf
 from ovchat.model import Model
 from ovchat.options import GenerationOptions
 from ovchat.repl import Repl
-from ovchat.session import TRANSCRIPT_FORMAT, ChatSession
+from ovchat.session import ChatSession
 
 PROMPT = ">>> "
 
@@ -84,32 +84,6 @@ def test_answers_stream_and_the_conversation_goes_on(chat: PopenSpawn) -> None:
     assert "tokens in" in stats and "finish: stop" in stats
 
 
-def test_slash_commands(chat: PopenSpawn) -> None:
-    assert "/reset" in ask(chat, "/help")
-    assert "[system prompt set]" in ask(chat, "/system You are a pirate.")
-    assert "You are a pirate." in ask(chat, "/system")
-    assert "[temperature = 0.5]" in ask(chat, "/set temperature 0.5")
-    assert "temperature = 0.5" in ask(chat, "/set")
-    assert "top_p must be in (0, 1]" in ask(chat, "/set top_p 7")
-    assert "[min_p = 0.05]" in ask(chat, "/set min_p 0.05")
-    assert "unknown command /frobnicate" in ask(chat, "/frobnicate")
-    assert "[conversation cleared]" in ask(chat, "/reset")
-    assert "(no answer yet)" in ask(chat, "/stats")
-
-
-def test_multi_line_block_is_sent_as_one_message(chat: PopenSpawn, tmp_path: Path) -> None:
-    chat.sendline('"""')
-    chat.expect_exact("... ")
-    chat.sendline("Repeat these two words:")
-    chat.expect_exact("... ")
-    chat.sendline('apple banana"""')
-    chat.expect_exact(PROMPT)
-    ask(chat, f"/save {tmp_path / 'multi.json'}")
-    messages = json.loads((tmp_path / "multi.json").read_text())["messages"]
-    assert messages[0] == {"role": "user", "content": "Repeat these two words:\napple banana"}
-    assert messages[1]["role"] == "assistant"
-
-
 def test_ctrl_c_stops_the_answer_and_the_session_goes_on(chat: PopenSpawn, tmp_path: Path) -> None:
     ask(chat, "/set max_new_tokens 400")
     chat.sendline("Write a very long story about a dragon and a knight.")
@@ -126,41 +100,16 @@ def test_ctrl_c_stops_the_answer_and_the_session_goes_on(chat: PopenSpawn, tmp_p
     assert "Paris" in ask(chat, "What is the capital of France?")
 
 
-def test_system_option_system_none_and_load(
+def test_the_system_option_starts_the_conversation(
     model_dir: Path, tmp_path: Path, spawn: Callable[..., PopenSpawn]
 ) -> None:
+    # /system, /reset, /load, multi-line input and the context notice: tests/unit/test_chat_commands.py
     chat = spawn(model_dir, "--system", "You are a pirate.")
     assert "You are a pirate." in ask(chat, "/system")
     assert "Paris" in ask(chat, "What is the capital of France?")
     ask(chat, "/save first.json")
     first = json.loads((tmp_path / "first.json").read_text())["messages"]
     assert first[0] == {"role": "system", "content": "You are a pirate."} and len(first) == 3
-    assert "[conversation cleared]" in ask(chat, "/reset")
-    ask(chat, "/save cleared.json")  # the exchange is gone, the system prompt stays
-    assert json.loads((tmp_path / "cleared.json").read_text())["messages"] == first[:1]
-    assert "[system prompt removed]" in ask(chat, "/system none")
-    assert "(no system prompt)" in ask(chat, "/system")
-    ask(chat, "/reset")
-    assert "[loaded 3 messages from first.json]" in ask(chat, "/load first.json")
-    ask(chat, "/save again.json")
-    assert json.loads((tmp_path / "again.json").read_text())["messages"] == first
-    assert "cannot read missing.json" in ask(chat, "/load missing.json")
-    ask(chat, "/save after.json")  # a failed /load leaves the conversation as it was
-    assert json.loads((tmp_path / "after.json").read_text())["messages"] == first
-    chat.sendline("/exit")
-    chat.expect(pexpect.EOF)
-
-
-def test_a_conversation_over_the_context_drops_its_oldest_messages_and_says_so(
-    model_dir: Path, tmp_path: Path, spawn: Callable[..., PopenSpawn]
-) -> None:
-    long = "The quick brown fox jumps over the lazy dog. " * 300  # about 3,000 tokens
-    messages = [{"role": r, "content": long} for r in ("user", "assistant", "user", "assistant")]
-    (tmp_path / "long.json").write_text(json.dumps({"format": TRANSCRIPT_FORMAT, "messages": messages}))
-    chat = spawn(model_dir, "--resume", str(tmp_path / "long.json"), "--max-new-tokens", "8")
-    chat.sendline("Say hi.")
-    chat.expect_exact("[dropped the 2 oldest messages to fit the context window]", timeout=120)
-    chat.expect_exact(PROMPT)
     chat.sendline("/exit")
     chat.expect(pexpect.EOF)
 
