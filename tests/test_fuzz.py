@@ -21,7 +21,7 @@ from schemathesis.checks import (
 )
 
 from ovchat.device import DeviceConfig
-from ovchat.model import ModelDir
+from ovchat.model import ModelFiles
 from ovchat.server.app import create_app
 from ovchat.server.engine import Engine
 from ovchat.server.metrics import ServerMetrics
@@ -49,7 +49,7 @@ def app_document() -> dict[str, Any]:
     """The server's OpenAPI document, from the app itself (no model needed to collect the tests);
     the first test checks that the running server serves this same document."""
     metrics = ServerMetrics()
-    engine = Engine(ModelDir(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
+    engine = Engine(ModelFiles(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
     return create_app(engine, ServerSettings("model"), metrics).openapi()
 
 

@@ -130,7 +130,7 @@ def test_load_rejects_bad_transcripts(model: Model, tmp_path: Path, content: str
 
 def test_overflowing_conversation_drops_oldest_turns_but_keeps_system(small_context_model: Path) -> None:
     small = open_model(small_context_model, DeviceConfig(attention_backend="SDPA"))
-    assert small.dir.context_length == 160
+    assert small.files.context_length == 160
     session = ChatSession(
         small, GenerationOptions(max_new_tokens=24, temperature=0.0), system_prompt="Be brief."
     )

@@ -23,7 +23,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from conftest import DEFAULT_MODEL_NAME, require_programs
 from ovchat.device import DeviceConfig
-from ovchat.model import ModelDir
+from ovchat.model import ModelFiles
 from ovchat.server.app import create_app
 from ovchat.server.engine import Engine
 from ovchat.server.gate import ServerSettings
@@ -273,7 +273,7 @@ def test_no_web_ui_answers_404_with_the_json_error_body(model_dir: Path) -> None
 def test_the_key_opens_exactly_the_page_paths_and_only_while_the_page_is_on(web_ui: bool) -> None:
     # No model needed: the Gate answers before the engine is asked (the lifespan does not run).
     metrics = ServerMetrics()
-    engine = Engine(ModelDir(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
+    engine = Engine(ModelFiles(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
     app = create_app(engine, ServerSettings("model", api_key="k", web_ui=web_ui), metrics)
     client = TestClient(app)
     for path in ("/", "/app.js", "/style.css"):

@@ -108,7 +108,7 @@ def main() -> int:
     tokenizer = open_model(args.model[0] if args.model else None).tokenizer
     engines = {f"llama.cpp ({args.gguf.name})": lambda prompts: llamacpp_answers(args.gguf, prompts)}
     for model in args.model or [None]:
-        label = f"ovchat {open_model(model).dir.name}" if model else "ovchat (default model)"
+        label = f"ovchat {open_model(model).files.name}" if model else "ovchat (default model)"
         engines[label] = lambda prompts, model=model: ovchat_answers(model, prompts)
     rows, samples = [], {}
     for label, answer in engines.items():

@@ -20,7 +20,7 @@ from ovchat.errors import (
 
 if TYPE_CHECKING:
     from ovchat.device import DeviceConfig
-    from ovchat.model import Model, ModelDir, find_model, open_model
+    from ovchat.model import Model, ModelFiles, find_model, open_model
     from ovchat.options import GenerationOptions
     from ovchat.session import ChatSession, Reply, TurnMetrics, complete_raw
 
@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "DeviceConfig": "ovchat.device",
     "Model": "ovchat.model",
-    "ModelDir": "ovchat.model",
+    "ModelFiles": "ovchat.model",
     "find_model": "ovchat.model",
     "open_model": "ovchat.model",
     "GenerationOptions": "ovchat.options",
@@ -45,8 +45,8 @@ __all__ = [
     "GenerationError",
     "GenerationOptions",
     "Model",
-    "ModelDir",
     "ModelError",
+    "ModelFiles",
     "OptionsError",
     "OvchatError",
     "Reply",

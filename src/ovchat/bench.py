@@ -102,11 +102,11 @@ def run_bench(
     """Warm up, then time each prompt length `repeats` times with fresh prompts."""
     if repeats < 1 or new_tokens < 2 or any(n < 1 for n in lengths):
         raise OptionsError("repeats must be >= 1, new tokens >= 2 and prompt lengths >= 1")
-    context = model.dir.context_length
+    context = model.files.context_length
     if context is not None and max(lengths) + new_tokens > context:
         raise OptionsError(f"prompt length + new tokens must fit the context window ({context})")
     report = BenchReport(
-        model.dir.name,
+        model.files.name,
         model.device.device,
         model.device.attention_backend or "PA",
         round(model.load_seconds, 3),

@@ -171,7 +171,7 @@ def ask(
         payload = {
             "text": reply.text,
             "finish_reason": reply.finish_reason,
-            "model": model.dir.name,
+            "model": model.files.name,
             "load_seconds": round(model.load_seconds, 3),
             "metrics": asdict(reply.metrics),
         }

@@ -133,6 +133,6 @@ def load_model(kwargs: dict[str, Any], default_backend: str | None = None) -> Mo
 
     device = device_config(kwargs, default_backend)
     model = open_model(kwargs.pop("model"), device)
-    if model.dir.import_note:
-        click.echo(f"ovchat: note: {model.dir.import_note}", err=True)
+    if model.files.import_note:
+        click.echo(f"ovchat: note: {model.files.import_note}", err=True)
     return model

@@ -12,7 +12,7 @@ import openvino_genai as ov_genai
 from ovchat.contract import GENERATION_CONFIG_FILE, Manifest
 from ovchat.device import describe_threads
 from ovchat.gguf_meta import read_gguf_metadata
-from ovchat.model import ModelDir, find_model
+from ovchat.model import ModelFiles, find_model
 
 
 def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -38,20 +38,20 @@ def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
     return facts
 
 
-def _size(model: ModelDir) -> int:
+def _size(model: ModelFiles) -> int:
     if model.is_gguf:
         return model.path.stat().st_size
     return sum(p.stat().st_size for p in model.path.rglob("*") if p.is_file())
 
 
-def _has_chat_template(model: ModelDir) -> bool:
+def _has_chat_template(model: ModelFiles) -> bool:
     if model.is_gguf:
         meta = read_gguf_metadata(model.path, {"tokenizer.chat_template"})
         return bool(meta.get("tokenizer.chat_template"))
     return bool(ov_genai.Tokenizer(str(model.path)).chat_template)
 
 
-def _generation_defaults(model: ModelDir) -> dict[str, Any]:
+def _generation_defaults(model: ModelFiles) -> dict[str, Any]:
     """The sampling the model uses unless told otherwise (its generation_config.json)."""
     config = ov_genai.GenerationConfig(str(model.path / GENERATION_CONFIG_FILE))
     if not config.do_sample:

@@ -34,7 +34,7 @@ IR_HEADER = re.compile(rb"<net\s[^>]*\bversion=")
 
 
 @dataclass(frozen=True)
-class ModelDir:
+class ModelFiles:
     """Where a model lives and what it declares about itself."""
 
     path: Path
@@ -64,7 +64,7 @@ class ModelDir:
         )
 
 
-def find_model(spec: str | os.PathLike[str] | None = None) -> ModelDir:
+def find_model(spec: str | os.PathLike[str] | None = None) -> ModelFiles:
     """Resolve `spec`: a folder, a .gguf file, a model name; None: $OVCHAT_MODEL, else the default model."""
     if spec is None or str(spec) == "":
         spec = os.environ.get("OVCHAT_MODEL") or None
@@ -82,7 +82,7 @@ def find_model(spec: str | os.PathLike[str] | None = None) -> ModelDir:
     return _validate_folder(path)
 
 
-def _by_name(name: str) -> ModelDir:
+def _by_name(name: str) -> ModelFiles:
     found = find_named(name)
     if found is not None:
         return _validate_folder(found)
@@ -90,7 +90,7 @@ def _by_name(name: str) -> ModelDir:
     raise ModelError(f"no model named {name} in {where}: {BUILD_HINT}")
 
 
-def _gguf(path: Path) -> ModelDir:
+def _gguf(path: Path) -> ModelFiles:
     try:
         meta = read_gguf_metadata(path)
     except (GGUFFormatError, OSError) as exc:
@@ -98,10 +98,10 @@ def _gguf(path: Path) -> ModelDir:
     arch = meta.get("general.architecture")
     context = meta.get(f"{arch}.context_length")
     quant = LOSSY_GGUF_FILE_TYPES.get(meta.get("general.file_type", -1))
-    return ModelDir(path, True, int(context) if context else None, gguf_quant=quant)
+    return ModelFiles(path, True, int(context) if context else None, gguf_quant=quant)
 
 
-def _validate_folder(path: Path) -> ModelDir:
+def _validate_folder(path: Path) -> ModelFiles:
     missing = [name for name in MODEL_FILES if not (path / name).is_file()]
     if missing:
         raise ModelError(
@@ -118,7 +118,7 @@ def _validate_folder(path: Path) -> ModelDir:
     if manifest is not None:
         _check_sizes(path, manifest)
     context = manifest.context_length if manifest else _config_context(path)
-    return ModelDir(path, False, context, manifest)
+    return ModelFiles(path, False, context, manifest)
 
 
 def _config_context(path: Path) -> int | None:
@@ -166,7 +166,7 @@ class TextTokenizer:
 class Model:
     """An opened model: the pipeline plus what ovchat knows about the model."""
 
-    dir: ModelDir
+    files: ModelFiles
     pipeline: ov_genai.LLMPipeline
     device: DeviceConfig
     load_seconds: float
@@ -205,7 +205,7 @@ Pipeline = TypeVar("Pipeline", ov_genai.LLMPipeline, ov_genai.ContinuousBatching
 
 def open_pipeline(
     kind: type[Pipeline],
-    model_dir: ModelDir,
+    model_dir: ModelFiles,
     device: DeviceConfig,
     scheduler: ov_genai.SchedulerConfig | None = None,
     *,
@@ -255,7 +255,7 @@ def warm_up_pipeline(
         pipeline.generate(hello, config, streamer)
 
 
-def weight_pages(model_dir: ModelDir, device: DeviceConfig) -> PageDropper:
+def weight_pages(model_dir: ModelFiles, device: DeviceConfig) -> PageDropper:
     """A PageDropper for the files a model's weights are mapped from (its own, the compiled cache)."""
     cache = device.compiled_cache
     return PageDropper([model_dir.path, *([Path(cache)] if cache else [])])

@@ -75,9 +75,9 @@ class Repl:
     def run(self, notice: str | None = None) -> None:
         """Chat until /exit or Ctrl-D; `notice` is shown under the banner."""
         model = self.session.model
-        context = model.dir.context_length or "unknown"
+        context = model.files.context_length or "unknown"
         self.say(
-            f"ovchat: {model.dir.name} on {model.device.device} (context {context} tokens). "
+            f"ovchat: {model.files.name} on {model.device.device} (context {context} tokens). "
             "/help for commands, Ctrl-D to quit."
         )
         if notice:

@@ -88,7 +88,7 @@ def complete_raw(
     """Continue `prompt` as-is: no chat template, no special tokens added."""
     inputs = model.tokenizer.encode(prompt, add_special_tokens=False)
     prompt_tokens = int(inputs.input_ids.get_shape()[1])
-    max_new = answer_budget(prompt_tokens, model.dir.context_length, options.max_new_tokens)
+    max_new = answer_budget(prompt_tokens, model.files.context_length, options.max_new_tokens)
     config = options.to_config(model.pipeline.get_generation_config(), max_new)
     config.apply_chat_template = False
     streamer = Streamer(on_text, cancel, model.settle_memory)
@@ -164,7 +164,7 @@ class ChatSession:
         fit = fit_conversation(
             conversation,
             self.model.text_tokenizer,
-            self.model.dir.context_length,
+            self.model.files.context_length,
             self.options.max_new_tokens,
         )
         history = ov_genai.ChatHistory(fit.messages)
@@ -199,7 +199,7 @@ class ChatSession:
         data = {
             "format": TRANSCRIPT_FORMAT,
             "version": TRANSCRIPT_VERSION,
-            "model": self.model.dir.name,
+            "model": self.model.files.name,
             "options": asdict(self.options),
             "messages": self.messages,
         }

@@ -19,7 +19,7 @@ import openvino_genai as ov_genai
 
 from ovchat.device import DeviceConfig
 from ovchat.messages import Message
-from ovchat.model import Model, ModelDir
+from ovchat.model import Model, ModelFiles
 
 
 class FakeTokenizer:
@@ -84,7 +84,7 @@ class FakePipeline:
 def fake_model(context_length: int | None = 1000, name: str = "fake-model") -> Model:
     """An opened model whose pipeline is a FakePipeline."""
     return Model(
-        ModelDir(Path("/models") / name, False, context_length),
+        ModelFiles(Path("/models") / name, False, context_length),
         FakePipeline(),  # type: ignore[arg-type]
         DeviceConfig(),
         load_seconds=0.0,

@@ -18,7 +18,7 @@ import pytest
 
 from ovchat.device import DeviceConfig
 from ovchat.errors import ContextError, GenerationError, OvchatError, RequestRejected, Unavailable
-from ovchat.model import ModelDir
+from ovchat.model import ModelFiles
 from ovchat.options import GenerationOptions
 from ovchat.server.engine import (
     MAX_FAILED_STEPS,
@@ -122,7 +122,7 @@ class Pipeline:
 
 def make_engine(config: EngineConfig | None = None, fail_always: bool = False) -> tuple[Engine, list[str]]:
     fatal: list[str] = []
-    model = ModelDir(Path("/nowhere"), False, 1000)
+    model = ModelFiles(Path("/nowhere"), False, 1000)
     engine = Engine(
         model,
         DeviceConfig(cache_dir=""),

@@ -15,7 +15,7 @@ from ovchat.errors import ContextError, GenerationError, OptionsError, OvchatErr
 from ovchat.server.app import create_app
 from ovchat.server.errors import error_reply
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.schemas import RequestError
+from ovchat.server.schemas import HttpRefusal
 from ovchat.server.settings import ServerSettings
 
 
@@ -27,7 +27,7 @@ from ovchat.server.settings import ServerSettings
         OptionsError("top_p must be in (0, 1]", option="top_p"),
         Unavailable("busy", "queue_full", 3),
         GenerationError("generation failed: x"),
-        RequestError("no key", 401, code="invalid_api_key", error_type="authentication_error"),
+        HttpRefusal("no key", 401, code="invalid_api_key", error_type="authentication_error"),
         RequestValidationError([{"type": "missing", "loc": ("body", "messages"), "msg": "Field required"}]),
         HTTPException(404, "Not Found"),
         RuntimeError("/secret/path.cpp:1 boom"),
@@ -43,7 +43,7 @@ def test_the_status_type_and_code_come_from_the_error_class() -> None:
         (ContextError("x"), 400, "invalid_request_error", "context_length_exceeded"),
         (GenerationError("x"), 500, "server_error", "generation_failed"),
         (Unavailable("x", "shutting_down"), 503, "server_error", "shutting_down"),
-        (RequestError("x", 413, code="body_too_large"), 413, "invalid_request_error", "body_too_large"),
+        (HttpRefusal("x", 413, code="body_too_large"), 413, "invalid_request_error", "body_too_large"),
     ):
         reply = error_reply(error)
         assert (reply.status, reply.body["error"]["type"], reply.body["error"]["code"]) == (

@@ -21,7 +21,7 @@ from ovchat.server.errors import error_reply
 from ovchat.server.jobs import GenerationRequest
 from ovchat.server.json_schemas import check_json_schema, unsupported_regex
 from ovchat.server.recovery import culprit_error
-from ovchat.server.schemas import ChatRequest, CompletionRequest, RequestError
+from ovchat.server.schemas import ChatRequest, CompletionRequest, HttpRefusal
 
 
 def chat(**fields: Any) -> ChatRequest:
@@ -103,7 +103,7 @@ def test_out_of_range_values_get_400_naming_the_openai_field(
     ],
 )
 def test_unsupported_fields_are_refused_by_name(fields: dict[str, Any], param: str) -> None:
-    with pytest.raises(RequestError) as caught:
+    with pytest.raises(HttpRefusal) as caught:
         chat(**fields).engine_request()
     assert caught.value.param == param
 
@@ -111,7 +111,7 @@ def test_unsupported_fields_are_refused_by_name(fields: dict[str, Any], param: s
 def test_completions_take_one_non_empty_prompt() -> None:
     assert CompletionRequest.model_validate({"prompt": ["x"]}).engine_request().prompt == "x"
     for prompt in ("", ["a", "b"]):
-        with pytest.raises(RequestError, match="prompt"):
+        with pytest.raises(HttpRefusal, match="prompt"):
             CompletionRequest.model_validate({"prompt": prompt}).engine_request()
 
 

@@ -15,7 +15,7 @@ from starlette.types import Receive
 from ovchat.errors import ContextError, OvchatError
 from ovchat.server.engine import Delta, Done, Engine, GenerationRequest, Job
 from ovchat.server.errors import error_reply
-from ovchat.server.schemas import RequestError
+from ovchat.server.schemas import HttpRefusal
 from ovchat.server.wire import Answer, sse
 
 # The request's names for the fields an engine error names (SamplingRequest.name_fields).
@@ -42,7 +42,7 @@ async def respond(
         await job.accepted()
     except ContextError as exc:
         watcher.cancel()
-        raise RequestError(
+        raise HttpRefusal(
             str(name_fields(exc)),
             param="messages" if answer.chat else "prompt",
             code="context_length_exceeded",

@@ -16,7 +16,7 @@ from ovchat.errors import OvchatError
 from ovchat.server.settings import EngineConfig, ServerSettings, field_default
 
 if TYPE_CHECKING:
-    from ovchat.model import ModelDir
+    from ovchat.model import ModelFiles
 
 SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 
@@ -176,7 +176,7 @@ def require_serve_extra() -> None:
 
 
 def serve_until_stopped(
-    model: ModelDir,
+    model: ModelFiles,
     device: DeviceConfig,
     engine_config: EngineConfig,
     settings: ServerSettings,

@@ -25,7 +25,7 @@ import openvino_genai as ov_genai
 
 from ovchat.device import DeviceConfig
 from ovchat.errors import OvchatError, Unavailable, plain_message
-from ovchat.model import ModelDir, TextTokenizer, open_pipeline
+from ovchat.model import ModelFiles, TextTokenizer, open_pipeline
 from ovchat.server.jobs import (
     Accepted,
     Delta,
@@ -100,7 +100,7 @@ class Engine:
 
     def __init__(
         self,
-        model: ModelDir,
+        model: ModelFiles,
         device: DeviceConfig,
         config: EngineConfig,
         metrics: ServerMetrics,

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ovchat.errors import OptionsError, OvchatError, RequestRejected, Unavailable
-from ovchat.server.schemas import RequestError
+from ovchat.server.schemas import HttpRefusal
 from ovchat.server.wire import sse
 
 
@@ -53,7 +53,7 @@ def _body(message: str, kind: str, param: str | None = None, code: str | None = 
 
 def _param(exc: OvchatError) -> str | None:
     """The request field to blame, when the error names one."""
-    if isinstance(exc, RequestError | RequestRejected):
+    if isinstance(exc, HttpRefusal | RequestRejected):
         return exc.param
     if isinstance(exc, OptionsError):
         return exc.option

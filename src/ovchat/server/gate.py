@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovchat.server.errors import error_reply
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.schemas import RequestError
+from ovchat.server.schemas import HttpRefusal
 from ovchat.server.settings import ServerSettings
 from ovchat.server.webui import WEB_FILES
 
@@ -81,7 +81,7 @@ class Gate:
             if not counted:  # the app failed before it answered
                 self.metrics.count_request(path, 500)
 
-    def _check_key(self, scope: Scope) -> RequestError | None:
+    def _check_key(self, scope: Scope) -> HttpRefusal | None:
         key = self.settings.api_key
         if key is None or scope["path"] in self.paths.open or scope["method"] == "OPTIONS":
             return None
@@ -89,16 +89,16 @@ class Gate:
         scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode()):
             return None
-        return RequestError(
+        return HttpRefusal(
             "missing or wrong API key: send 'Authorization: Bearer <key>'",
             401,
             code="invalid_api_key",
             error_type="authentication_error",
         )
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, RequestError | None]:
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, HttpRefusal | None]:
         limit = self.settings.max_body_bytes
-        too_big = RequestError(f"the request body is larger than {limit} bytes", 413, code="body_too_large")
+        too_big = HttpRefusal(f"the request body is larger than {limit} bytes", 413, code="body_too_large")
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return b"", too_big

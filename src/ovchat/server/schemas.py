@@ -23,8 +23,10 @@ from ovchat.server.engine import GenerationRequest
 from ovchat.server.json_schemas import check_json_schema
 
 
-class RequestError(OvchatError):
-    """A request the HTTP layer refuses, with the status and the field to blame."""
+class HttpRefusal(OvchatError):
+    """A request the HTTP layer itself refuses (an unsupported field, a body too large, no key), with
+    its status and the field to blame; what the engine or the options refuse is RequestRejected or
+    OptionsError."""
 
     def __init__(
         self,
@@ -125,16 +127,16 @@ class SamplingRequest(GenerationFields):
     logit_bias: dict[str, float] | None = None
 
     def reject_unsupported(self) -> None:
-        """Raise RequestError naming the first field whose value ovchat cannot honour."""
+        """Raise HttpRefusal naming the first field whose value ovchat cannot honour."""
         if self.n not in (None, 1):
-            raise RequestError("n > 1 is not supported: send one request per answer", param="n")
+            raise HttpRefusal("n > 1 is not supported: send one request per answer", param="n")
         if self.logprobs not in (None, False, 0):
-            raise RequestError("logprobs are not supported", param="logprobs")
+            raise HttpRefusal("logprobs are not supported", param="logprobs")
         if self.logit_bias:
-            raise RequestError("logit_bias is not supported", param="logit_bias")
+            raise HttpRefusal("logit_bias is not supported", param="logit_bias")
         stops = self.value("stop")
         if len(stops) > 4 or any(not s for s in stops):
-            raise RequestError("stop takes up to 4 non-empty strings", param="stop")
+            raise HttpRefusal("stop takes up to 4 non-empty strings", param="stop")
 
     def value(self, option: str) -> Any:
         """The request's value for a GenerationOptions field, as GenerationOptions takes it."""
@@ -204,14 +206,14 @@ class ChatRequest(SamplingRequest):
         super().reject_unsupported()
         for name in ("tools", "functions"):
             if getattr(self, name):
-                raise RequestError(f"{name} (function calling) is not supported", param=name)
+                raise HttpRefusal(f"{name} (function calling) is not supported", param=name)
         if self.tool_choice not in (None, "none"):
-            raise RequestError("tool_choice is not supported", param="tool_choice")
+            raise HttpRefusal("tool_choice is not supported", param="tool_choice")
         if self.top_logprobs:
-            raise RequestError("top_logprobs is not supported", param="top_logprobs")
+            raise HttpRefusal("top_logprobs is not supported", param="top_logprobs")
         fmt = self.response_format
         if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
-            raise RequestError(
+            raise HttpRefusal(
                 "response_format json_schema needs a 'json_schema' object",
                 param="response_format.json_schema",
             )
@@ -259,17 +261,17 @@ class CompletionRequest(SamplingRequest):
     def reject_unsupported(self) -> None:
         super().reject_unsupported()
         if isinstance(self.prompt, list) and len(self.prompt) != 1:
-            raise RequestError(
+            raise HttpRefusal(
                 "prompt must be one string (batches of prompts are not supported)", param="prompt"
             )
         if self.echo:
-            raise RequestError("echo is not supported", param="echo")
+            raise HttpRefusal("echo is not supported", param="echo")
         if self.suffix:
-            raise RequestError("suffix is not supported", param="suffix")
+            raise HttpRefusal("suffix is not supported", param="suffix")
         if self.best_of not in (None, 1):
-            raise RequestError("best_of > 1 is not supported", param="best_of")
+            raise HttpRefusal("best_of > 1 is not supported", param="best_of")
         if not self.text():
-            raise RequestError("prompt must not be empty", param="prompt")
+            raise HttpRefusal("prompt must not be empty", param="prompt")
 
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
