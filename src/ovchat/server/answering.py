@@ -16,7 +16,7 @@ from ovchat.errors import ContextError, OvchatError
 from ovchat.server.engine import Delta, Done, Engine, GenerationRequest, Job
 from ovchat.server.errors import error_reply
 from ovchat.server.schemas import HttpRefusal
-from ovchat.server.wire import Answer, sse
+from ovchat.server.wire import ReplyWriter, sse
 
 # The request's names for the fields an engine error names (SamplingRequest.name_fields).
 FieldNamer = Callable[[OvchatError], OvchatError]
@@ -27,7 +27,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 async def respond(
     engine: Engine,
     request: GenerationRequest,
-    answer: Answer,
+    answer: ReplyWriter,
     receive: Receive,
     stream: bool,
     include_usage: bool,
@@ -74,7 +74,7 @@ async def respond(
 
 
 async def stream_events(
-    engine: Engine, job: Job, answer: Answer, include_usage: bool, name_fields: FieldNamer
+    engine: Engine, job: Job, answer: ReplyWriter, include_usage: bool, name_fields: FieldNamer
 ) -> AsyncIterator[bytes]:
     """The SSE body of a streamed answer; leaving early (client gone) cancels the job."""
     try:

@@ -23,7 +23,7 @@ from ovchat.server.schemas import (
     TextCompletion,
 )
 from ovchat.server.settings import ServerSettings
-from ovchat.server.wire import Answer
+from ovchat.server.wire import ReplyWriter
 
 # Each server-sent event carries one JSON chunk as its data, the last one the text [DONE].
 SSE = {
@@ -89,7 +89,7 @@ API = APIRouter()
 )
 async def chat_completions(body: ChatRequest, request: Request, replica: ReplicaOf) -> Any:
     """A chat answer (stream: server-sent events of chat.completion.chunk)."""
-    answer = Answer.new(True, replica.settings.model_name)
+    answer = ReplyWriter.new(True, replica.settings.model_name)
     job_request = body.engine_request()
     return await respond(
         replica.engine,
@@ -110,7 +110,7 @@ async def chat_completions(body: ChatRequest, request: Request, replica: Replica
 )
 async def completions(body: CompletionRequest, request: Request, replica: ReplicaOf) -> Any:
     """A raw continuation of the prompt, without the chat template."""
-    answer = Answer.new(False, replica.settings.model_name)
+    answer = ReplyWriter.new(False, replica.settings.model_name)
     job_request = body.engine_request()
     return await respond(
         replica.engine,

@@ -12,8 +12,9 @@ from ovchat.server.engine import Done
 
 
 @dataclass(frozen=True)
-class Answer:
-    """The wire shape of one answer: chat (`chat.completion`) or plain text (`text_completion`)."""
+class ReplyWriter:
+    """Writes one answer in OpenAI's wire shape, whole or as chunks: chat (`chat.completion`) or
+    plain text (`text_completion`)."""
 
     chat: bool
     model: str
@@ -21,7 +22,7 @@ class Answer:
     created: int
 
     @classmethod
-    def new(cls, chat: bool, model: str) -> Answer:
+    def new(cls, chat: bool, model: str) -> ReplyWriter:
         prefix = "chatcmpl" if chat else "cmpl"
         return cls(chat, model, f"{prefix}-{uuid.uuid4().hex[:24]}", int(time.time()))
 
