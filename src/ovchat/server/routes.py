@@ -89,17 +89,7 @@ API = APIRouter()
 )
 async def chat_completions(body: ChatRequest, request: Request, replica: ReplicaOf) -> Any:
     """A chat answer (stream: server-sent events of chat.completion.chunk)."""
-    answer = ReplyWriter.new(True, replica.settings.model_name)
-    job_request = body.engine_request()
-    return await respond(
-        replica.engine,
-        job_request,
-        answer,
-        request.receive,
-        body.stream,
-        body.include_usage,
-        body.name_fields,
-    )
+    return await generate(body, request, replica, chat=True)
 
 
 @API.post(
@@ -110,12 +100,18 @@ async def chat_completions(body: ChatRequest, request: Request, replica: Replica
 )
 async def completions(body: CompletionRequest, request: Request, replica: ReplicaOf) -> Any:
     """A raw continuation of the prompt, without the chat template."""
-    answer = ReplyWriter.new(False, replica.settings.model_name)
-    job_request = body.engine_request()
+    return await generate(body, request, replica, chat=False)
+
+
+async def generate(
+    body: ChatRequest | CompletionRequest, request: Request, replica: Replica, *, chat: bool
+) -> Any:
+    """Both generation routes: the request to the engine, the answer as JSON or SSE."""
+    writer = ReplyWriter.new(chat, replica.settings.model_name)
     return await respond(
         replica.engine,
-        job_request,
-        answer,
+        body.engine_request(),
+        writer,
         request.receive,
         body.stream,
         body.include_usage,
