@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import openvino_genai as ov_genai
+import pytest
 from click.testing import CliRunner
 
 from conftest import embedded_gguf
@@ -29,6 +32,39 @@ def test_ask_runs_a_gguf_file_directly(model_dir: Path) -> None:
     data = json.loads(out)
     assert "Paris" in data["text"] and data["finish_reason"] == "stop"
     assert data["model"] == "SmolLM2-135M-Instruct.Q4_1"
+
+
+def test_a_gguf_file_is_converted_once_and_later_starts_open_the_kept_ir(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    real = ov_genai.LLMPipeline
+
+    def recording(path: str, *args: object, **kwargs: object) -> ov_genai.LLMPipeline:
+        opened.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ov_genai, "LLMPipeline", recording)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    gguf = tmp_path / "model.gguf"
+    os.link(embedded_gguf(), gguf)  # a file of its own, whose time this test can change
+    question = ("ask", "--model", str(gguf), "-n", "12", "What is the capital of France?")
+    code, first, err = run(*question)
+    assert code == 0, err
+    kept = list((tmp_path / "cache" / "ovchat" / "gguf").iterdir())
+    assert len(kept) == 1 and (kept[0] / "openvino_model.xml").is_file()
+    assert f"converted model.gguf for openvino-genai once, into {kept[0]}" in err
+    # GenAI opened the file through a link in the cache's work folder, so that it saved its IR there
+    assert len(opened) == 1 and Path(opened[0]).name == "model.gguf"
+    assert Path(opened[0]).parent.parent == kept[0].parent and not Path(opened[0]).exists()
+    code, second, err = run(*question)
+    assert code == 0, err
+    assert second == first and "converted" not in err
+    assert opened[1:] == [str(kept[0])]  # the kept IR, not the file
+    os.utime(gguf, ns=(0, 0))  # another version of the file: converted anew, beside the first
+    code, third, err = run(*question)
+    assert code == 0 and third == first and "converted" in err
+    assert len(list((tmp_path / "cache" / "ovchat" / "gguf").iterdir())) == 2
 
 
 def test_ask_reads_the_prompt_from_stdin_and_matches_no_stream(model_dir: Path) -> None:

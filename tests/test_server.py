@@ -368,15 +368,21 @@ def test_sigterm_lets_the_running_answer_finish_and_exits_0(model_dir: Path) -> 
         own.stop()
 
 
-def test_serves_a_gguf_file_directly(model_dir: Path) -> None:
-    # model_dir: the default build installs the GGUF; and this server runs with the cache off
-    own = start_server(embedded_gguf(), "--no-prefix-cache")
-    try:
-        client = openai.OpenAI(base_url=f"{own.base}/v1", api_key="unused", max_retries=0)
-        assert "Paris" in chat(client, "What is the capital of France?", 16)
-        assert httpx.get(f"{own.base}/v1/models").json()["data"][0]["id"] == "SmolLM2-135M-Instruct.Q4_1"
-    finally:
-        own.stop()
+def test_serves_a_gguf_file_directly_converting_it_once(model_dir: Path, tmp_path: Path) -> None:
+    # model_dir: the default build installs the GGUF; this server runs without a prefix cache
+    cache, stamps = {"XDG_CACHE_HOME": str(tmp_path)}, []
+    for start in ("converts the file", "opens the kept IR"):
+        own = start_server(embedded_gguf(), "--no-prefix-cache", env=cache)
+        try:
+            client = openai.OpenAI(base_url=f"{own.base}/v1", api_key="unused", max_retries=0)
+            assert "Paris" in chat(client, "What is the capital of France?", 16), start
+            assert httpx.get(f"{own.base}/v1/models").json()["data"][0]["id"] == "SmolLM2-135M-Instruct.Q4_1"
+        finally:
+            own.stop()
+        kept = list((tmp_path / "ovchat" / "gguf").iterdir())
+        assert len(kept) == 1 and (kept[0] / "ovchat-gguf.json").is_file(), start
+        stamps.append((kept[0] / "ovchat-gguf.json").stat().st_mtime_ns)
+    assert stamps[0] == stamps[1]  # the second start converted nothing
 
 
 def ask_chat(client: openai.OpenAI, text: str, **fields: object) -> openai.types.chat.ChatCompletion:

@@ -70,7 +70,8 @@ def model_options(attention_backend: bool = True) -> Decorator:
             "--cache-dir",
             metavar="DIR",
             envvar="OVCHAT_CACHE_DIR",
-            help="Compiled-model cache (default: ~/.cache/ovchat/compiled; '' disables) "
+            help="Compiled-model cache (default: ~/.cache/ovchat/compiled; '' disables it and the "
+            "IRs kept from .gguf files in ~/.cache/ovchat/gguf) "
             "[env OVCHAT_CACHE_DIR].",
         ),
         click.option(
@@ -133,6 +134,7 @@ def load_model(kwargs: dict[str, Any], default_backend: str | None = None) -> Mo
 
     device = device_config(kwargs, default_backend)
     model = open_model(kwargs.pop("model"), device)
-    if model.files.import_note:
-        click.echo(f"ovchat: note: {model.files.import_note}", err=True)
+    for note in (model.files.import_note, model.note):
+        if note:
+            click.echo(f"ovchat: note: {note}", err=True)
     return model

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import openvino_genai as ov_genai
 
@@ -26,7 +26,8 @@ from ovchat.contract import (
 )
 from ovchat.device import DeviceConfig, check_device
 from ovchat.errors import ModelError, plain_message
-from ovchat.gguf_meta import GGUFFormatError, read_gguf_metadata
+from ovchat.gguf_meta import GGUFFormatError, read_gguf_head
+from ovchat.gguf_open import Conversion, cached_ir, check_genai_reads, start_conversion
 from ovchat.messages import Message
 from ovchat.paging import PageDropper
 
@@ -60,7 +61,7 @@ class ModelFiles:
         return (
             f"{self.path.name} holds {self.gguf_quant} weights, which openvino-genai's GGUF reader imports "
             "lossily (it rounds their zero points), so answers can be worse than llama.cpp's on the same "
-            "file; for a faithful model build an IR from it: scripts/build/build_model.py FILE"
+            "file; for a faithful model build an IR from it: ovchat-build FILE (in the build env)"
         )
 
 
@@ -92,9 +93,11 @@ def _by_name(name: str) -> ModelFiles:
 
 def _gguf(path: Path) -> ModelFiles:
     try:
-        meta = read_gguf_metadata(path)
+        head = read_gguf_head(path, tensors=True)
     except (GGUFFormatError, OSError) as exc:
         raise ModelError(f"{path} is not a readable GGUF model: {exc}") from None
+    check_genai_reads(path, head)
+    meta = head.metadata
     arch = meta.get("general.architecture")
     context = meta.get(f"{arch}.context_length")
     quant = LOSSY_GGUF_FILE_TYPES.get(meta.get("general.file_type", -1))
@@ -171,6 +174,7 @@ class Model:
     device: DeviceConfig
     load_seconds: float
     pages: PageDropper | None = field(default=None, repr=False)
+    note: str | None = None  # what this start did once that later starts will not (a GGUF conversion)
 
     def settle_memory(self) -> None:
         """Call once the first token is out: the weights are repacked, the mapped files can go."""
@@ -195,9 +199,26 @@ def open_model(spec: str | os.PathLike[str] | None = None, device: DeviceConfig 
     device = device or DeviceConfig()
     model_dir = find_model(spec)
     started = time.perf_counter()
+    converted_before = gguf_ir(model_dir, device)
     # The pages keep being dropped until the first token (Model.settle_memory): ovchat.paging.
     pipeline, pages = open_pipeline(ov_genai.LLMPipeline, model_dir, device)
-    return Model(model_dir, pipeline, device, time.perf_counter() - started, pages)
+    seconds = time.perf_counter() - started
+    converted = gguf_ir(model_dir, device)
+    note = None
+    if model_dir.is_gguf and converted and not converted_before:
+        size = sum(f.stat().st_size for f in converted.iterdir()) / 1e6
+        note = (
+            f"converted {model_dir.path.name} for openvino-genai once, into {converted} ({size:.0f} MB); "
+            "later starts open that instead"
+        )
+    return Model(model_dir, pipeline, device, seconds, pages, note)
+
+
+def gguf_ir(model_dir: ModelFiles, device: DeviceConfig) -> Path | None:
+    """The IR an earlier start converted this GGUF file to (none without a cache: --no-cache)."""
+    if not model_dir.is_gguf or device.compiled_cache == "":
+        return None
+    return cached_ir(model_dir.path)
 
 
 Pipeline = TypeVar("Pipeline", ov_genai.LLMPipeline, ov_genai.ContinuousBatchingPipeline)
@@ -219,13 +240,10 @@ def open_pipeline(
     props = device.properties(model_dir.runtime, paged=True if batching else None)
     if batching:
         props.pop("ATTENTION_BACKEND", None)  # continuous batching always uses paged attention
-    path = str(model_dir.path)
-    pages = weight_pages(model_dir, device).start(loading=True)  # see ovchat.paging
+    source = gguf_ir(model_dir, device) or model_dir.path
+    pages = weight_pages(source, device).start(loading=True)  # see ovchat.paging
     try:
-        if batching:
-            pipeline = kind(path, scheduler or ov_genai.SchedulerConfig(), device.device, props)
-        else:
-            pipeline = kind(path, device.device, **props)
+        pipeline = _construct(kind, model_dir, source, device, props, scheduler)
         pages.start()
         if warm:
             warm_up_pipeline(pipeline)
@@ -255,7 +273,46 @@ def warm_up_pipeline(
         pipeline.generate(hello, config, streamer)
 
 
-def weight_pages(model_dir: ModelFiles, device: DeviceConfig) -> PageDropper:
+def _construct(
+    kind: type[Pipeline],
+    model_dir: ModelFiles,
+    source: Path,
+    device: DeviceConfig,
+    props: dict[str, Any],
+    scheduler: ov_genai.SchedulerConfig | None,
+) -> Pipeline:
+    if source == model_dir.path and model_dir.is_gguf and device.compiled_cache != "":
+        converted = _convert_once(source, device, props)
+        if isinstance(converted, Path):
+            source = converted
+        elif kind is ov_genai.LLMPipeline:
+            return cast(Pipeline, converted)  # the pipeline that converted the file: the CLI's own
+        else:  # ContinuousBatchingPipeline does not save the tokenizers: open what this one saved
+            del converted
+            source = gguf_ir(model_dir, device) or source
+    if kind is ov_genai.ContinuousBatchingPipeline:
+        return kind(str(source), scheduler or ov_genai.SchedulerConfig(), device.device, props)
+    return kind(str(source), device.device, **props)
+
+
+def _convert_once(path: Path, device: DeviceConfig, props: dict[str, Any]) -> Path | ov_genai.LLMPipeline:
+    """Open the GGUF file through GenAI with its converted IR saved into the cache (gguf_open);
+    return the LLMPipeline that did it, or `path` when the cache cannot be written."""
+    conversion: Conversion | None = start_conversion(path)
+    if conversion is None:
+        return path
+    try:
+        pipeline = ov_genai.LLMPipeline(
+            str(conversion.link), device.device, enable_save_ov_model=True, **props
+        )
+    except BaseException:
+        conversion.discard()
+        raise
+    conversion.publish()
+    return pipeline
+
+
+def weight_pages(path: Path, device: DeviceConfig) -> PageDropper:
     """A PageDropper for the files a model's weights are mapped from (its own, the compiled cache)."""
     cache = device.compiled_cache
-    return PageDropper([model_dir.path, *([Path(cache)] if cache else [])])
+    return PageDropper([path, *([Path(cache)] if cache else [])])
