@@ -139,5 +139,5 @@ def test_info_text_describes_the_model_and_a_gguf_file(model_dir: Path) -> None:
     assert "fidelity: top-1 agreement 0.9" in out and "(what the fidelity gate passed with)" in out
     code, out, err = run("info", "--model", str(embedded_gguf()))
     assert code == 0, err
-    assert "format: GGUF file" in out and "context_length: 8192" in out
+    assert "format: GGUF file" in out and "context_length: 8192" in out and "converted_ir: " in out
     assert "Q4_1 weights, which openvino-genai's GGUF reader imports lossily" in out  # build an IR instead

@@ -12,6 +12,7 @@ import openvino_genai as ov_genai
 from ovchat.contract import GENERATION_CONFIG_FILE, Manifest
 from ovchat.device import describe_threads
 from ovchat.gguf_meta import read_gguf_metadata
+from ovchat.gguf_open import cached_ir
 from ovchat.model import ModelFiles, find_model
 
 
@@ -25,7 +26,10 @@ def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
         "context_length": model.context_length or "unknown",
         "chat_template": "yes" if _has_chat_template(model) else "no",
     }
-    if not model.is_gguf:
+    if model.is_gguf:
+        kept = cached_ir(model.path)
+        facts["converted_ir"] = str(kept) if kept else "none yet (the first start converts the file once)"
+    else:
         facts["generation_defaults"] = _generation_defaults(model)
     if model.manifest:
         facts["build"] = _build_summary(model.manifest)
