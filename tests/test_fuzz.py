@@ -4,6 +4,7 @@ of examples per operation, a derandomized run, and answers of at most 4 tokens."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -89,3 +91,45 @@ def test_fuzzed_requests_get_no_server_error_and_conform_to_the_document(
     case.call_and_validate(
         base_url=fuzz_server.base, headers=fuzz_server.headers(), checks=CHECKS, timeout=60
     )
+
+
+# The tool fields' shapes are in the document (schemathesis fuzzes them above); their values are
+# JSON schemas, which it fills with arbitrary objects. These draw schemas that look like schemas,
+# so that they get past the request's shape to the schema checks and to GenAI's grammar compiler.
+SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "a", "(", "\\d+", "[z-a]"])
+KEYWORDS = st.sampled_from(
+    ["type", "properties", "required", "enum", "pattern", "minimum", "maxLength", "items", "$ref", "anyOf"]
+)
+SCHEMA_LIKE = st.recursive(
+    SCALARS | st.sampled_from(["string", "object", "integer", "array", "#/nowhere"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(KEYWORDS | st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+CHOICES = st.sampled_from(["auto", "required", "none", {"type": "function", "function": {"name": "f"}}])
+
+
+@given(parameters=st.dictionaries(KEYWORDS, SCHEMA_LIKE, max_size=4), choice=CHOICES)
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_fuzzed_tool_schemas_get_no_server_error(
+    fuzz_server: Server, parameters: dict[str, Any], choice: Any
+) -> None:
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object", **parameters}}}
+        ],
+        "tool_choice": choice,
+        "max_tokens": 4,
+    }
+    url = f"{fuzz_server.base}/v1/chat/completions"
+    response = httpx.post(url, json=body, headers=fuzz_server.headers(), timeout=60)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["error"]["param"].startswith("tools")
+    # A schema only the grammar compiler refuses fails its step: the engine rebuilds, then serves.
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{fuzz_server.base}/health").status_code != 200:
+        assert time.monotonic() < deadline, "the engine did not come back"
+        time.sleep(0.2)

@@ -291,7 +291,7 @@ BAD_REQUESTS = [
     ("empty messages", {"messages": []}, None, 400, "messages"),
     ("unknown role", {"messages": [{"role": "robot", "content": "x"}]}, None, 400, "messages[0].role"),
     ("n=2", {**ASK, "n": 2}, None, 400, "n"),
-    ("tools", {**ASK, "tools": [{"type": "function"}]}, None, 400, "tools"),
+    ("tool without a function", {**ASK, "tools": [{"type": "function"}]}, None, 400, "tools[0].function"),
     ("logprobs", {**ASK, "logprobs": True}, None, 400, "logprobs"),
     ("negative max_tokens", {**ASK, "max_tokens": -1}, None, 400, "max_tokens"),
     ("min_p of 1", {**ASK, "min_p": 1.0}, None, 400, "min_p"),

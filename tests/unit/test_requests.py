@@ -96,8 +96,7 @@ def test_out_of_range_values_get_400_naming_the_openai_field(
         ({"logit_bias": {"1": 2.0}}, "logit_bias"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"stop": [""]}, "stop"),
-        ({"tools": [{"type": "function"}]}, "tools"),
-        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"functions": [{"name": "f"}]}, "functions"),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
     ],
@@ -131,6 +130,7 @@ def test_completions_take_one_non_empty_prompt() -> None:
         ({"type": "string", "pattern": "a(?!b)"}, "a lookahead"),
         ({"type": "string", "pattern": "(a)\\1"}, "a backreference"),
         ({"type": "string", "pattern": "\\bword"}, "a word boundary"),
+        ({"type": "string", "pattern": "\\N{DIGIT ONE}"}, "a named character escape"),
         ({"type": "string", "pattern": "(?P<x>a)"}, "a group modifier"),
         (
             {"properties": {"a": {"properties": {"b": {"$ref": "#/nowhere"}}}}},

@@ -16,6 +16,7 @@ from ovchat.errors import ContextError, OvchatError
 from ovchat.server.engine import Delta, Done, Engine, GenerationRequest, Job
 from ovchat.server.errors import error_reply
 from ovchat.server.schemas import HttpRefusal
+from ovchat.server.tool_replies import CallDeltas, finish_with_calls, whole_message
 from ovchat.server.wire import ReplyWriter, sse
 
 # The request's names for the fields an engine error names (SamplingRequest.name_fields).
@@ -55,15 +56,19 @@ async def respond(
         watcher.cancel()
         engine.cancel(job)
         raise
+    calls = request.tools is not None and request.tools.calls
     if stream:
         watcher.cancel()
-        events = stream_events(engine, job, answer, include_usage, name_fields)
+        events = stream_events(engine, job, answer, include_usage, name_fields, calls)
         return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
     try:
         parts: list[str] = []
         async for event in job.stream():
             if isinstance(event, Delta):
                 parts.append(event.text)
+            elif calls:
+                message, made = whole_message("".join(parts))
+                return answer.whole("", event, message, finish_with_calls(event.finish_reason, made))
             else:
                 return answer.whole("".join(parts), event)
     except OvchatError as exc:
@@ -74,17 +79,32 @@ async def respond(
 
 
 async def stream_events(
-    engine: Engine, job: Job, answer: ReplyWriter, include_usage: bool, name_fields: FieldNamer
+    engine: Engine,
+    job: Job,
+    answer: ReplyWriter,
+    include_usage: bool,
+    name_fields: FieldNamer,
+    calls: bool = False,
 ) -> AsyncIterator[bytes]:
-    """The SSE body of a streamed answer; leaving early (client gone) cancels the job."""
+    """The SSE body of a streamed answer (its text read for tool calls if `calls`); leaving early
+    (client gone) cancels the job."""
+    deltas = CallDeltas() if calls else None
     try:
         yield answer.chunk(None, None, include_usage, first=True)
         try:
             async for event in job.stream():
-                if isinstance(event, Delta) and event.text:
+                if isinstance(event, Delta) and event.text and deltas is not None:
+                    for delta in deltas.feed(event.text):
+                        yield answer.delta_chunk(delta, None, include_usage)
+                elif isinstance(event, Delta) and event.text:
                     yield answer.chunk(event.text, None, include_usage)
                 elif isinstance(event, Done):
-                    yield answer.chunk(None, event.finish_reason, include_usage)
+                    finish = event.finish_reason
+                    if deltas is not None:
+                        for delta in deltas.finish():
+                            yield answer.delta_chunk(delta, None, include_usage)
+                        finish = finish_with_calls(finish, deltas.parser.calls)
+                    yield answer.chunk(None, finish, include_usage)
                     if include_usage:
                         yield answer.usage_chunk(event)
         except OvchatError as exc:

@@ -23,6 +23,7 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
+from ovchat.chat_template import ToolFormat
 from ovchat.device import DeviceConfig
 from ovchat.errors import OvchatError, Unavailable, plain_message
 from ovchat.model import ModelFiles, TextTokenizer, open_pipeline
@@ -117,6 +118,7 @@ class Engine:
         self._queue = JobQueue(config.max_queue)
         self._batch: Scheduler | None = None  # one per pipeline, made on the engine thread
         self._failed_steps = 0
+        self.tool_format: ToolFormat | None = None  # known once loaded
         self._thread = threading.Thread(target=self._run, name="ovchat-engine", daemon=True)
         self._on_fatal: Callable[[str], None] | None = None
 
@@ -201,6 +203,7 @@ class Engine:
             self.context_length,
             self.config.max_tokens_ceiling,
         )
+        self.tool_format = self._batch.tool_format
 
     def _run(self) -> None:
         try:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 import openvino_genai as ov_genai
 
 from ovchat.errors import OvchatError
-from ovchat.messages import Message
 from ovchat.options import GenerationOptions
+from ovchat.tool_prompt import Turn
+from ovchat.tool_use import ToolUse
 
 if TYPE_CHECKING:
     from ovchat.server.metrics import ServerMetrics
@@ -32,9 +33,15 @@ class GenerationRequest:
     """What a client asks for: chat `messages` (templated on the engine thread) or a raw `prompt`."""
 
     options: GenerationOptions
-    messages: list[Message] | None = None
+    messages: list[Turn] | None = None
     prompt: str | None = None
     json_schema: str | None = None
+    tools: ToolUse | None = None
+
+    @property
+    def constrained(self) -> bool:
+        """A grammar holds the answer (a JSON schema, or tool calls)."""
+        return self.json_schema is not None or (self.tools is not None and self.tools.calls)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ others no pause. The checks: the JSON Schema meta-schema (jsonschema), then the 
 has that the meta-schema allows, as measured against openvino-genai 2026.4: local $refs that
 point to nothing or to something that is not a schema, min above max, integer bounds that are
 not whole numbers, an empty enum, an array that must hold more items than it allows, property
-names with quotes, backslashes or control characters, and regex features it does not support.
-Rarer failures (such as named-character escapes in patterns) are left to the engine's recovery.
+names with quotes, backslashes or control characters, and regex features it does not support
+(named-character escapes among them: xgrammar reads `\\N{...}` as a bad repetition count). Rarer
+failures are left to the engine's recovery.
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ def unsupported_regex(pattern: str) -> str | None:
                 return "a backreference"
             if nxt in "bB":
                 return "a word boundary"
+            if nxt == "N":
+                return "a named character escape"
             i += 2
             continue
         if char == "[":

@@ -42,7 +42,7 @@ def triage(running: list[Job], message: str) -> Triage:
         if job in suspects and (len(suspects) == 1 or job.suspect):
             log.warning("request %d failed the engine step: %s", job.id, message)
             sorted_out.failed.append((job, culprit_error(job.request, message)))
-        elif job.request.json_schema is not None and job.ids:
+        elif job.request.constrained and job.ids:
             # Its grammar would restart from the top: it cannot be continued, only retried.
             restart = Unavailable("the server restarted its engine: retry the request", "engine_restart")
             sorted_out.failed.append((job, restart))
@@ -56,6 +56,8 @@ def culprit_error(request: GenerationRequest, message: str) -> OvchatError:
     """What the job that broke the step is told: a schema GenAI's grammar cannot run is the client's."""
     if request.json_schema is not None:
         return RequestRejected(f"the json_schema schema cannot be used: {message}", param="json_schema")
+    if request.tools is not None and request.tools.calls:
+        return RequestRejected(f"the tools' parameters schemas cannot be used: {message}", param="tools")
     return GenerationError(f"generation failed: {message}")
 
 

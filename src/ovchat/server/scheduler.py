@@ -13,6 +13,7 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ovchat.budget import answer_budget
+from ovchat.chat_template import tool_format
 from ovchat.endings import finish_reason
 from ovchat.errors import OvchatError, RequestRejected, Unavailable, plain_message
 from ovchat.model import TextTokenizer
@@ -20,6 +21,8 @@ from ovchat.server.detokenizer import post_new_text
 from ovchat.server.jobs import Accepted, Done, Failed, Job, Outcome
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.queue import JobQueue
+from ovchat.tool_prompt import Turn, has_tool_turns, tool_chat_prompt
+from ovchat.tool_use import ToolUse
 
 log = logging.getLogger("ovchat.server")
 
@@ -43,6 +46,8 @@ class Scheduler:
         self.context_length = context_length
         self.max_tokens_ceiling = max_tokens_ceiling
         self.running: list[Job] = []
+        # How the template carries tools (the fast tests' stand-in tokenizer has none).
+        self.tool_format = tool_format(getattr(tokenizer, "tokenizer", None))
 
     def admit(self, queue: JobQueue) -> None:
         """Move waiting jobs into the batch; a suspect goes in alone, so a failing step names it."""
@@ -84,7 +89,7 @@ class Scheduler:
         prompt = request.prompt
         if request.messages is not None:
             try:
-                prompt = self.tokenizer.chat_prompt(request.messages)
+                prompt = self._chat_prompt(request.messages, request.tools)
             except RuntimeError as exc:
                 raise RequestRejected(
                     f"the model's chat template refused the messages: {plain_message(exc)}",
@@ -105,10 +110,18 @@ class Scheduler:
             job.config.structured_output_config = ov_genai.StructuredOutputConfig(
                 json_schema=request.json_schema
             )
+        elif request.tools is not None and (grammar := request.tools.grammar()) is not None:
+            job.config.structured_output_config = grammar
         try:
             job.config.validate()  # GenAI's own checks, on this thread, before add_request
         except RuntimeError as exc:
             raise RequestRejected(f"invalid generation settings: {plain_message(exc)}") from None
+
+    def _chat_prompt(self, messages: list[Turn], tools: ToolUse | None) -> str:
+        """The templated prompt; with tools or tool turns, through the model's template or the fallback."""
+        if tools is None and not has_tool_turns(messages):
+            return self.tokenizer.chat_prompt(messages)
+        return tool_chat_prompt(self.tokenizer.tokenizer, messages, tools, self.tool_format)
 
     def drop_cancelled(self, queue: JobQueue) -> None:
         """End the jobs whose clients have gone, waiting or running."""

@@ -17,10 +17,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ovchat.errors import OptionsError, OvchatError, RequestRejected
-from ovchat.messages import Message
 from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind
 from ovchat.server.engine import GenerationRequest
 from ovchat.server.json_schemas import check_json_schema
+from ovchat.server.tool_requests import (
+    ToolCallSpec,
+    ToolChoiceField,
+    ToolSpec,
+    check_tool_turns,
+    tool_use,
+)
+from ovchat.tool_prompt import Turn
 
 
 class HttpRefusal(OvchatError):
@@ -89,13 +96,21 @@ class TextPart(Strict):
 
 
 class ChatMessage(Strict):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None  # None only for an assistant's tool calls
     name: str | None = None
+    tool_calls: list[ToolCallSpec] | None = None  # assistant
+    tool_call_id: str | None = None  # tool
 
-    def as_dict(self) -> Message:
-        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+    def as_dict(self) -> Turn:
+        content = self.content or ""
+        text = content if isinstance(content, str) else "".join(p.text for p in content)
+        turn: Turn = {"role": "system" if self.role == "developer" else self.role, "content": text}
+        if self.tool_calls and self.role == "assistant":
+            turn["tool_calls"] = [call.as_dict() for call in self.tool_calls]
+        if self.role == "tool":
+            turn["tool_call_id"] = self.tool_call_id
+        return turn
 
 
 class JsonSchemaSpec(Strict):
@@ -197,18 +212,18 @@ class ChatRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = documented(FIELD_SPECS["max_new_tokens"])
     response_format: ResponseFormat | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: ToolChoiceField = None
+    parallel_tool_calls: bool | None = None
     functions: list[Any] | None = None
     top_logprobs: int | None = None
 
     def reject_unsupported(self) -> None:
         super().reject_unsupported()
-        for name in ("tools", "functions"):
-            if getattr(self, name):
-                raise HttpRefusal(f"{name} (function calling) is not supported", param=name)
-        if self.tool_choice not in (None, "none"):
-            raise HttpRefusal("tool_choice is not supported", param="tool_choice")
+        if self.functions:
+            raise HttpRefusal(
+                "functions (the old function calling) is not supported: send tools", param="functions"
+            )
         if self.top_logprobs:
             raise HttpRefusal("top_logprobs is not supported", param="top_logprobs")
         fmt = self.response_format
@@ -245,11 +260,12 @@ class ChatRequest(SamplingRequest):
     def engine_request(self) -> GenerationRequest:
         self.reject_unsupported()
         messages = [m.as_dict() for m in self.messages]
-        return GenerationRequest(
-            self.options(),
-            messages=messages,
-            json_schema=self.json_schema(),
-        )
+        check_tool_turns(messages)
+        tools = tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)
+        schema = self.json_schema()
+        if tools is not None and tools.calls and schema is not None:
+            raise HttpRefusal("response_format cannot be combined with tools", param="response_format")
+        return GenerationRequest(self.options(), messages=messages, json_schema=schema, tools=tools)
 
 
 class CompletionRequest(SamplingRequest):
@@ -301,16 +317,28 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class CalledFunctionBody(BaseModel):
+    name: str
+    arguments: str = Field(description="the arguments, a JSON object as text")
+
+
+class ToolCallBody(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: CalledFunctionBody
+
+
 class AnswerMessage(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str | None = Field(description="null when the answer is only tool calls")
+    tool_calls: list[ToolCallBody] | None = None
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AnswerMessage
     logprobs: None
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
 
 
 class ChatCompletion(BaseModel):

@@ -44,12 +44,19 @@ class ReplyWriter:
     def chunk(self, text: str | None, finish: str | None, usage_field: bool, first: bool = False) -> bytes:
         """One SSE event carrying new text (or, with `finish`, the end of the answer)."""
         if self.chat:
-            delta: dict[str, str] = {"role": "assistant", "content": ""} if first else {}
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
             if text:
                 delta["content"] = text
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return self.delta_chunk(delta, finish, usage_field)
+        choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        body = self._envelope([choice], True, None)
+        if usage_field:
+            body["usage"] = None
+        return sse(body)
+
+    def delta_chunk(self, delta: dict[str, Any], finish: str | None, usage_field: bool) -> bytes:
+        """One chat SSE event carrying `delta` (content, or tool_calls pieces)."""
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         body = self._envelope([choice], True, None)
         if usage_field:
             body["usage"] = None
@@ -58,14 +65,16 @@ class ReplyWriter:
     def usage_chunk(self, done: Done) -> bytes:
         return sse(self._envelope([], True, usage(done)))
 
-    def whole(self, text: str, done: Done) -> dict[str, Any]:
-        """The non-streamed response body."""
+    def whole(
+        self, text: str, done: Done, message: dict[str, Any] | None = None, finish: str | None = None
+    ) -> dict[str, Any]:
+        """The non-streamed response body (a chat's `message` and `finish` reason, if given)."""
         if self.chat:
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message or {"role": "assistant", "content": text},
                 "logprobs": None,
-                "finish_reason": done.finish_reason,
+                "finish_reason": finish or done.finish_reason,
             }
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": done.finish_reason}

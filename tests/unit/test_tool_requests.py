@@ -1,0 +1,153 @@
+"""Tool fields of a chat request -> ToolUse, the prompt's fallback turns and the grammar, without a model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ovchat.errors import RequestRejected
+from ovchat.server.errors import error_reply
+from ovchat.server.schemas import ChatRequest, HttpRefusal
+from ovchat.server.tool_requests import MAX_TOOLS
+from ovchat.tool_calls import parse_answer
+from ovchat.tool_prompt import fallback_turns, native_turns
+from ovchat.tool_use import ToolChoice
+
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+}
+LOOP = [
+    {"role": "user", "content": "Weather in Oslo?"},
+    {"role": "assistant", "content": None, "tool_calls": [CALL]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "-3 C"},
+]
+
+
+def chat(messages: list[dict[str, Any]] | None = None, **fields: Any) -> ChatRequest:
+    return ChatRequest.model_validate({"messages": messages or [{"role": "user", "content": "hi"}], **fields})
+
+
+def refusal(**fields: Any) -> tuple[str | None, str]:
+    """The param and message of the 400 the request gets."""
+    messages = fields.pop("messages", None)
+    with pytest.raises((RequestRejected, HttpRefusal)) as caught:
+        chat(messages, **fields).engine_request()
+    body = error_reply(caught.value)
+    assert body.status == 400
+    return body.body["error"]["param"], body.body["error"]["message"]
+
+
+def test_tools_and_choice_map_onto_tool_use() -> None:
+    use = chat(tools=[WEATHER]).engine_request().tools
+    assert use is not None and use.choice is ToolChoice.AUTO and use.parallel and use.calls
+    assert use.tools[0].name == "get_weather" and use.tools[0].parameters["required"] == ["city"]
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    use = chat(tools=[WEATHER], tool_choice=named, parallel_tool_calls=False).engine_request().tools
+    assert use is not None and (use.choice, use.function, use.parallel) == (
+        ToolChoice.REQUIRED,
+        "get_weather",
+        False,
+    )
+    none = chat(tools=[WEATHER], tool_choice="none").engine_request().tools
+    assert none is not None and not none.calls and none.grammar() is None
+
+
+def test_a_tool_without_parameters_takes_an_empty_object() -> None:
+    bare = {"type": "function", "function": {"name": "now"}}
+    use = chat(tools=[bare]).engine_request().tools
+    assert use is not None and use.tools[0].parameters == {"type": "object", "properties": {}}
+
+
+def test_every_choice_builds_a_grammar() -> None:
+    for choice in ("auto", "required", {"type": "function", "function": {"name": "get_weather"}}):
+        use = chat(tools=[WEATHER], tool_choice=choice).engine_request().tools
+        assert use is not None and use.grammar() is not None
+
+
+def with_parameters(schema: Any) -> dict[str, Any]:
+    return {"tools": [{**WEATHER, "function": {**WEATHER["function"], "parameters": schema}}]}
+
+
+def replaying(arguments: str) -> dict[str, Any]:
+    call = {**CALL, "function": {"name": "get_weather", "arguments": arguments}}
+    return {"messages": [LOOP[0], {**LOOP[1], "tool_calls": [call]}]}
+
+
+BACKREFERENCE = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(a)\\1"}}}
+ORPHAN_RESULT = [{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "nope", "content": "1"}]
+PARAMETERS = "tools[0].function.parameters"
+ARGUMENTS = "messages[1].tool_calls[0].function.arguments"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "words"),
+    [
+        (with_parameters({"type": "object", "properties": 3}), PARAMETERS, "invalid JSON schema"),
+        (with_parameters({"type": "string"}), PARAMETERS, "must describe an object"),
+        (with_parameters(BACKREFERENCE), PARAMETERS, "backreference"),
+        ({"tools": [{**WEATHER, "function": {**WEATHER["function"], "name": "no spaces"}}]},
+         "tools[0].function.name", "letters, digits"),
+        ({"tools": [WEATHER, WEATHER]}, "tools[1].function.name", "two tools"),
+        ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "other"}}},
+         "tool_choice.function.name", "not in tools"),
+        ({"tool_choice": "required"}, "tool_choice", "needs tools"),
+        ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format", "combined"),
+        ({"messages": ORPHAN_RESULT}, "messages[1].tool_call_id", "no assistant message"),
+        (replaying("{no"), ARGUMENTS, "not JSON"),
+        (replaying("[1]"), ARGUMENTS, "not a JSON object"),
+    ],
+)  # fmt: skip
+def test_bad_tool_fields_are_a_400_naming_the_field(fields: dict[str, Any], param: str, words: str) -> None:
+    got_param, message = refusal(**fields)
+    assert got_param == param and words in message
+
+
+def test_more_tools_than_openai_allows_is_a_400() -> None:
+    many = [{**WEATHER, "function": {**WEATHER["function"], "name": f"f{i}"}} for i in range(1000)]
+    assert refusal(tools=many)[0] == "tools"
+    assert MAX_TOOLS == 128
+
+
+def test_tool_choice_none_without_tools_is_accepted() -> None:
+    assert chat(tool_choice="none").engine_request().tools is None
+
+
+def test_a_replayed_call_and_its_result_reach_the_engine() -> None:
+    request = chat(LOOP, tools=[WEATHER]).engine_request()
+    assert request.messages is not None and request.messages[1]["tool_calls"] == [CALL]
+    assert request.messages[2] == {"role": "tool", "content": "-3 C", "tool_call_id": "call_1"}
+
+
+def test_the_fallback_writes_tools_calls_and_results_as_plain_turns() -> None:
+    tools = [WEATHER]
+    turns = fallback_turns([{"role": "system", "content": "Be brief."}, *LOOP, LOOP[2]], tools)
+    assert [t["role"] for t in turns] == ["system", "user", "assistant", "user"]
+    assert turns[0]["content"].startswith("Be brief.\n\n") and json.dumps(WEATHER) in turns[0]["content"]
+    # The call comes back through the parser as it went in; both results share one user turn.
+    assert parse_answer(turns[2]["content"])[1][0].name == "get_weather"
+    assert json.loads(parse_answer(turns[2]["content"])[1][0].arguments) == {"city": "Oslo"}
+    assert (
+        turns[3]["content"].count("<tool_response>") == 2 and '"name": "get_weather"' in turns[3]["content"]
+    )
+
+
+def test_without_tools_shown_the_fallback_adds_no_system_turn() -> None:
+    assert fallback_turns(LOOP, [])[0] == {"role": "user", "content": "Weather in Oslo?"}
+
+
+def test_native_templates_get_arguments_as_objects_and_results_named() -> None:
+    turns = native_turns(LOOP)
+    assert turns[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}
+    assert turns[2]["name"] == "get_weather"
