@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +16,12 @@ import openai
 import openvino_genai as ov_genai
 import pytest
 
+from conftest import OVCHAT
 from ovchat.chat_template import ToolFormat, tool_format
 from ovchat.tool_calls import parse_answer
 from ovchat.tool_prompt import tool_chat_prompt
 from ovchat.tool_use import Tool, ToolUse
-from servers import Server
+from servers import Server, start_server
 
 WEATHER_SCHEMA = {
     "type": "object",
@@ -52,6 +57,30 @@ HERMES_TEMPLATE = Path(__file__).parent / "fixtures" / "hermes_tools_template.ji
 @pytest.fixture(scope="module")
 def client(default_server: Server) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{default_server.base}/v1", api_key="none", max_retries=0)
+
+
+def with_template(model: Path, folder: Path, template: str) -> Path:
+    """A copy of `model` (symlinks) whose tokenizer carries `template` as its chat template."""
+    folder.mkdir()
+    for item in model.iterdir():
+        if item.name not in ("openvino_tokenizer.xml", "manifest.json"):  # the manifest holds its size
+            (folder / item.name).symlink_to(item)
+    value = html.escape(template, quote=True).replace("\n", "&#10;")  # attributes fold newlines
+    xml = (model / "openvino_tokenizer.xml").read_text()
+    xml = re.sub(r'<chat_template value="[^"]*"', lambda _: f'<chat_template value="{value}"', xml, count=1)
+    (folder / "openvino_tokenizer.xml").write_text(xml)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def native(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on the default model given a Qwen2.5-style template that speaks tools."""
+    folder = with_template(
+        model_dir, tmp_path_factory.mktemp("native") / "model", HERMES_TEMPLATE.read_text()
+    )
+    started = start_server(folder)
+    yield started
+    started.stop()
 
 
 def check_call(call: Any, name: str = "get_weather") -> dict[str, Any]:
@@ -185,3 +214,26 @@ def test_a_template_that_speaks_tools_renders_them_itself(model_dir: Path) -> No
     assert "# Tools" in prompt and '"name": "get_weather"' in prompt  # the template's own words
     assert parse_answer(prompt.split("<|im_start|>assistant\n")[1])[1][0].arguments == '{"city": "Oslo"}'
     assert "<tool_response>\n-3 C\n</tool_response>" in prompt
+
+
+def test_models_and_info_say_how_prompts_carry_tools(default_server: Server, model_dir: Path) -> None:
+    card = httpx.get(f"{default_server.base}/v1/models").json()["data"][0]
+    assert card["tool_calls"] == "fallback" and card["context_length"] == 8192
+    facts = json.loads(subprocess.run([str(OVCHAT), "info", "--model", str(model_dir), "--json"],
+                                      capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert facts["tool_calls"].startswith("fallback") and facts["context_length"] == 8192
+
+
+def test_a_native_template_carries_the_tools_and_the_loop(native: Server) -> None:
+    card = httpx.get(f"{native.base}/v1/models").json()["data"][0]
+    assert card["tool_calls"] == "native"
+    client = openai.OpenAI(base_url=f"{native.base}/v1", api_key="none", max_retries=0)
+    first = client.chat.completions.create(
+        model="m", messages=ASK, tools=[WEATHER], tool_choice=NAMED, max_tokens=120, temperature=0
+    )
+    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+    check_call(call)
+    result = {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24 C"}
+    history = [*ASK, first.choices[0].message.model_dump(exclude_none=True), result]
+    final = client.chat.completions.create(model="m", messages=history, tools=[WEATHER], max_tokens=40)
+    assert final.choices[0].message.content or final.choices[0].message.tool_calls

@@ -37,3 +37,10 @@ def tool_format(tokenizer: Any) -> ToolFormat:
     except RuntimeError:
         return ToolFormat.FALLBACK
     return ToolFormat.NATIVE if PROBE in text and POLYFILL not in text else ToolFormat.FALLBACK
+
+
+DESCRIPTIONS = {
+    ToolFormat.NATIVE: "native (the model's chat template renders tools, calls and results)",
+    ToolFormat.FALLBACK: "fallback (ovchat describes the tools in the system message, Hermes-style)",
+    ToolFormat.NONE: "none (no chat template)",
+}

@@ -9,6 +9,7 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
+from ovchat.chat_template import DESCRIPTIONS, tool_format
 from ovchat.contract import GENERATION_CONFIG_FILE, Manifest
 from ovchat.device import describe_threads
 from ovchat.gguf_meta import read_gguf_metadata
@@ -25,6 +26,7 @@ def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
         "size_mb": round(_size(model) / 1e6, 1),
         "context_length": model.context_length or "unknown",
         "chat_template": "yes" if _has_chat_template(model) else "no",
+        "tool_calls": _tool_calls(model),
     }
     if model.is_gguf:
         kept = cached_ir(model.path)
@@ -53,6 +55,15 @@ def _has_chat_template(model: ModelFiles) -> bool:
         meta = read_gguf_metadata(model.path, {"tokenizer.chat_template"})
         return bool(meta.get("tokenizer.chat_template"))
     return bool(ov_genai.Tokenizer(str(model.path)).chat_template)
+
+
+def _tool_calls(model: ModelFiles) -> str:
+    """How the model's prompts carry tools (ovchat.chat_template)."""
+    try:
+        tokenizer = ov_genai.Tokenizer(str(model.path))
+    except RuntimeError:  # a GGUF file GenAI cannot read a tokenizer from on its own
+        return "unknown"
+    return DESCRIPTIONS[tool_format(tokenizer)]
 
 
 def _generation_defaults(model: ModelFiles) -> dict[str, Any]:

@@ -127,6 +127,7 @@ async def models(replica: ReplicaOf) -> dict[str, Any]:
         "created": 0,
         "owned_by": "ovchat",
         "context_length": replica.engine.context_length,
+        "tool_calls": tool_format.value if (tool_format := replica.engine.tool_format) else None,
     }
     return {"object": "list", "data": [card]}
 

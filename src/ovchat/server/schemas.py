@@ -375,6 +375,11 @@ class ModelCard(BaseModel):
         description="ovchat extension: the most tokens one request (prompt and answer) may use; "
         "null when unknown"
     )
+    tool_calls: Literal["native", "fallback", "none"] | None = Field(
+        description="ovchat extension: how prompts carry tools — native: the model's chat template "
+        "renders them; fallback: ovchat's Hermes-style system message; none: no chat template; "
+        "null while the model loads"
+    )
 
 
 class ModelList(BaseModel):
