@@ -29,17 +29,18 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 build-env: $(BUILD_VENV)/.installed
-# ovchat itself goes in without its dependencies: the build imports its stdlib-only model contract.
-$(BUILD_VENV)/.installed: scripts/build/requirements-build.txt scripts/build/requirements-build-nodeps.txt pyproject.toml
+# ovchat itself goes in without its dependencies (editable: the build package ovchat_build and its
+# ovchat-build command come with it); the build imports the runtime's stdlib-only model contract.
+$(BUILD_VENV)/.installed: src/ovchat_build/requirements-build.txt src/ovchat_build/requirements-build-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(BUILD_VENV)
-	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) -r scripts/build/requirements-build.txt
-	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r scripts/build/requirements-build-nodeps.txt
+	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) -r src/ovchat_build/requirements-build.txt
+	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -r src/ovchat_build/requirements-build-nodeps.txt
 	$(BUILD_VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
-# Always asks the build script: it is a no-op when the model is up to date.
+# Always asks the build (ovchat-build): it is a no-op when the model is up to date.
 model: build-env
-	$(BUILD_VENV)/bin/python scripts/build/build_model.py $(SOURCE) $(BUILD_ARGS)
+	$(BUILD_VENV)/bin/ovchat-build $(SOURCE) $(BUILD_ARGS)
 
 chat: setup model
 	$(VENV)/bin/ovchat chat
@@ -96,7 +97,7 @@ LARGE_GGUF := $(LARGE)/random-llama-1.1b.Q4_1.gguf
 $(LARGE_GGUF): | build-env
 	$(BUILD_VENV)/bin/python scripts/bench/large_gguf.py $@
 large-model: $(LARGE_GGUF)
-	$(BUILD_VENV)/bin/python scripts/build/build_model.py $(LARGE_GGUF) --out-dir $(LARGE)/models \
+	$(BUILD_VENV)/bin/ovchat-build $(LARGE_GGUF) --out-dir $(LARGE)/models \
 		--skip-fidelity --no-chat-check
 # Without AMX: this version's AMX matmul crashes on the AMX Xeons we run on (scripts/dev/llama_cpp_tools.sh).
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_PYTHON = ROOT / "build" / "venv-build" / "bin" / "python"
-BUILD_SCRIPT = ROOT / "scripts" / "build" / "build_model.py"
+# The model build as users run it: the build env's console script (pyproject.toml, make build-env).
+BUILD_COMMAND = ROOT / "build" / "venv-build" / "bin" / "ovchat-build"
 DEFAULT_MODEL = ROOT / "build" / "models" / DEFAULT_MODEL_NAME
 OVCHAT = Path(sys.executable).with_name("ovchat")  # the runtime venv's command
 
@@ -44,10 +45,10 @@ def build_env() -> dict[str, str]:
 
 
 def run_build(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    if not BUILD_PYTHON.exists():
+    if not BUILD_COMMAND.exists():
         pytest.fail("the build env is missing: run `make build-env` (the README's `make test` does)")
     return subprocess.run(
-        [str(BUILD_PYTHON), str(BUILD_SCRIPT), *args],
+        [str(BUILD_COMMAND), *args],
         capture_output=True,
         text=True,
         env=build_env(),

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +14,8 @@ import openvino_genai as ov_genai
 import pytest
 
 from conftest import (
+    BUILD_COMMAND,
     BUILD_PYTHON,
-    BUILD_SCRIPT,
     DEFAULT_MODEL_NAME,
     ROOT,
     build_env,
@@ -107,29 +105,22 @@ def test_rerun_with_same_inputs_is_a_no_op(model_dir: Path) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
 
 
-def test_the_fingerprint_covers_every_build_file_but_not_the_benchmarks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.syspath_prepend(str(BUILD_SCRIPT.parent))  # build_model imports its sibling modules
-    spec = importlib.util.spec_from_file_location("build_model", BUILD_SCRIPT)
-    assert spec and spec.loader
-    build_model = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "build_model", build_model)  # dataclasses look themselves up there
-    spec.loader.exec_module(build_model)
-    scripts = tmp_path / "scripts"
-    shutil.copytree(ROOT / "scripts", scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    original = build_model.code_digest(scripts=scripts / "build")
-    assert original == build_model.code_digest()  # the copy is faithful
+def test_the_fingerprint_covers_every_file_of_the_build_package(tmp_path: Path) -> None:
+    from ovchat_build.build_model import code_digest
+
+    package = tmp_path / "ovchat_build"
+    shutil.copytree(ROOT / "src" / "ovchat_build", package, ignore=shutil.ignore_patterns("__pycache__"))
+    original = code_digest(package=package)
+    assert original == code_digest()  # the copy is faithful
     for changed in ("gguf_import.py", "gguf_grid.py", "export.py", "fidelity_texts/languages.txt"):
-        text = (scripts / "build" / changed).read_text()
-        (scripts / "build" / changed).write_text(text + "\n")
-        assert build_model.code_digest(scripts=scripts / "build") != original, changed
-        (scripts / "build" / changed).write_text(text)
-    (scripts / "build" / "new_step.py").write_text("# a build module added later\n")
-    assert build_model.code_digest(scripts=scripts / "build") != original
-    (scripts / "build" / "new_step.py").unlink()
-    (scripts / "bench" / "bench_compare.py").write_text("# edited\n")
-    assert build_model.code_digest(scripts=scripts / "build") == original
+        text = (package / changed).read_text()
+        (package / changed).write_text(text + "\n")
+        assert code_digest(package=package) != original, changed
+        (package / changed).write_text(text)
+    (package / "new_step.py").write_text("# a build module added later\n")
+    assert code_digest(package=package) != original
+    (package / "new_step.py").unlink()
+    assert code_digest(package=package) == original
 
 
 def test_gguf_file_builds_with_overridden_flags(model_dir: Path, tmp_path: Path) -> None:
@@ -148,8 +139,7 @@ def test_killed_build_publishes_nothing_and_the_rerun_completes(model_dir: Path,
     source = hf_source_folder()
     # The fidelity step is not what this test is about: skip it to keep the suite fast.
     args = [
-        str(BUILD_PYTHON),
-        str(BUILD_SCRIPT),
+        str(BUILD_COMMAND),
         str(source),
         "--out-dir",
         str(tmp_path),
@@ -171,14 +161,14 @@ def test_killed_build_publishes_nothing_and_the_rerun_completes(model_dir: Path,
     proc.wait()
     assert not (tmp_path / "m").exists()
 
-    result = run_build(*args[2:])
+    result = run_build(*args[1:])
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "m" / "manifest.json").read_text())["source"]["kind"] == "hf-folder"
     assert not list(tmp_path.glob(".partial-*")), "the stale partial folder was not cleaned up"
 
 
 def test_sigterm_stops_the_export_and_leaves_nothing_behind(model_dir: Path, tmp_path: Path) -> None:
-    args = [str(BUILD_PYTHON), str(BUILD_SCRIPT), str(hf_source_folder()), "--out-dir", str(tmp_path),
+    args = [str(BUILD_COMMAND), str(hf_source_folder()), "--out-dir", str(tmp_path),
             "--name", "m", "--skip-fidelity", "--profile", "reference"]  # fmt: skip
     proc = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=build_env()
@@ -196,7 +186,7 @@ def test_sigterm_stops_the_export_and_leaves_nothing_behind(model_dir: Path, tmp
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == "build_model: stopped (SIGTERM); nothing was published"
+    assert stderr.strip().splitlines()[-1] == "ovchat-build: stopped (SIGTERM); nothing was published"
     assert not list(tmp_path.iterdir()), "a partial or temporary folder was left"
     assert not any(Path(f"/proc/{child}").exists() for child in children), "the export kept running"
 
@@ -241,7 +231,7 @@ def test_hub_id_offline_fails_fast_with_a_clear_message() -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
-    assert "build_model.py DIR" in result.stderr and "microsoft/Phi-3-mini-4k-instruct" in result.stderr
+    assert "ovchat-build DIR" in result.stderr and "microsoft/Phi-3-mini-4k-instruct" in result.stderr
     assert time.monotonic() - started < 60  # generous: "fast" means no long network wait
 
 

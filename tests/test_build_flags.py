@@ -1,6 +1,6 @@
 """What each build flag turns into: the optimum-cli command a build runs, and the gate it applies.
 
-The plan is worked out by the build script itself (in the build env, where it runs) for a local
+The plan is worked out by the build itself (in the build env, where it runs) for a local
 checkpoint folder; nothing is exported here. The exports these commands make are tested in
 test_build.py and test_fidelity.py.
 """
@@ -13,18 +13,17 @@ from typing import Any
 
 import pytest
 
-from conftest import BUILD_PYTHON, ROOT
+from conftest import BUILD_PYTHON
 
 PLAN = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
-import build_model
-from export import export_command
+from ovchat_build import build_model
+from ovchat_build.export import export_command
 results = []
-for argv in json.loads(sys.argv[2]):
-    args = build_model.parse_args([sys.argv[3], *argv])
+for argv in json.loads(sys.argv[1]):
+    args = build_model.parse_args([sys.argv[2], *argv])
     try:
-        plan = build_model.make_plan(args, build_model.Source("hf-folder", sys.argv[3], None))
+        plan = build_model.make_plan(args, build_model.Source("hf-folder", sys.argv[2], None))
     except build_model.BuildError as exc:
         results.append({"error": str(exc)})
         continue
@@ -42,7 +41,7 @@ def plans(*argvs: list[str]) -> list[dict[str, Any]]:
     if not BUILD_PYTHON.exists():
         pytest.fail("the build env is missing: run `make build-env` (make test does)")
     result = subprocess.run(
-        [str(BUILD_PYTHON), "-c", PLAN, str(ROOT / "scripts" / "build"), json.dumps(argvs), "some/folder"],
+        [str(BUILD_PYTHON), "-c", PLAN, json.dumps(argvs), "some/folder"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -92,10 +91,9 @@ def test_the_gate_is_on_at_0_85_unless_skipped_and_force_is_off() -> None:
 FREE_SPACE = """
 import shutil, sys
 from collections import namedtuple
-sys.path.insert(0, sys.argv[1])
-import build_model
+from ovchat_build import build_model
 from pathlib import Path
-folder = Path(sys.argv[2])
+folder = Path(sys.argv[1])
 Usage = namedtuple("Usage", "total used free")
 for free in (10**12, 10**6):  # a roomy disk, then one with a megabyte left
     shutil.disk_usage = lambda path, free=free: Usage(free, 0, free)
@@ -111,7 +109,7 @@ def test_a_build_without_room_for_the_export_stops_before_it(tmp_path) -> None:
     (tmp_path / "config.json").write_text('{"torch_dtype": "bfloat16"}')
     (tmp_path / "model.safetensors").write_bytes(bytes(50_000_000))  # 25 M bf16 weights
     result = subprocess.run(
-        [str(BUILD_PYTHON), "-c", FREE_SPACE, str(ROOT / "scripts" / "build"), str(tmp_path)],
+        [str(BUILD_PYTHON), "-c", FREE_SPACE, str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

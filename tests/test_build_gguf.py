@@ -22,8 +22,7 @@ MODELS = ROOT / "build" / "test-gguf" / "models"
 CHECK_BLOCKS = """
 import sys
 import numpy as np, gguf
-sys.path.insert(0, "scripts/build")
-from gguf_blocks import LAYOUTS, unpack
+from ovchat_build.gguf_blocks import LAYOUTS, unpack
 seen = {}
 for path in sys.argv[1:]:
     for t in gguf.GGUFReader(path).tensors:
@@ -110,7 +109,7 @@ def test_an_uncarriable_type_is_refused_in_one_line(gguf_files: dict[str, Path],
     result = run_build(str(gguf_files["Q2_K"]), "--out-dir", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "build_model: error: smollm2-Q2_K.gguf has tensors of a type ovchat cannot carry exactly "
+        "ovchat-build: error: smollm2-Q2_K.gguf has tensors of a type ovchat cannot carry exactly "
         "(30 Q3_K): --profile balanced dequantizes and re-quantizes it, behind the fidelity gate"
     )
     assert not any(tmp_path.iterdir())

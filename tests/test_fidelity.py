@@ -31,7 +31,7 @@ save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
 
 
 def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("build_model: error:")]
+    return [line for line in stderr.splitlines() if line.startswith("ovchat-build: error:")]
 
 
 def test_default_build_records_its_fidelity_in_the_manifest(manifest: dict) -> None:

@@ -1,12 +1,17 @@
-"""The runtime never needs torch, transformers or optimum: not installed, never imported."""
+"""The runtime never needs torch, transformers or optimum: not installed, never imported; nor does it
+import the model build (ovchat_build), which may."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ROOT
+
 FORBIDDEN = ("torch", "transformers", "optimum")
+BUILD_PACKAGE = "ovchat_build"
 # The bare CLI does not need the `serve` extra: it must not even import it.
 SERVER_ONLY = ("fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client", "jsonschema")
 
@@ -22,12 +27,13 @@ def test_runtime_env_has_no_torch_transformers_or_optimum() -> None:
 
 
 def test_running_ovchat_imports_none_of_them(model_dir: Path) -> None:
+    never = (*FORBIDDEN, *SERVER_ONLY, BUILD_PACKAGE)
     code = (
         "import sys\n"
         "from ovchat.cli import cli\n"
         f"sys.argv = ['ovchat', 'ask', '--model', {str(model_dir)!r}, '-n', '4', 'hi']\n"
         "try:\n    cli()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN + SERVER_ONLY!r})\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {never!r})\n"
         "assert 'openvino_genai' in sys.modules\n"
         "print('IMPORTED:', ','.join(bad))"
     )
@@ -55,3 +61,20 @@ def test_the_command_skips_openvinos_model_converter(model_dir: Path) -> None:
         subprocess.run([sys.executable, "-c", library], capture_output=True, text=True).stdout.strip()
         == "True"
     )
+
+
+def test_no_runtime_module_imports_the_build() -> None:
+    """Every module of the runtime package, the server's included, read for imports of ovchat_build
+    or of the build-only libraries (at any depth, lazy imports in functions too)."""
+    found = []
+    for path in sorted((ROOT / "src" / "ovchat").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno} {name}"
+                for name in names
+                if name.split(".")[0] in (BUILD_PACKAGE, *FORBIDDEN)
+            ]
+    assert found == []

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a model build costs: each step's wall time and the peak memory of the whole process tree.
 
-Runs build_model.py (in the build env) on SOURCE as a user would, samples the resident memory of
+Runs ovchat-build (in the build env) on SOURCE as a user would, samples the resident memory of
 the build and every process it starts (optimum-cli's export runs in a child) every 0.25 s, and
 attributes each sample to the step running then, from the build's own `[build] step: N s` lines.
 Memory is given twice, from /proc/PID/status (smaps_rollup's PSS would be better, but reading it
@@ -9,7 +9,7 @@ walks every page: at 16 GB resident it took half a core at this rate): the sum o
 sum of anonymous RSS, the part no page cache can give back (RSS also holds the source's
 safetensors, which the export maps from the page cache).
 
-usage: bench_build.py [SOURCE] --label NAME [build_model.py options...]   (no SOURCE: the default model)
+usage: bench_build.py [SOURCE] --label NAME [ovchat-build options...]   (no SOURCE: the default model)
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from report import BUILD, ROOT, machine, replace_section
+from report import BUILD, machine, replace_section
 
-BUILD_PYTHON = BUILD / "venv-build" / "bin" / "python"
-BUILD_SCRIPT = ROOT / "scripts" / "build" / "build_model.py"
+BUILD_COMMAND = BUILD / "venv-build" / "bin" / "ovchat-build"
 STEP_DONE = re.compile(r"^\[build\] (\w+): ([\d.]+) s \(build ([\d.]+) s\)")
 
 
@@ -116,7 +115,7 @@ def report_text(label: str, source: str, extra: list[str], run: Run, rows: list[
     lines = [
         f"### Build: {label}",
         "",
-        f"`build_model.py {source} {' '.join(extra)}` on {machine()}, "
+        f"`ovchat-build {source} {' '.join(extra)}` on {machine()}, "
         f"{time.strftime('%Y-%m-%d')} (`scripts/bench/bench_build.py`): **{run.seconds / 60:.1f} min**, "
         f"peak of the process tree **{peak_rss / 1024:.1f} GB** RSS "
         f"({peak_anon / 1024:.1f} GB of it anonymous); "
@@ -140,14 +139,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("source", nargs="?", help="what build_model.py builds (default: the embedded model)")
+    parser.add_argument("source", nargs="?", help="what ovchat-build builds (default: the embedded model)")
     parser.add_argument("--label", required=True, help="the BENCHMARKS.md section, e.g. 3.8b")
     args, extra = parser.parse_known_args()
     out_dir = BUILD / "bench-build" / args.label
     sources = [args.source] if args.source else []  # none: the default model
     command = [
-        str(BUILD_PYTHON),
-        str(BUILD_SCRIPT),
+        str(BUILD_COMMAND),
         *sources,
         "--out-dir",
         str(out_dir),

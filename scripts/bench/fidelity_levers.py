@@ -21,14 +21,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ovchat.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
+from ovchat_build.export import PROFILES, REFERENCE, ExportFlags, run_export
+from ovchat_build.fidelity import measure
+from ovchat_build.gguf_grid import apply_grid
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "build"))
-
-from export import PROFILES, REFERENCE, ExportFlags, run_export  # noqa: E402
-from fidelity import measure  # noqa: E402
-from gguf_grid import apply_grid  # noqa: E402
-
-from ovchat.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE  # noqa: E402
 
 REPORT = ROOT / "FIDELITY.md"
 TABLE_START, TABLE_END = "<!-- levers: start -->", "<!-- levers: end -->"

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ovchat_build.fidelity import TEXTS_DIR, IRModel
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "build"))
-from fidelity import IRModel  # noqa: E402
 
 FIXTURES = ROOT / "build" / "fixtures" / "gguf"
 WORK = ROOT / "build" / "gguf-fidelity"
 PERPLEXITY = ROOT / "build" / "llama.cpp" / "build" / "bin" / "llama-perplexity"
-TEXTS = sorted((ROOT / "scripts" / "build" / "fidelity_texts").glob("*.txt"))
+TEXTS = sorted(TEXTS_DIR.glob("*.txt"))
 TYPES = ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0"]
 CONTEXT = 256  # llama-perplexity scores the second half of each window of this many tokens
 BEGIN, END = "<!-- gguf-vs-llamacpp -->", "<!-- /gguf-vs-llamacpp -->"
@@ -52,7 +52,7 @@ def build(kind: str) -> Path:
     fixture = FIXTURES / f"smollm2-{kind}.gguf"
     subprocess.run([str(ROOT / "scripts" / "dev" / "gguf_fixtures.sh"), kind], check=True)
     name = f"smollm2-{kind.lower()}"
-    command = [sys.executable, str(ROOT / "scripts" / "build" / "build_model.py"), str(fixture)]
+    command = [sys.executable, "-m", "ovchat_build", str(fixture)]
     command += ["--out-dir", str(WORK / "models"), "--name", name, "--skip-fidelity", "--no-chat-check"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return WORK / "models" / name

@@ -19,9 +19,7 @@ mkdir -p "$OUT"
 HF=$(ls -d "$ROOT"/build/sources/SmolLM2-135M-Instruct.Q4_1-*/ 2>/dev/null | head -1)
 if [[ -z "$HF" ]]; then
     "$PYTHON" - <<'EOF'
-import sys
-sys.path.insert(0, "scripts/build")
-import build_model
+from ovchat_build import build_model
 source = build_model.resolve_source(None)
 build_model.stage_hf_checkpoint(source, build_model.sha256_file(source.path))
 EOF

@@ -1,7 +1,8 @@
 """The model-folder contract shared by the build pipeline and the runtime (standard library only).
 
 What a model folder holds, what its manifest records, which model is the default and where
-models live. The build scripts import this module too, so the build and the runtime cannot drift.
+models live. The model build (ovchat_build) imports this module too, so the build and the runtime
+cannot drift.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ BUILD_COMMAND = "make model"  # what builds the default model in a checkout
 # What to do when a model is missing, worded for a checkout and for an installed wheel alike.
 BUILD_HINT = (
     f"build one in an ovchat checkout with `{BUILD_COMMAND}` (into its build/models) or "
-    "`build/venv-build/bin/python scripts/build/build_model.py --user [SOURCE]` (into the per-user "
-    "models folder), or pass --model PATH"
+    "`build/venv-build/bin/ovchat-build --user [SOURCE]` (into the per-user models folder), "
+    "or pass --model PATH"
 )
 
 # GGUF file types (general.file_type, llama.cpp's llama_ftype) that openvino-genai's own GGUF reader

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fidelity: how far an exported OpenVINO IR drifts from the unquantized source it came from.
 
 The source is the Hugging Face checkpoint run by torch in float32, or in bfloat16 when float32
@@ -16,7 +15,7 @@ answers) are computed once, cached under build/gate-cache keyed by the source's 
 gate's code, then the IR is loaded and compared against them. A second precision, or a rebuild of
 the same source, reads the cache.
 
-Usage (build env): fidelity.py HF_DIR IR_DIR [--min-agreement 0.9]
+Usage (build env): python -m ovchat_build.fidelity HF_DIR IR_DIR [--min-agreement 0.9]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from export import DATA_AWARE, PROFILES, REFERENCE, ExportFlags
+from ovchat_build.export import DATA_AWARE, PROFILES, REFERENCE, ExportFlags
 
 SEARCH_RATIOS = (1.0, 0.8, 0.6, 0.4, 0.2)
 

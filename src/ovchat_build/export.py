@@ -97,7 +97,7 @@ PROFILES: dict[str, ExportFlags] = {
     "speed": replace(REFERENCE, ratio=1.0),
     "quality": replace(REFERENCE, weight_format="int8"),
 }
-LAUNCHER = Path(__file__).resolve().with_name("optimum_launch.py")
+LAUNCHER = "ovchat_build.optimum_launch"  # run as a module (python -m) by the build env's python
 
 
 def export_command(hf_dir: Path, out: Path, flags: ExportFlags) -> list[str]:
@@ -114,7 +114,7 @@ def run_export(hf_dir: Path, out: Path, flags: ExportFlags) -> tuple[list[str], 
     """
     command = export_command(hf_dir, out, flags)
     print("[build] " + " ".join(command), flush=True)
-    launcher = [sys.executable, str(LAUNCHER), *command[1:]]
+    launcher = [sys.executable, "-m", LAUNCHER, *command[1:]]
     prefix, _, pid = out.name.rpartition("-")
     scratch = out.with_name(f"{prefix}-tmp-{pid}")
     scratch.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """optimum-cli's own entry point, seeded, with ovchat's shipped calibration texts as `--dataset ovchat`.
 
-Usage (build env): optimum_launch.py export openvino -m HF_DIR ... OUT  (optimum-cli's arguments)
+Usage (build env): python -m ovchat_build.optimum_launch export openvino -m HF_DIR ... OUT
+(optimum-cli's arguments)
 
 `--dataset auto` has the unquantized model write its own calibration text, one token at a time:
 45 minutes of a 66-minute export at Phi-3-mini's 3.8 B on this 2-core box. `--dataset ovchat`

