@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "build" / "models"
 SOURCES_CACHE = ROOT / "build" / "sources"
 PACKAGE = Path(__file__).resolve().parent
-IMPORTER = ("gguf_import.py",)
+IMPORTER = ("gguf_import.py", "gguf_archs.py")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 VERSIONED = (
     "optimum-intel",

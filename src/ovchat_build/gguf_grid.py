@@ -34,21 +34,12 @@ import openvino as ov
 from openvino import opset13 as ops
 
 from ovchat_build.export import ExportFlags
+from ovchat_build.gguf_archs import Architecture, ArchitectureError, file_architecture
 from ovchat_build.gguf_blocks import FLOATS, LAYOUTS, Grid, unpack
 from ovchat_build.gguf_blocks import reverse_permute as _reverse_permute
 
-# HF module names of a llama-style layer -> the GGUF tensor names llama.cpp gives them.
-LINEAR_NAMES = {
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-}
 IR_WEIGHT = re.compile(r"self\.model\.layers\.(\d+)\.(.+)\.weight$")
-GGUF_LINEAR = re.compile(r"blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$")
+GGUF_WEIGHT = re.compile(r"blk\.(\d+)\.(\w+)\.weight$")
 Q4_1_BLOCK_BYTES = 20  # float16 d, float16 m, 16 bytes of 32 packed 4-bit codes
 
 
@@ -76,8 +67,26 @@ def grid_type(gguf_path: Path) -> str | None:
     types = tensor_types(gguf_path)
     if types is None or uncarried(types):
         return None
-    linear = {kind for name, kind in types.items() if GGUF_LINEAR.search(name)}
+    try:
+        arch = file_architecture(gguf.GGUFReader(gguf_path), gguf_path.name)
+    except ArchitectureError:
+        return None  # the import step says why, in one line
+    linear = {kind for name, kind in types.items() if _linear_kind(name, arch)}
     return "Q4_1" if linear == {"Q4_1"} else "blocks"
+
+
+def _linear_kind(gguf_name: str, arch: Architecture) -> str | None:
+    """A layer's linear weight kind (attn_q, attn_qkv, ffn_up, ...) for `arch`, else None."""
+    match = GGUF_WEIGHT.fullmatch(gguf_name)
+    return match.group(2) if match and match.group(2) in arch.linear else None
+
+
+def _reordered_heads(config: dict[str, Any], arch: Architecture) -> dict[str, int]:
+    """The HF modules whose rows llama.cpp reordered for `arch`, with their head counts."""
+    if not arch.reordered:
+        return {}
+    heads = config["num_attention_heads"]
+    return {"self_attn.q_proj": heads, "self_attn.k_proj": config.get("num_key_value_heads", heads)}
 
 
 def tensor_types(gguf_path: Path) -> dict[str, str] | None:
@@ -112,12 +121,10 @@ def unpack_q4_1(tensor: Any) -> Q4Block:
 def apply_grid(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
     """Replace the int4 asym g32 weights of `ir_dir`'s model with the GGUF's Q4_1 grid, in place."""
     reader = gguf.GGUFReader(gguf_path)
+    arch = _architecture(reader, gguf_path)
     tensors = {t.name: t for t in reader.tensors}
-    config = json.loads((ir_dir / "config.json").read_text())
-    heads = {
-        "self_attn.q_proj": config["num_attention_heads"],
-        "self_attn.k_proj": config.get("num_key_value_heads", config["num_attention_heads"]),
-    }
+    heads = _reordered_heads(json.loads((ir_dir / "config.json").read_text()), arch)
+    kinds = {module: kind for kind, module in arch.linear.items()}
     model = ov.Core().read_model(ir_dir / "openvino_model.xml")
     constants = {
         op.get_friendly_name(): op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"
@@ -125,9 +132,9 @@ def apply_grid(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
     replaced = 0
     for name, weight in constants.items():
         match = IR_WEIGHT.match(name)
-        if not match or match.group(2) not in LINEAR_NAMES:
+        if not match or match.group(2) not in kinds:
             continue
-        source = tensors.get(f"blk.{match.group(1)}.{LINEAR_NAMES[match.group(2)]}.weight")
+        source = tensors.get(f"blk.{match.group(1)}.{kinds[match.group(2)]}.weight")
         if source is None or source.tensor_type.name != "Q4_1":
             raise GridError(f"the GGUF has no Q4_1 tensor for {name}")
         block = unpack_q4_1(source)
@@ -135,10 +142,17 @@ def apply_grid(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
             block = block.rows_reordered(heads[match.group(2)])
         _replace(constants, name, weight, block)
         replaced += 1
-    if replaced != len([t for t in tensors if GGUF_LINEAR.search(t)]):
+    if replaced != len([t for t in tensors if _linear_kind(t, arch)]):
         raise GridError(f"found {replaced} int4 layers in the IR for the GGUF's linear weights")
     _save_in_place(model, ir_dir)
     return {"type": "Q4_1", "tensors": replaced, "zero_point": "f16"}
+
+
+def _architecture(reader: gguf.GGUFReader, gguf_path: Path) -> Architecture:
+    try:
+        return file_architecture(reader, gguf_path.name)
+    except ArchitectureError as exc:
+        raise GridError(str(exc)) from None
 
 
 def _replace(constants: dict[str, Any], name: str, weight: Any, block: Q4Block) -> None:
@@ -188,24 +202,22 @@ CODE_TYPES = {"i4": ov.Type.i4, "u4": ov.Type.u4, "i8": ov.Type.i8, "u8": ov.Typ
 TOLERANCE = 2.0**-21
 
 
-def ir_name(gguf_name: str) -> str | None:
+def ir_name(gguf_name: str, arch: Architecture) -> str | None:
     """The IR constant that holds a GGUF weight tensor (None: not a weight the IR has as a constant)."""
     if gguf_name in IR_NAMES:
         return IR_NAMES[gguf_name]
-    match = re.fullmatch(r"blk\.(\d+)\.(\w+)\.weight", gguf_name)
-    modules = {v: k for k, v in LINEAR_NAMES.items()}
-    if match is None or match.group(2) not in modules:
+    kind = _linear_kind(gguf_name, arch)
+    if kind is None:
         return None
-    return f"self.model.layers.{match.group(1)}.{modules[match.group(2)]}.weight"
+    return f"self.model.layers.{gguf_name.split('.')[1]}.{arch.linear[kind]}.weight"
 
 
 def carry_blocks(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
     """Replace every float32 weight of `ir_dir`'s unquantized model with the GGUF tensor's own
     format (codes, scales, zero points, or 16-bit floats), checked against gguf's dequantizer."""
     reader = gguf.GGUFReader(gguf_path)
-    config = json.loads((ir_dir / "config.json").read_text())
-    heads = {"q_proj": config["num_attention_heads"]}
-    heads["k_proj"] = config.get("num_key_value_heads", heads["q_proj"])
+    arch = _architecture(reader, gguf_path)
+    heads = _reordered_heads(json.loads((ir_dir / "config.json").read_text()), arch)
     model = ov.Core().read_model(ir_dir / "openvino_model.xml")
     constants = {
         op.get_friendly_name(): op for op in model.get_ordered_ops() if op.get_type_name() == "Constant"
@@ -213,14 +225,15 @@ def carry_blocks(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
     counts: dict[str, int] = {}
     worst, f32_scales = 0.0, 0
     for tensor in reader.tensors:
-        kind, name = tensor.tensor_type.name, ir_name(tensor.name)
+        kind, name = tensor.tensor_type.name, ir_name(tensor.name, arch)
         if name is None or kind == "F32":
             continue
         weight = constants.get(name)
         if weight is None:
             raise GridError(f"the IR has no constant {name} for the GGUF's {tensor.name}")
         raw = np.asarray(tensor.data)
-        reorder = heads.get(name.split(".")[-2]) if "self_attn" in name else None
+        module = IR_WEIGHT.match(name)
+        reorder = heads.get(module.group(2)) if module else None
         if kind in FLOATS:
             node = _float_weight(np.asarray(raw.reshape(raw.shape[0], -1)), kind, reorder)
         else:

@@ -1,4 +1,4 @@
-"""Turn a llama-architecture GGUF file into a Hugging Face checkpoint folder.
+"""Turn a GGUF file (llama, qwen2, qwen3, phi3 or gemma3 architecture) into a Hugging Face checkpoint folder.
 
 The weights go through transformers' own GGUF loader (dequantized to float32). The tokenizer
 does not: transformers' GGUF tokenizer conversion gets SmolLM2 wrong (eos becomes
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+
+from ovchat_build.gguf_archs import ArchitectureError, architecture
 
 # llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) that split digits one by one before the
 # GPT-2 byte-level regex: see LLAMA_VOCAB_PRE_TYPE_STARCODER / SMOLLM in llama-vocab.cpp.
@@ -55,11 +57,10 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], GGUFTokenizer]:
     except Exception as exc:  # gguf raises ValueError/struct errors on foreign files
         raise GGUFImportError(f"{path} is not a readable GGUF file ({exc})") from exc
     arch = _field(reader, "general.architecture")
-    if arch != "llama":
-        raise GGUFImportError(
-            f"{path}: GGUF architecture '{arch}' is not supported (only 'llama'); "
-            "convert the original Hugging Face checkpoint instead"
-        )
+    try:
+        architecture(arch, str(path))
+    except ArchitectureError as exc:
+        raise GGUFImportError(str(exc)) from None
     model = _field(reader, "tokenizer.ggml.model")
     if model != "gpt2":
         raise GGUFImportError(
@@ -82,7 +83,10 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], GGUFTokenizer]:
     )
     facts = {
         "name": _field(reader, "general.name"),
-        "context_length": _field(reader, "llama.context_length"),
+        "architecture": arch,
+        "context_length": _field(reader, f"{arch}.context_length"),
+        # transformers' GGUF loader leaves Qwen3's head size at its default (128) instead
+        "head_dim": _field(reader, f"{arch}.attention.key_length"),
         "file_type": _field(reader, "general.file_type"),
     }
     return facts, tokenizer
@@ -179,9 +183,10 @@ def gguf_to_hf(gguf_path: Path, out: Path) -> dict[str, Any]:
 
     facts, tok = read_metadata(gguf_path)
     out.mkdir(parents=True, exist_ok=True)
+    shape = {"head_dim": facts["head_dim"]} if facts["head_dim"] else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32, **shape
         )
     except Exception as exc:
         raise GGUFImportError(f"transformers cannot load {gguf_path}: {exc}") from exc
