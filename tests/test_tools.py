@@ -6,6 +6,7 @@ import html
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,17 @@ def test_a_native_template_carries_the_tools_and_the_loop(native: Server) -> Non
     history = [*ASK, first.choices[0].message.model_dump(exclude_none=True), result]
     final = client.chat.completions.create(model="m", messages=history, tools=[WEATHER], max_tokens=40)
     assert final.choices[0].message.content or final.choices[0].message.tool_calls
+
+
+def test_the_readme_tool_example_runs_as_written(default_server: Server, tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Tool calls") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code, "the tool calls section has no python example"
+    script = code.group(1).replace("http://127.0.0.1:8000/v1", f"{default_server.base}/v1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("get_weather {'city': ")
+    assert "ChatCompletionMessage(" in result.stdout
