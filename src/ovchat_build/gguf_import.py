@@ -85,7 +85,7 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], GGUFTokenizer]:
         "name": _field(reader, "general.name"),
         "architecture": arch,
         "context_length": _field(reader, f"{arch}.context_length"),
-        # transformers' GGUF loader leaves Qwen3's head size at its default (128) instead
+        # transformers' GGUF loader leaves Qwen3's head size at its default (128) instead of this
         "head_dim": _field(reader, f"{arch}.attention.key_length"),
         "file_type": _field(reader, "general.file_type"),
     }
@@ -179,14 +179,16 @@ def _set_special_ids(path: Path, tok: GGUFTokenizer) -> None:
 def gguf_to_hf(gguf_path: Path, out: Path) -> dict[str, Any]:
     """Write an HF checkpoint (float32 weights, rebuilt tokenizer) for `gguf_path` into `out`."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     facts, tok = read_metadata(gguf_path)
     out.mkdir(parents=True, exist_ok=True)
-    shape = {"head_dim": facts["head_dim"]} if facts["head_dim"] else {}
     try:
+        config = AutoConfig.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        if facts["head_dim"]:
+            config.head_dim = facts["head_dim"]
         model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32, **shape
+            gguf_path.parent, gguf_file=gguf_path.name, config=config, dtype=torch.float32
         )
     except Exception as exc:
         raise GGUFImportError(f"transformers cannot load {gguf_path}: {exc}") from exc
