@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from ovchat.model import Model, ModelFiles, find_model, open_model
     from ovchat.options import GenerationOptions
     from ovchat.session import ChatSession, Reply, TurnMetrics, complete_raw
+    from ovchat.tool_calls import ToolCall
+    from ovchat.tool_use import Tool, ToolChoice, ToolUse
 
 __version__ = "0.1.0"
 _LAZY = {
@@ -36,6 +38,10 @@ _LAZY = {
     "Reply": "ovchat.session",
     "TurnMetrics": "ovchat.session",
     "complete_raw": "ovchat.session",
+    "Tool": "ovchat.tool_use",
+    "ToolCall": "ovchat.tool_calls",
+    "ToolChoice": "ovchat.tool_use",
+    "ToolUse": "ovchat.tool_use",
 }
 __all__ = [
     "ChatSession",
@@ -50,6 +56,10 @@ __all__ = [
     "OptionsError",
     "OvchatError",
     "Reply",
+    "Tool",
+    "ToolCall",
+    "ToolChoice",
+    "ToolUse",
     "TranscriptError",
     "TurnMetrics",
     "__version__",

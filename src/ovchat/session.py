@@ -19,6 +19,10 @@ from ovchat.errors import GenerationError, OvchatError, TranscriptError, plain_m
 from ovchat.messages import Message, check_messages, is_text
 from ovchat.model import Model, warm_up_pipeline
 from ovchat.options import GenerationOptions
+from ovchat.tool_calls import ToolCall
+from ovchat.tool_prompt import Turn, has_tool_turns
+from ovchat.tool_session import answer_with_tools
+from ovchat.tool_use import ToolUse
 
 TRANSCRIPT_FORMAT = "ovchat-transcript"
 TRANSCRIPT_VERSION = 1
@@ -43,6 +47,7 @@ class Reply:
     finish_reason: str  # stop | length | cancelled
     metrics: TurnMetrics
     dropped_messages: int = 0  # oldest messages dropped to fit the context window
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the answer makes (send(..., tools=...))
 
 
 class Streamer:
@@ -118,7 +123,7 @@ class ChatSession:
         self.options = options or GenerationOptions()
         self.history = ov_genai.ChatHistory()
         self.last_reply: Reply | None = None
-        self._busy = threading.Lock()  # one generate() at a time on the pipeline
+        self.busy = threading.Lock()  # one generate() at a time on the pipeline
         if system_prompt:
             self.history.append({"role": "system", "content": system_prompt})
 
@@ -149,17 +154,26 @@ class ChatSession:
         return self.model.text_tokenizer.chat_prompt(chosen)
 
     def send(
-        self, text: str, on_text: TextCallback | None = None, cancel: threading.Event | None = None
+        self,
+        text: str,
+        on_text: TextCallback | None = None,
+        cancel: threading.Event | None = None,
+        tools: ToolUse | None = None,
     ) -> Reply:
         """Add a user turn and generate the answer, streaming text pieces to `on_text`.
 
         Setting `cancel` stops generation after the current token; the partial answer is kept
-        in the history (it is what the user saw).
+        in the history (it is what the user saw). With `tools` the answer may call them
+        (Reply.tool_calls); answer the calls with send_tool_results.
         """
         if not text.strip():
             raise OvchatError("the message is empty")
         if not is_text(text):
             raise OvchatError("the message is not valid UTF-8 text")
+        if tools is not None or has_tool_turns(self.messages):
+            return self._tool_turn(
+                [*self.messages, {"role": "user", "content": text}], tools, on_text, cancel
+            )
         conversation: list[Message] = [*self.messages, {"role": "user", "content": text}]
         fit = fit_conversation(
             conversation,
@@ -171,7 +185,7 @@ class ChatSession:
         config = self.options.to_config(self.model.pipeline.get_generation_config(), fit.max_new_tokens)
         streamer = Streamer(on_text, cancel, self.model.settle_memory)
         try:
-            with self._busy:
+            with self.busy:
                 result = self.model.pipeline.generate(history, config, streamer)
         except RuntimeError as exc:
             raise GenerationError(f"generation failed: {plain_message(exc)}") from None
@@ -184,11 +198,38 @@ class ChatSession:
         self.last_reply = Reply(answer, reason, _metrics(result.perf_metrics), fit.dropped)
         return self.last_reply
 
+    def send_tool_results(
+        self,
+        results: dict[str, str],
+        tools: ToolUse | None = None,
+        on_text: TextCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Reply:
+        """Answer the last reply's calls ({call id: result text}) and generate what the model says next."""
+        made = {call.id for call in self.last_reply.tool_calls} if self.last_reply else set()
+        unknown = [call_id for call_id in results if call_id not in made]
+        if unknown or not results:
+            raise OvchatError(f"no call of the last answer has the id {(unknown or [''])[0]!r}")
+        answers = [{"role": "tool", "tool_call_id": i, "content": text} for i, text in results.items()]
+        return self._tool_turn([*self.messages, *answers], tools, on_text, cancel)
+
+    def _tool_turn(
+        self,
+        conversation: list[Turn],
+        tools: ToolUse | None,
+        on_text: TextCallback | None,
+        cancel: threading.Event | None,
+    ) -> Reply:
+        reply, turn = answer_with_tools(self, conversation, tools, on_text, cancel)
+        self.history = ov_genai.ChatHistory([*conversation, turn])
+        self.last_reply = reply
+        return reply
+
     def warm_up(self, cancel: threading.Event | None = None) -> None:
         """Pay OpenVINO's one-time set-up now rather than in the first answer (model.warm_up_pipeline).
 
         Setting `cancel` stops it after the prompt step, the part that pays the set-up."""
-        with self._busy:
+        with self.busy:
             warm_up_pipeline(self.model.pipeline, Streamer(None, cancel, self.model.settle_memory))
             self.model.settle_memory()
             _reset_kv_state(self.model.pipeline)

@@ -37,6 +37,7 @@ class ToolCall:
     name: str
     arguments: str
     complete: bool = True  # False: the answer ended inside it (out of tokens)
+    id: str = ""  # given by whoever hands the call on (the server, ChatSession)
 
 
 @dataclass(frozen=True)
