@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -70,3 +74,16 @@ def test_the_tool_loop_through_langchain(chat: ChatOpenAI) -> None:
     result = ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"])
     final = chat.bind_tools([get_weather]).invoke([*history, answer, result])
     assert final.content or final.tool_calls
+
+
+def test_the_readme_langchain_example_runs_as_written(default_server: Server, tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Tool calls") :]
+    code = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "langchain" in block]
+    assert code, "the tool calls section has no LangChain example"
+    script = code[0].replace("http://127.0.0.1:8000/v1", f"{default_server.base}/v1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[{'name': 'get_weather', 'args': {'city': ")
