@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -17,7 +18,7 @@ SCHEMA = {
 WEATHER = Tool("get_weather", "The weather in a city", SCHEMA)
 
 
-def test_a_required_call_its_result_and_the_next_turn(model: Model) -> None:
+def test_a_required_call_its_result_and_the_next_turn(model: Model, tmp_path: Path) -> None:
     session = ChatSession(model, GenerationOptions(temperature=0, max_new_tokens=120))
     heard: list[str] = []
     reply = session.send(
@@ -36,3 +37,7 @@ def test_a_required_call_its_result_and_the_next_turn(model: Model) -> None:
     assert roles == ["user", "assistant", "tool", "assistant"]
     assert session.messages[1]["tool_calls"][0]["function"]["arguments"] == call.arguments
     assert session.send("Thanks!").text  # a plain turn after tool turns still answers
+    session.save(tmp_path / "chat.json")
+    again = ChatSession(model)
+    again.load(tmp_path / "chat.json")
+    assert again.messages == session.messages  # the calls and results are kept

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 Message = dict[str, str]
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result (tool_call_id), from the library
 
 
 def is_text(text: str) -> bool:
@@ -26,4 +28,13 @@ def check_messages(messages: object) -> list[Message]:
             raise ValueError(f"message {number} is not valid UTF-8 text")
         if message.get("role") not in ROLES:
             raise ValueError(f"message {number} has role {message.get('role')!r}; roles: {', '.join(ROLES)}")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+    return [_kept(m) for m in messages]
+
+
+def _kept(message: dict[str, Any]) -> Any:
+    """The message's role and content, and the calls or the call id of a tool turn."""
+    kept = {"role": message["role"], "content": message["content"]}
+    for key in ("tool_calls", "tool_call_id"):
+        if message.get(key):
+            kept[key] = message[key]
+    return kept
