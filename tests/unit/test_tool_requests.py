@@ -9,6 +9,7 @@ import pytest
 
 from ovchat.errors import RequestRejected
 from ovchat.server.errors import error_reply
+from ovchat.server.recovery import culprit_error
 from ovchat.server.schemas import ChatRequest, HttpRefusal
 from ovchat.server.tool_requests import MAX_TOOLS
 from ovchat.tool_calls import parse_answer
@@ -151,3 +152,11 @@ def test_native_templates_get_arguments_as_objects_and_results_named() -> None:
     turns = native_turns(LOOP)
     assert turns[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}
     assert turns[2]["name"] == "get_weather"
+
+
+def test_a_step_broken_by_a_tool_grammar_is_the_clients_400_naming_tools() -> None:
+    request = chat(tools=[WEATHER], tool_choice="required").engine_request()
+    assert request.constrained
+    error = culprit_error(request, "Regex parsing error")
+    assert isinstance(error, RequestRejected) and error.param == "tools"
+    assert not chat(tools=[WEATHER], tool_choice="none").engine_request().constrained
