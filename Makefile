@@ -6,12 +6,13 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf
+.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
 	@echo "make test   set everything up and run the whole test suite"
 	@echo "make test-fast  the unit layer only (pure rules, request mapping, scheduler): seconds, no model"
+	@echo "make test-archs  every architecture (llama, mistral, qwen2, qwen3, phi3, gemma3) from an HF folder and a GGUF"
 	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
@@ -69,6 +70,13 @@ test: setup model lint system-deps deploy-check-env
 # The unit layer: no model, no server, no build env.
 test-fast: setup
 	$(VENV)/bin/pytest -q tests/unit
+
+# Every architecture the build takes, from an HF folder and from a GGUF (tests/test_build_archs.py):
+# built, gated, chatted with through its own template; the dressed SmolLM2s answer as the original
+# does. `make test` builds one of them (Phi-3 from its GGUF); this all twelve (six architectures,
+# two sources each; about an hour on 2 cores).
+test-archs: setup model
+	OVCHAT_TEST_ARCHS=1 $(VENV)/bin/pytest -q -p no:randomly tests/test_build_archs.py
 
 # Benchmark envs: ovchat as users install it (no extras), llama.cpp alone, and the driver.
 # Reinstalled whenever any file of the package changes (the server and web page included).

@@ -15,8 +15,8 @@ gets its family's chat template and special tokens. Those are SmolLM2's own cont
 ids unchanged: the end of an answer is id 2 in every family (`<|im_end|>`, `</s>`, `<|end|>`,
 `<end_of_turn>`), the token SmolLM2 learned to stop on.
 
-Cached under build/fixtures/archs/<digest>/ (the digest: this file, the checkpoint's name and
-llama.cpp's version); a fixture already there is kept.
+Cached under build/fixtures/archs/<digest>/ (the digest: this file, llama.cpp's version and the
+checkpoint's files); a fixture already there is kept.
 Usage: arch_fixtures.py CHECKPOINT [ARCH...]   (default: every one; prints the fixtures' folder)
 """
 
@@ -122,8 +122,13 @@ RANDOM_SHAPE = (256, 512, 2, 4, 2, 64)
 
 
 def digest(checkpoint: Path) -> str:
-    blob = Path(__file__).read_bytes() + checkpoint.name.encode() + LLAMA_CPP.parent.name.encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    """This file, llama.cpp's version and the checkpoint's content (not its folder's name, which
+    changes with the GGUF importer's code)."""
+    blob = hashlib.sha256(Path(__file__).read_bytes() + LLAMA_CPP.parent.name.encode())
+    for path in sorted(checkpoint.iterdir()):
+        with path.open("rb") as handle:
+            blob.update(path.name.encode() + hashlib.file_digest(handle, "sha256").digest())
+    return blob.hexdigest()[:12]
 
 
 def write_tokenizer(checkpoint: Path, out: Path, dress: Dress) -> None:
