@@ -28,6 +28,7 @@ from ovchat.server.engine import (
     EngineConfig,
     EngineState,
     GenerationRequest,
+    Job,
 )
 from ovchat.server.metrics import ServerMetrics
 
@@ -142,18 +143,11 @@ def ask(text: str, tokens: int = 8, schema: str | None = None) -> GenerationRequ
 
 
 async def answer(engine: Engine, request: GenerationRequest) -> tuple[str, Done | OvchatError]:
-    text = ""
     try:
         job = engine.submit(request)
-        await job.accepted()
-        async for event in job.stream():
-            if isinstance(event, Delta):
-                text += event.text
-            else:
-                return text, event
     except OvchatError as exc:
-        return text, exc
-    raise AssertionError("the stream ended without Done")
+        return "", exc
+    return await collect(job)
 
 
 def run(coro: Callable[[], Any]) -> Any:
@@ -284,3 +278,54 @@ def test_a_request_genai_refuses_to_add_fails_alone_and_the_engine_lives_on() ->
     assert text == "abc" and isinstance(done, Done)
     assert engine.state == "ready" and not fatal
     engine.close()
+
+
+def test_a_job_cancelled_while_queued_still_hears_that_it_ended() -> None:
+    engine, _ = make_engine()
+
+    async def go() -> OvchatError | None:
+        with engine._queue.wake:  # the engine thread cannot admit the job before it is cancelled
+            job = engine.submit(ask("gone"))
+            engine.cancel(job)
+        try:
+            await job.accepted()  # a handler still waiting here must wake up, not wait for shutdown
+        except OvchatError as exc:
+            return exc
+        return None
+
+    error = run(go)
+    assert error is not None and "cancelled" in str(error)
+    assert engine.state == "ready"
+    engine.close()
+
+
+def test_jobs_picked_to_continue_hear_the_failure_when_the_engine_gives_up() -> None:
+    engine, fatal = make_engine(EngineConfig(max_batch=4), fail_always=True)
+
+    async def go() -> list[tuple[str, Done | OvchatError]]:
+        # Submitted in one instant: the first four fill the batch and, retried one at a time, use up
+        # the failed steps; the next four go in together, are picked to continue, and the engine
+        # gives up on that very step.
+        with engine._queue.wake:
+            jobs = [engine.submit(ask(f"q{i}", 3)) for i in range(8)]
+        return list(await asyncio.gather(*(collect(job) for job in jobs)))
+
+    results = run(go)
+    assert all(isinstance(end, OvchatError) for _, end in results)
+    assert [isinstance(end, Unavailable) for _, end in results[4:]] == [True] * 4
+    assert engine.state == "failed" and fatal
+    engine.close()
+
+
+async def collect(job: Job) -> tuple[str, Done | OvchatError]:
+    text = ""
+    try:
+        await job.accepted()
+        async for event in job.stream():
+            if isinstance(event, Delta):
+                text += event.text
+            else:
+                return text, event
+    except OvchatError as exc:
+        return text, exc
+    raise AssertionError("the stream ended without Done")

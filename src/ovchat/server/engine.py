@@ -272,11 +272,12 @@ class Engine:
         self._running.clear()
         for job, error in sorted_out.failed:
             job.end(Outcome.FAILED, self.metrics, Failed(error))
+        # Back in the queue before anything else: giving up fails the queue, so they hear it too.
+        self._queue.put_back(sorted_out.retry)
         if self._failed_steps > MAX_FAILED_STEPS:
             self._give_up(f"the engine failed {self._failed_steps} steps in a row: {message}")
             return
         with self._queue.wake:
-            self._queue.put_back(sorted_out.retry)
             self.state = EngineState.RECOVERING
         self._batch = None
         gc.collect()  # the old pipeline's memory goes before the new one loads

@@ -150,3 +150,8 @@ class Job:
             self.post(last)
         metrics.count_generation(outcome, self.prompt_tokens, len(self.ids))
         self.handle = None
+
+    def end_cancelled(self, metrics: ServerMetrics) -> None:
+        """End a job whose client has gone; a Failed is still posted, so that a handler awaiting
+        accepted() or the stream wakes up instead of waiting for the shutdown."""
+        self.end(Outcome.CANCELLED, metrics, Failed(OvchatError("the request was cancelled")))

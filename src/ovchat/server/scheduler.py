@@ -53,7 +53,7 @@ class Scheduler:
         """Move waiting jobs into the batch; a suspect goes in alone, so a failing step names it."""
         while len(self.running) < self.max_batch and (job := queue.next(self.running)) is not None:
             if job.cancelled:
-                job.end(Outcome.CANCELLED, self.metrics)
+                job.end_cancelled(self.metrics)
                 continue
             if job.config is None and not self._prepare(job):
                 continue
@@ -129,8 +129,7 @@ class Scheduler:
             if job.handle is not None:
                 job.handle.cancel()
                 self.running.remove(job)
-            # Posted to wake a waiter, if any is left.
-            job.end(Outcome.CANCELLED, self.metrics, Failed(OvchatError("the request was cancelled")))
+            job.end_cancelled(self.metrics)
 
     def step(self) -> Exception | None:
         """Run one step and read its tokens; the exception if the step failed (nothing read)."""
