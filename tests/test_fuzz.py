@@ -65,6 +65,9 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
         "/health",
         "/live",
         "/metrics",
+        "/tokenize",
+        "/detokenize",
+        "/apply-template",
     }
     temperature = document["components"]["schemas"]["ChatRequest"]["properties"]["temperature"]
     assert (temperature["minimum"], temperature["maximum"]) == (0.0, 2.0)  # GenerationOptions' bounds
@@ -74,7 +77,8 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
         for op in operations.values()
         if "503" in op["responses"]
     }
-    assert set(unavailable) == {"/v1/chat/completions", "/v1/completions", "/health", "/live"}
+    generating = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/apply-template"}
+    assert set(unavailable) == generating | {"/health", "/live"}
     assert all("Retry-After" in answer["headers"] for answer in unavailable.values())  # every 503 sends it
     assert document == app_document()
 

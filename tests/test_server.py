@@ -504,6 +504,9 @@ def test_every_protected_route_needs_the_key_and_health_does_not(base: str) -> N
         ("GET", "/v1/models"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
+        ("POST", "/tokenize"),
+        ("POST", "/detokenize"),
+        ("POST", "/apply-template"),
     ):
         response = httpx.request(method, f"{base}{path}", json={})
         assert response.status_code == 401, path
@@ -540,3 +543,41 @@ def test_metrics_count_requests_tokens_latencies_and_queue(server: Server, clien
     bad = httpx.post(f"{server.base}/v1/chat/completions", json={"messages": []}, headers=auth())
     assert bad.status_code == 400
     assert server.metric("ovchat_requests_total", path="/v1/chat/completions", code="400") >= 1
+
+
+def post(base: str, path: str, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(f"{base}{path}", json=body, headers=auth(), timeout=60)
+
+
+def test_tokenize_counts_a_prompt_as_its_generation_does_and_detokenize_round_trips(
+    base: str, client: openai.OpenAI
+) -> None:
+    text = "héllo wörld 😀 <|im_start|>"
+    ids = post(base, "/tokenize", {"content": text}).json()["tokens"]
+    pieces = post(base, "/tokenize", {"content": text, "with_pieces": True}).json()["tokens"]
+    assert [p["id"] for p in pieces] == ids and 1 in ids  # the special token's text is parsed
+    # A token holding part of the emoji is its bytes; all of them together are the text's bytes.
+    assert any(isinstance(p["piece"], list) for p in pieces)
+    joined = b"".join(
+        bytes(p["piece"]) if isinstance(p["piece"], list) else p["piece"].encode() for p in pieces
+    )
+    assert joined == text.encode()
+    assert post(base, "/detokenize", {"tokens": ids}).json() == {"content": text}
+    answer = client.completions.create(model="m", prompt=text, max_tokens=1)
+    assert answer.usage is not None and answer.usage.prompt_tokens == len(ids)
+
+
+def test_apply_template_is_the_prompt_a_chat_answer_reads(base: str, client: openai.OpenAI) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    prompt = post(base, "/apply-template", {"messages": messages}).json()["prompt"]
+    assert prompt.endswith("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n")
+    answer = client.chat.completions.create(model="m", messages=messages, max_tokens=1)  # type: ignore[arg-type]
+    ids = post(base, "/tokenize", {"content": prompt}).json()["tokens"]
+    assert answer.usage is not None and answer.usage.prompt_tokens == len(ids)
+
+
+def test_a_token_outside_the_vocabulary_is_a_400_and_the_next_request_is_served(base: str) -> None:
+    refused = post(base, "/detokenize", {"tokens": [5, 49152]})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "tokens"
+    assert "49151" in refused.json()["error"]["message"]
+    assert post(base, "/detokenize", {"tokens": [5]}).status_code == 200

@@ -17,7 +17,7 @@ from ovchat.server.routes import API, PROTECTED
 from ovchat.server.settings import ServerSettings
 
 ROUTES = {"/openapi.json", "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/live"}
-ROUTES |= {"/metrics", "/", "/app.js", "/style.css"}
+ROUTES |= {"/metrics", "/tokenize", "/detokenize", "/apply-template", "/", "/app.js", "/style.css"}
 OPEN = {"/health", "/live", "/", "/app.js", "/style.css"}  # the probes and the chat page need no key
 
 

@@ -14,12 +14,13 @@ keep failing, the engine reports itself failed and the server exits.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import openvino_genai as ov_genai
 
@@ -37,12 +38,14 @@ from ovchat.server.jobs import (
     Job,
     Outcome,
     StrEnum,
+    TokenizerTask,
 )
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.queue import JobQueue
 from ovchat.server.recovery import MAX_FAILED_STEPS, triage
 from ovchat.server.scheduler import Scheduler
 from ovchat.server.settings import KV_BLOCK_TOKENS, EngineConfig
+from ovchat.server.token_bytes import TokenBytes
 
 __all__ = [
     "MAX_FAILED_STEPS",
@@ -59,6 +62,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("ovchat.server")
+Result = TypeVar("Result")
 
 
 class EngineState(StrEnum):
@@ -117,6 +121,7 @@ class Engine:
         self._opener = opener or self._open_pipeline
         self._queue = JobQueue(config.max_queue)
         self._batch: Scheduler | None = None  # one per pipeline, made on the engine thread
+        self._token_bytes = TokenBytes(None if model.is_gguf else model.path)  # kept across rebuilds
         self._failed_steps = 0
         self.tool_format: ToolFormat | None = None  # known once loaded
         self._thread = threading.Thread(target=self._run, name="ovchat-engine", daemon=True)
@@ -148,16 +153,31 @@ class Engine:
     def submit(self, request: GenerationRequest) -> Job:
         """Queue a request (call on the event loop); all the work on it happens on the engine thread."""
         with self._queue.wake:
-            if self._queue.stopping:
-                raise Unavailable("the server is shutting down: retry on another replica", "shutting_down")
-            if self.state in (EngineState.LOADING, EngineState.FAILED, EngineState.STOPPED):
-                raise Unavailable(
-                    "the model is still loading: retry shortly"
-                    if self.state == EngineState.LOADING
-                    else "the model is not available",
-                    "model_not_ready",
-                )
+            self._check_open()
             return self._queue.put(request, free_slots=max(0, self.config.max_batch - self.running))
+
+    async def on_tokenizer(self, work: Callable[[Scheduler], Result]) -> Result:
+        """`work` run on the engine thread between two steps, with the pipeline's tokenizer and chat
+        template (the token routes): the tokenizer is never used from two threads at once."""
+        loop = asyncio.get_running_loop()
+        task = TokenizerTask(work, loop, loop.create_future())
+        with self._queue.wake:
+            self._check_open()
+            self._queue.put_task(task)
+        result: Result = await task.future
+        return result
+
+    def _check_open(self) -> None:
+        """Unavailable unless the engine takes new work (call holding the queue's lock)."""
+        if self._queue.stopping:
+            raise Unavailable("the server is shutting down: retry on another replica", "shutting_down")
+        if self.state in (EngineState.LOADING, EngineState.FAILED, EngineState.STOPPED):
+            raise Unavailable(
+                "the model is still loading: retry shortly"
+                if self.state == EngineState.LOADING
+                else "the model is not available",
+                "model_not_ready",
+            )
 
     def cancel(self, job: Job) -> None:
         """Stop `job` at the engine's next step (safe to call at any time, more than once)."""
@@ -202,6 +222,7 @@ class Engine:
             self.config.max_batch,
             self.context_length,
             self.config.max_tokens_ceiling,
+            self._token_bytes,
         )
         self.tool_format = self._batch.tool_format
 
@@ -232,8 +253,10 @@ class Engine:
             time.sleep(0)  # step() held the GIL: let the event loop run before the next one
 
     def _turn(self) -> None:
-        """Admit, drop the cancelled, step once."""
+        """Run the tokenizer tasks, admit, drop the cancelled, step once."""
         assert self._batch is not None
+        for task in self._queue.take_tasks():
+            task.run(self._batch)
         self._batch.admit(self._queue)
         self._batch.drop_cancelled(self._queue)
         if self._batch.running:
@@ -256,12 +279,11 @@ class Engine:
             self._on_fatal(message)
         jobs = [*self._queue.take_all(), *self._running]
         self._running.clear()
+        gone = Unavailable("the model is not available", "model_not_ready")
         for job in jobs:
-            job.end(
-                Outcome.FAILED,
-                self.metrics,
-                Failed(Unavailable("the model is not available", "model_not_ready")),
-            )
+            job.end(Outcome.FAILED, self.metrics, Failed(gone))
+        for task in self._queue.take_tasks():
+            task.settle(None, gone)
 
     def _recover(self, exc: Exception) -> None:
         """A step failed: blame the job(s) admitted just before it, rebuild, continue the others."""

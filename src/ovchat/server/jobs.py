@@ -10,16 +10,17 @@ thread posts them through the job's event loop, the only way it talks to asyncio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import openvino_genai as ov_genai
 
-from ovchat.errors import OvchatError
+from ovchat.errors import OvchatError, RequestRejected, plain_message
 from ovchat.options import GenerationOptions
 from ovchat.tool_prompt import Turn
 from ovchat.tool_use import ToolUse
@@ -155,3 +156,36 @@ class Job:
         """End a job whose client has gone; a Failed is still posted, so that a handler awaiting
         accepted() or the stream wakes up instead of waiting for the shutdown."""
         self.end(Outcome.CANCELLED, metrics, Failed(OvchatError("the request was cancelled")))
+
+
+@dataclass(eq=False)
+class TokenizerTask:
+    """Work on the model's tokenizer or template (the token routes), run on the engine thread between
+    steps like every other pipeline call; its result or OvchatError settles `future` on its loop."""
+
+    work: Callable[[Any], Any]  # given the engine's Scheduler
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+    def run(self, batch: Any) -> None:
+        try:
+            result, error = self.work(batch), None
+        except OvchatError as exc:
+            result, error = None, exc
+        except Exception as exc:  # GenAI refused this input: it fails alone
+            result, error = None, RequestRejected(f"the tokenizer refused the input: {plain_message(exc)}")
+        self.settle(result, error)
+
+    def settle(self, result: Any, error: OvchatError | None) -> None:
+        """Hand the outcome to the task's event loop (called on the engine thread)."""
+
+        def done() -> None:
+            if self.future.done():  # the client left
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
+            self.loop.call_soon_threadsafe(done)

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from ovchat.errors import Unavailable
-from ovchat.server.jobs import GenerationRequest, Job
+from ovchat.server.jobs import GenerationRequest, Job, TokenizerTask
 
 
 class JobQueue:
@@ -24,6 +24,7 @@ class JobQueue:
         self.stopping = False  # no new jobs; the engine thread ends once idle
         self.abort = False  # cancel whatever is left as well
         self._waiting: deque[Job] = deque()
+        self._tasks: deque[TokenizerTask] = deque()  # the token routes' work, run before the next step
         self._next_id = 0
 
     def __len__(self) -> int:
@@ -42,6 +43,23 @@ class JobQueue:
             self.wake.notify()
         return job
 
+    def put_task(self, task: TokenizerTask) -> None:
+        """Tokenizer work for the engine thread (call on the event loop); Unavailable when too much waits."""
+        with self.wake:
+            if len(self._tasks) > self.max_queue:
+                raise Unavailable(
+                    f"the server is busy ({len(self._tasks)} tokenizer requests waiting): retry later",
+                    "queue_full",
+                )
+            self._tasks.append(task)
+            self.wake.notify()
+
+    def take_tasks(self) -> list[TokenizerTask]:
+        with self.wake:
+            tasks = list(self._tasks)
+            self._tasks.clear()
+        return tasks
+
     def put_back(self, jobs: list[Job]) -> None:
         """Jobs to continue after a rebuild, ahead of new arrivals, in their order."""
         with self.wake:
@@ -54,12 +72,12 @@ class JobQueue:
     def wait_for_work(self, running: list[Job]) -> bool:
         """Block until there is something to do; False once stopping and idle (or aborted)."""
         with self.wake:
-            while not (self._waiting or running or self.stopping):
+            while not (self._waiting or self._tasks or running or self.stopping):
                 self.wake.wait()
             if self.abort:
                 for job in [*self._waiting, *running]:
                     job.cancelled = True
-            return not (self.stopping and not self._waiting and not running)
+            return not (self.stopping and not self._waiting and not self._tasks and not running)
 
     def next(self, running: Iterable[Job]) -> Job | None:
         """The next job to admit, or None; a suspect waits until no job in the batch is fresh, so

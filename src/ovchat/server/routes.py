@@ -23,6 +23,14 @@ from ovchat.server.schemas import (
     TextCompletion,
 )
 from ovchat.server.settings import ServerSettings
+from ovchat.server.tokens import (
+    ApplyTemplateRequest,
+    Detokenized,
+    DetokenizeRequest,
+    TemplatedPrompt,
+    TokenizeRequest,
+    Tokens,
+)
 from ovchat.server.wire import ReplyWriter
 
 # Each server-sent event carries one JSON chunk as its data, the last one the text [DONE].
@@ -117,6 +125,25 @@ async def generate(
         body.include_usage,
         body.name_fields,
     )
+
+
+@API.post("/tokenize", response_model=Tokens, openapi_extra=PROTECTED, responses=ERRORS)
+async def tokenize(body: TokenizeRequest, replica: ReplicaOf) -> dict[str, Any]:
+    """llama-server's /tokenize: the ids of `content` as the model counts them (with_pieces: each
+    id's text, or its bytes when it holds part of a character)."""
+    return await replica.engine.on_tokenizer(body.work_for())
+
+
+@API.post("/detokenize", response_model=Detokenized, openapi_extra=PROTECTED, responses=ERRORS)
+async def detokenize(body: DetokenizeRequest, replica: ReplicaOf) -> dict[str, Any]:
+    """llama-server's /detokenize: the text of `tokens`."""
+    return await replica.engine.on_tokenizer(body.work_for())
+
+
+@API.post("/apply-template", response_model=TemplatedPrompt, openapi_extra=PROTECTED, responses=ERRORS)
+async def apply_template(body: ApplyTemplateRequest, replica: ReplicaOf) -> dict[str, Any]:
+    """llama-server's /apply-template: the prompt the chat template makes of `messages` (and `tools`)."""
+    return await replica.engine.on_tokenizer(body.work_for())
 
 
 @API.get("/v1/models", response_model=ModelList, openapi_extra=PROTECTED, responses={401: ERRORS[401]})

@@ -21,6 +21,7 @@ from ovchat.server.detokenizer import post_new_text
 from ovchat.server.jobs import Accepted, Done, Failed, Job, Outcome
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.queue import JobQueue
+from ovchat.server.token_bytes import TokenBytes
 from ovchat.tool_prompt import Turn, has_tool_turns, tool_chat_prompt
 from ovchat.tool_use import ToolUse
 
@@ -38,6 +39,7 @@ class Scheduler:
         max_batch: int,
         context_length: int | None,
         max_tokens_ceiling: int | None,
+        token_bytes: TokenBytes | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.tokenizer = tokenizer
@@ -46,6 +48,7 @@ class Scheduler:
         self.context_length = context_length
         self.max_tokens_ceiling = max_tokens_ceiling
         self.running: list[Job] = []
+        self.token_bytes = token_bytes or TokenBytes(None)
         # How the template carries tools (the fast tests' stand-in tokenizer has none).
         self.tool_format = tool_format(getattr(tokenizer, "tokenizer", None))
 
@@ -89,7 +92,7 @@ class Scheduler:
         prompt = request.prompt
         if request.messages is not None:
             try:
-                prompt = self._chat_prompt(request.messages, request.tools)
+                prompt = self.chat_prompt(request.messages, request.tools)
             except RuntimeError as exc:
                 raise RequestRejected(
                     f"the model's chat template refused the messages: {plain_message(exc)}",
@@ -117,7 +120,7 @@ class Scheduler:
         except RuntimeError as exc:
             raise RequestRejected(f"invalid generation settings: {plain_message(exc)}") from None
 
-    def _chat_prompt(self, messages: list[Turn], tools: ToolUse | None) -> str:
+    def chat_prompt(self, messages: list[Turn], tools: ToolUse | None) -> str:
         """The templated prompt; with tools or tool turns, through the model's template or the fallback."""
         if tools is None and not has_tool_turns(messages):
             return self.tokenizer.chat_prompt(messages)

@@ -1,0 +1,132 @@
+"""llama-server's token routes (/tokenize, /detokenize, /apply-template): their bodies, as
+llama.cpp's tools/server README gives them, and the work each does on the engine thread.
+
+The work goes through Engine.on_tokenizer: the same tokenizer and template, on the same thread,
+as the budget checks of a generation, between two steps (so never more than one step's wait).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from ovchat.errors import RequestRejected
+from ovchat.server.schemas import ChatMessage, HttpRefusal, Strict
+from ovchat.server.tool_requests import ToolSpec, check_tool_turns, tool_use
+
+if TYPE_CHECKING:
+    from ovchat.server.scheduler import Scheduler
+
+Work = Callable[["Scheduler"], dict[str, Any]]  # what Engine.on_tokenizer runs
+Piece = str | list[int]  # the piece's text, or its bytes when they are not whole UTF-8 characters
+
+
+class TokenizeRequest(Strict):
+    content: str
+    add_special: bool = False
+    parse_special: bool = True
+    with_pieces: bool = False
+
+    def work_for(self) -> Work:
+        """The work, once the request is checked here, on the event loop."""
+        if not self.parse_special:
+            raise HttpRefusal(
+                "parse_special false is not supported: special tokens in the text are always parsed",
+                param="parse_special",
+            )
+        return self.work
+
+    def work(self, batch: Scheduler) -> dict[str, Any]:
+        ids = encode(batch, self.content, self.add_special)
+        if not self.with_pieces:
+            return {"tokens": ids}
+        return {"tokens": [{"id": i, "piece": p} for i, p in zip(ids, pieces(batch, ids), strict=True)]}
+
+
+class DetokenizeRequest(Strict):
+    tokens: list[int]
+
+    def work_for(self) -> Work:
+        return self.work
+
+    def work(self, batch: Scheduler) -> dict[str, Any]:
+        vocabulary = batch.token_bytes.vocab_size()
+        for number, token in enumerate(self.tokens):
+            if token < 0 or (vocabulary is not None and token >= vocabulary):
+                raise RequestRejected(
+                    f"tokens[{number}]: {token} is not a token of this model "
+                    f"(ids go from 0 to {(vocabulary or 2**31) - 1})",
+                    param="tokens",
+                )
+        return {"content": decode(batch, self.tokens)}
+
+
+class ApplyTemplateRequest(Strict):
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[ToolSpec] | None = None
+
+    def work_for(self) -> Work:
+        """The work, once the messages are checked here, on the event loop."""
+        messages = [m.as_dict() for m in self.messages]
+        check_tool_turns(messages)
+        tools = tool_use(self.tools, None, None)
+
+        def work(batch: Scheduler) -> dict[str, str]:
+            try:
+                return {"prompt": batch.chat_prompt(messages, tools)}
+            except RuntimeError as exc:
+                raise RequestRejected(
+                    "the model's chat template refused the messages", param="messages"
+                ) from exc
+
+        return work
+
+
+class TokenPiece(BaseModel):
+    id: int
+    piece: Piece
+
+
+class Tokens(BaseModel):
+    tokens: list[int] | list[TokenPiece]
+
+
+class Detokenized(BaseModel):
+    content: str
+
+
+class TemplatedPrompt(BaseModel):
+    prompt: str
+
+
+def encode(batch: Scheduler, text: str, add_special: bool) -> list[int]:
+    """The ids of `text` as a prompt's budget check counts them (with the BOS etc. if `add_special`)."""
+    if not add_special:
+        return batch.tokenizer.encode(text)
+    ids = batch.tokenizer.tokenizer.encode(text, add_special_tokens=True).input_ids
+    return [int(i) for i in ids.data[0]]
+
+
+def decode(batch: Scheduler, ids: list[int]) -> str:
+    """The text of `ids`, special tokens included (so that tokenize and detokenize round-trip)."""
+    tokenizer = batch.tokenizer
+    inner = getattr(tokenizer, "tokenizer", None)
+    return str(inner.decode(ids, skip_special_tokens=False)) if inner is not None else tokenizer.decode(ids)
+
+
+def pieces(batch: Scheduler, ids: list[int]) -> list[Piece]:
+    """Each token's text; its bytes instead where it holds part of a character (llama-server's rule)."""
+    texts = [decode(batch, [i]) for i in ids]
+    raw = batch.token_bytes.of(ids) if any("\ufffd" in t for t in texts) else None
+    out: list[Piece] = []
+    for number, text in enumerate(texts):
+        if "\ufffd" in text and raw is not None and raw[number]:
+            try:
+                text = raw[number].decode("utf-8")
+            except UnicodeDecodeError:
+                out.append(list(raw[number]))
+                continue
+        out.append(text)
+    return out
