@@ -292,7 +292,7 @@ BAD_REQUESTS = [
     ("unknown role", {"messages": [{"role": "robot", "content": "x"}]}, None, 400, "messages[0].role"),
     ("n=2", {**ASK, "n": 2}, None, 400, "n"),
     ("tool without a function", {**ASK, "tools": [{"type": "function"}]}, None, 400, "tools[0].function"),
-    ("logprobs", {**ASK, "logprobs": True}, None, 400, "logprobs"),
+    ("top_logprobs", {**ASK, "logprobs": True, "top_logprobs": 5}, None, 400, "top_logprobs"),
     ("negative max_tokens", {**ASK, "max_tokens": -1}, None, 400, "max_tokens"),
     ("min_p of 1", {**ASK, "min_p": 1.0}, None, 400, "min_p"),
     ("oversized body", {"messages": [{"role": "user", "content": "x" * MAX_BODY}]}, None, 413, None),
@@ -581,3 +581,52 @@ def test_a_token_outside_the_vocabulary_is_a_400_and_the_next_request_is_served(
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "tokens"
     assert "49151" in refused.json()["error"]["message"]
     assert post(base, "/detokenize", {"tokens": [5]}).status_code == 200
+
+
+def test_logprobs_give_each_generated_tokens_logprob_whole_and_streamed(client: openai.OpenAI) -> None:
+    ask = {"model": "m", "messages": [{"role": "user", "content": "Name a fruit."}], "max_tokens": 12}
+    whole = client.chat.completions.create(**ask, temperature=0, logprobs=True)  # type: ignore[call-overload]
+    choice = whole.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content is not None
+    tokens = choice.logprobs.content
+    assert whole.usage is not None and len(tokens) == whole.usage.completion_tokens
+    assert all(t.logprob <= 0 and t.top_logprobs == [] and t.bytes is not None for t in tokens)
+    answer_bytes = b"".join(bytes(t.bytes or []) for t in tokens)
+    assert answer_bytes.decode().startswith(choice.message.content or "")  # then, maybe, <|im_end|>
+    stream = client.chat.completions.create(**ask, temperature=0, logprobs=True, stream=True)  # type: ignore[call-overload]
+    streamed = [
+        t
+        for chunk in stream
+        if chunk.choices and chunk.choices[0].logprobs
+        for t in chunk.choices[0].logprobs.content or []
+    ]
+    assert [t.token for t in streamed] == [t.token for t in tokens]
+    assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in tokens], abs=1e-3)
+    plain = client.chat.completions.create(**ask, temperature=0)  # type: ignore[call-overload]
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == choice.message.content
+
+
+def test_a_likely_token_has_a_high_logprob_and_completions_use_the_legacy_shape(
+    client: openai.OpenAI,
+) -> None:
+    likely = client.completions.create(
+        model="m", prompt="The capital of France is", max_tokens=1, temperature=0, logprobs=0
+    )
+    logprobs = likely.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens == [" Paris"] and logprobs.text_offset == [0]
+    assert logprobs.token_logprobs is not None and -1.5 < logprobs.token_logprobs[0] < 0  # p > 0.22
+    longer = client.completions.create(
+        model="m", prompt="One, two, three,", max_tokens=6, logprobs=0, temperature=0
+    )
+    legacy = longer.choices[0].logprobs
+    assert legacy is not None and legacy.tokens is not None and legacy.text_offset is not None
+    assert "".join(legacy.tokens).startswith(longer.choices[0].text)
+    assert legacy.text_offset == [len("".join(legacy.tokens[:i])) for i in range(len(legacy.tokens))]
+    assert legacy.top_logprobs is None  # the engine reports no alternatives: none are made up
+    stream = client.completions.create(
+        model="m", prompt="One, two, three,", max_tokens=6, logprobs=0, temperature=0, stream=True
+    )
+    streamed = [
+        t for chunk in stream if chunk.choices[0].logprobs for t in chunk.choices[0].logprobs.tokens or []
+    ]
+    assert streamed == legacy.tokens

@@ -55,6 +55,12 @@ class LetterTokenizer:
 class Output:
     generated_ids: list[int]
     finish_reason: ov_genai.GenerationFinishReason
+    generated_log_probs: list[float]
+
+
+def stand_in_logprob(token: int) -> float:
+    """The stand-in model's logprob for each answer token: -0.5 for a, -1.0 for b, ..."""
+    return -0.5 * (token - ANSWER_IDS + 1)
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Handle:
 
     prompt: list[int]
     limit: int
+    logprobs: bool = False
     made: int = 0
     unread: list[int] = field(default_factory=list)
     status: ov_genai.GenerationStatus = ov_genai.GenerationStatus.RUNNING
@@ -77,7 +84,8 @@ class Handle:
         done = self.status == ov_genai.GenerationStatus.FINISHED
         self.finish_read = done
         reason = ov_genai.GenerationFinishReason.LENGTH if done else ov_genai.GenerationFinishReason.NONE
-        out, self.unread = Output(self.unread, reason), []
+        logprobs = [stand_in_logprob(i) for i in self.unread] if self.logprobs else [0.0] * len(self.unread)
+        out, self.unread = Output(self.unread, reason, logprobs), []
         return {0: out}
 
     def get_status(self) -> ov_genai.GenerationStatus:
@@ -103,7 +111,7 @@ class Pipeline:
     def add_request(self, _: int, ids: Any, config: ov_genai.GenerationConfig) -> Handle:
         if "refused" in LetterTokenizer().decode([int(i) for i in ids.data[0]]):
             raise RuntimeError("Check 'x' failed at src/cpp/src/generation_config.cpp:343:\nrefused by GenAI")
-        handle = Handle([int(i) for i in ids.data[0]], config.max_new_tokens)
+        handle = Handle([int(i) for i in ids.data[0]], config.max_new_tokens, config.logprobs > 0)
         self.handles.append(handle)
         return handle
 
@@ -329,3 +337,22 @@ async def collect(job: Job) -> tuple[str, Done | OvchatError]:
     except OvchatError as exc:
         return text, exc
     raise AssertionError("the stream ended without Done")
+
+
+def test_each_token_of_an_answer_carries_the_logprob_genai_reported_only_when_asked() -> None:
+    engine, _ = make_engine()
+
+    async def go(logprobs: bool) -> list[Delta]:
+        request = GenerationRequest(GenerationOptions(max_new_tokens=3), prompt="x", logprobs=logprobs)
+        job = engine.submit(request)
+        await job.accepted()
+        return [event async for event in job.stream() if isinstance(event, Delta)]
+
+    asked = [t for delta in run(lambda: go(True)) for t in delta.logprobs]
+    assert [(t.token, t.logprob, t.bytes, t.offset) for t in asked] == [
+        ("a", -0.5, [97], 0),
+        ("b", -1.0, [98], 1),
+        ("c", -1.5, [99], 2),
+    ]
+    assert all(not delta.logprobs for delta in run(lambda: go(False)))
+    engine.close()

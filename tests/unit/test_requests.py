@@ -92,7 +92,7 @@ def test_out_of_range_values_get_400_naming_the_openai_field(
     ("fields", "param"),
     [
         ({"n": 2}, "n"),
-        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": True, "tools": [{"type": "function", "function": {"name": "f"}}]}, "logprobs"),
         ({"logit_bias": {"1": 2.0}}, "logit_bias"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"stop": [""]}, "stop"),
@@ -105,6 +105,22 @@ def test_unsupported_fields_are_refused_by_name(fields: dict[str, Any], param: s
     with pytest.raises(HttpRefusal) as caught:
         chat(**fields).engine_request()
     assert caught.value.param == param
+
+
+def test_top_logprobs_above_what_the_engine_gives_is_refused_naming_the_limit() -> None:
+    for request in (
+        chat(logprobs=True, top_logprobs=2),
+        CompletionRequest.model_validate({"prompt": "x", "logprobs": 3}),
+    ):
+        with pytest.raises(HttpRefusal) as caught:
+            request.engine_request()
+        assert "at most 0" in str(caught.value) and "chosen token" in str(caught.value)
+        assert caught.value.param in ("top_logprobs", "logprobs")
+    assert chat(logprobs=True, top_logprobs=0).engine_request().logprobs
+    assert not chat(logprobs=False).engine_request().logprobs
+    for legacy, wanted in ((0, True), (True, True), (None, False), (False, False)):
+        body = {"prompt": "x", "logprobs": legacy}
+        assert CompletionRequest.model_validate(body).engine_request().logprobs is wanted
 
 
 def test_completions_take_one_non_empty_prompt() -> None:

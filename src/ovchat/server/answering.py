@@ -17,7 +17,7 @@ from ovchat.server.engine import Delta, Done, Engine, GenerationRequest, Job
 from ovchat.server.errors import error_reply
 from ovchat.server.schemas import HttpRefusal
 from ovchat.server.tool_replies import CallDeltas, finish_with_calls, whole_message
-from ovchat.server.wire import ReplyWriter, sse
+from ovchat.server.wire import Logprobs, ReplyWriter, sse
 
 # The request's names for the fields an engine error names (SamplingRequest.name_fields).
 FieldNamer = Callable[[OvchatError], OvchatError]
@@ -63,14 +63,17 @@ async def respond(
         return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
     try:
         parts: list[str] = []
+        logprobs: Logprobs = [] if request.logprobs else None
         async for event in job.stream():
             if isinstance(event, Delta):
                 parts.append(event.text)
+                if logprobs is not None:
+                    logprobs.extend(event.logprobs)
             elif calls:
                 message, made = whole_message("".join(parts))
                 return answer.whole("", event, message, finish_with_calls(event.finish_reason, made))
             else:
-                return answer.whole("".join(parts), event)
+                return answer.whole("".join(parts), event, logprobs=logprobs)
     except OvchatError as exc:
         raise name_fields(exc) from None
     finally:
@@ -89,22 +92,27 @@ async def stream_events(
     """The SSE body of a streamed answer (its text read for tool calls if `calls`); leaving early
     (client gone) cancels the job."""
     deltas = CallDeltas() if calls else None
+    # Tokens that made no text yet (half a character) wait for the chunk that carries it.
+    pending: Logprobs = [] if job.request.logprobs else None
     try:
         yield answer.chunk(None, None, include_usage, first=True)
         try:
             async for event in job.stream():
+                if isinstance(event, Delta) and pending is not None:
+                    pending.extend(event.logprobs)
                 if isinstance(event, Delta) and event.text and deltas is not None:
                     for delta in deltas.feed(event.text):
                         yield answer.delta_chunk(delta, None, include_usage)
                 elif isinstance(event, Delta) and event.text:
-                    yield answer.chunk(event.text, None, include_usage)
+                    yield answer.chunk(event.text, None, include_usage, logprobs=pending)
+                    pending = [] if pending is not None else None
                 elif isinstance(event, Done):
                     finish = event.finish_reason
                     if deltas is not None:
                         for delta in deltas.finish():
                             yield answer.delta_chunk(delta, None, include_usage)
                         finish = finish_with_calls(finish, deltas.parser.calls)
-                    yield answer.chunk(None, finish, include_usage)
+                    yield answer.chunk(None, finish, include_usage, logprobs=pending or None)
                     if include_usage:
                         yield answer.usage_chunk(event)
         except OvchatError as exc:

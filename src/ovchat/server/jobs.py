@@ -38,6 +38,7 @@ class GenerationRequest:
     prompt: str | None = None
     json_schema: str | None = None
     tools: ToolUse | None = None
+    logprobs: bool = False  # report each generated token's logprob (GenAI gives the chosen one's only)
 
     @property
     def constrained(self) -> bool:
@@ -51,11 +52,22 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token and the logprob GenAI's sampler gave it."""
+
+    token: str  # its text; OpenAI's "bytes:\\x.." form when it holds part of a character
+    logprob: float
+    bytes: list[int] | None  # its UTF-8 bytes; None where the model's detokenizer cannot say
+    offset: int  # where its text starts in the answer, in characters
+
+
+@dataclass(frozen=True)
 class Delta:
-    """New text of a running answer and how many tokens it took."""
+    """New text of a running answer, how many tokens it took, and their logprobs if asked for."""
 
     text: str
     tokens: int
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,7 @@ class Job:
     config: ov_genai.GenerationConfig | None = None
     handle: ov_genai.GenerationHandle | None = None  # kept referenced: dropping it stops the request
     ids: list[int] = field(default_factory=list)  # generated so far
+    logprobs: list[float] = field(default_factory=list)  # of the ids not yet posted (if asked for)
     text: str = ""
     last_token_at: float | None = None
     fresh: bool = False  # admitted since the last step that succeeded

@@ -11,17 +11,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from ovchat.server.answering import respond
+from ovchat.server.bodies import ChatCompletion, ErrorBody, Health, ModelList, TextCompletion
 from ovchat.server.engine import Engine, EngineState
 from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
-from ovchat.server.schemas import (
-    ChatCompletion,
-    ChatRequest,
-    CompletionRequest,
-    ErrorBody,
-    Health,
-    ModelList,
-    TextCompletion,
-)
+from ovchat.server.schemas import ChatRequest, CompletionRequest
 from ovchat.server.settings import ServerSettings
 from ovchat.server.tokens import (
     ApplyTemplateRequest,

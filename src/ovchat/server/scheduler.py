@@ -109,6 +109,7 @@ class Scheduler:
             ceiling=self.max_tokens_ceiling,
         )
         job.config = request.options.to_config(self.pipeline.get_config(), job.budget)
+        job.config.logprobs = 1 if request.logprobs else 0  # 1: the chosen token's, all GenAI gives
         if request.json_schema is not None:
             job.config.structured_output_config = ov_genai.StructuredOutputConfig(
                 json_schema=request.json_schema
@@ -154,6 +155,8 @@ class Scheduler:
         while job.handle.can_read():
             for output in job.handle.read().values():
                 new.extend(output.generated_ids)
+                if job.request.logprobs:
+                    job.logprobs.extend(output.generated_log_probs)
                 reason = output.finish_reason
         status = job.handle.get_status()
         over = status != ov_genai.GenerationStatus.RUNNING or reason != ov_genai.GenerationFinishReason.NONE
@@ -162,7 +165,7 @@ class Scheduler:
             self._time_tokens(job, len(new))
             job.ids.extend(new)
         if new or over:
-            post_new_text(job, self.tokenizer, len(new), over)
+            post_new_text(job, self.tokenizer, new, over, self.token_bytes if job.request.logprobs else None)
         if not over:
             return
         self.running.remove(job)

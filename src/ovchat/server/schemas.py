@@ -138,15 +138,12 @@ class SamplingRequest(GenerationFields):
     user: str | None = None
     # Accepted only with their neutral values: anything else would change what is returned.
     n: int | None = None
-    logprobs: bool | int | None = None
     logit_bias: dict[str, float] | None = None
 
     def reject_unsupported(self) -> None:
         """Raise HttpRefusal naming the first field whose value ovchat cannot honour."""
         if self.n not in (None, 1):
             raise HttpRefusal("n > 1 is not supported: send one request per answer", param="n")
-        if self.logprobs not in (None, False, 0):
-            raise HttpRefusal("logprobs are not supported", param="logprobs")
         if self.logit_bias:
             raise HttpRefusal("logit_bias is not supported", param="logit_bias")
         stops = self.value("stop")
@@ -216,6 +213,7 @@ class ChatRequest(SamplingRequest):
     tool_choice: ToolChoiceField = None
     parallel_tool_calls: bool | None = None
     functions: list[Any] | None = None
+    logprobs: bool | None = None
     top_logprobs: int | None = None
 
     def reject_unsupported(self) -> None:
@@ -224,8 +222,7 @@ class ChatRequest(SamplingRequest):
             raise HttpRefusal(
                 "functions (the old function calling) is not supported: send tools", param="functions"
             )
-        if self.top_logprobs:
-            raise HttpRefusal("top_logprobs is not supported", param="top_logprobs")
+        check_top_logprobs(self.top_logprobs, "top_logprobs")
         fmt = self.response_format
         if fmt is not None and fmt.type == "json_schema" and fmt.json_schema is None:
             raise HttpRefusal(
@@ -265,11 +262,16 @@ class ChatRequest(SamplingRequest):
         schema = self.json_schema()
         if tools is not None and tools.calls and schema is not None:
             raise HttpRefusal("response_format cannot be combined with tools", param="response_format")
-        return GenerationRequest(self.options(), messages=messages, json_schema=schema, tools=tools)
+        if tools is not None and tools.calls and self.logprobs:
+            raise HttpRefusal("logprobs cannot be combined with tools that may be called", param="logprobs")
+        return GenerationRequest(
+            self.options(), messages=messages, json_schema=schema, tools=tools, logprobs=bool(self.logprobs)
+        )
 
 
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str]
+    logprobs: bool | int | None = None  # the legacy field: how many alternatives besides the chosen token
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = None
@@ -284,6 +286,8 @@ class CompletionRequest(SamplingRequest):
             raise HttpRefusal("echo is not supported", param="echo")
         if self.suffix:
             raise HttpRefusal("suffix is not supported", param="suffix")
+        if not isinstance(self.logprobs, bool):
+            check_top_logprobs(self.logprobs, "logprobs")
         if self.best_of not in (None, 1):
             raise HttpRefusal("best_of > 1 is not supported", param="best_of")
         if not self.text():
@@ -294,99 +298,16 @@ class CompletionRequest(SamplingRequest):
 
     def engine_request(self) -> GenerationRequest:
         self.reject_unsupported()
-        return GenerationRequest(self.options(), prompt=self.text())
+        wanted = self.logprobs is not None and self.logprobs is not False  # 0 asks for the chosen token's
+        return GenerationRequest(self.options(), prompt=self.text(), logprobs=wanted)
 
 
-# --- Response bodies, as the OpenAPI document describes them ---------------------------------
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class CalledFunctionBody(BaseModel):
-    name: str
-    arguments: str = Field(description="the arguments, a JSON object as text")
-
-
-class ToolCallBody(BaseModel):
-    id: str
-    type: Literal["function"]
-    function: CalledFunctionBody
-
-
-class AnswerMessage(BaseModel):
-    role: Literal["assistant"]
-    content: str | None = Field(description="null when the answer is only tool calls")
-    tool_calls: list[ToolCallBody] | None = None
-
-
-class ChatChoice(BaseModel):
-    index: int
-    message: AnswerMessage
-    logprobs: None
-    finish_reason: Literal["stop", "length", "tool_calls"]
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"]
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage
-
-
-class TextChoice(BaseModel):
-    index: int
-    text: str
-    logprobs: None
-    finish_reason: Literal["stop", "length"]
-
-
-class TextCompletion(BaseModel):
-    id: str
-    object: Literal["text_completion"]
-    created: int
-    model: str
-    choices: list[TextChoice]
-    usage: Usage
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"]
-    created: int
-    owned_by: str
-    context_length: int | None = Field(
-        description="ovchat extension: the most tokens one request (prompt and answer) may use; "
-        "null when unknown"
-    )
-    tool_calls: Literal["native", "fallback", "none"] | None = Field(
-        description="ovchat extension: how prompts carry tools — native: the model's chat template "
-        "renders them; fallback: ovchat's Hermes-style system message; none: no chat template; "
-        "null while the model loads"
-    )
-
-
-class ModelList(BaseModel):
-    object: Literal["list"]
-    data: list[ModelCard]
-
-
-class Health(BaseModel):
-    status: str
-    model: str | None = None
+def check_top_logprobs(count: int | None, name: str) -> None:
+    """How many alternatives to each token a request may ask for: none, as the engine reports only
+    the chosen token's logprob (GenAI's GenerationConfig.logprobs treats any value above 1 as 1)."""
+    if count is not None and count != 0:
+        raise HttpRefusal(
+            f"{name} takes at most 0 here, not {count}: openvino-genai reports only the chosen token's "
+            "logprob, not those of the alternatives (logprobs: true gives the chosen one's)",
+            param=name,
+        )

@@ -14,13 +14,14 @@ from pydantic import BaseModel, Field
 
 from ovchat.errors import RequestRejected
 from ovchat.server.schemas import ChatMessage, HttpRefusal, Strict
+from ovchat.server.token_bytes import PART, decode_kept
 from ovchat.server.tool_requests import ToolSpec, check_tool_turns, tool_use
 
 if TYPE_CHECKING:
     from ovchat.server.scheduler import Scheduler
 
 Work = Callable[["Scheduler"], dict[str, Any]]  # what Engine.on_tokenizer runs
-Piece = str | list[int]  # the piece's text, or its bytes when they are not whole UTF-8 characters
+PieceBody = str | list[int]  # the piece's text, or its bytes when they are not whole UTF-8 characters
 
 
 class TokenizeRequest(Strict):
@@ -86,7 +87,7 @@ class ApplyTemplateRequest(Strict):
 
 class TokenPiece(BaseModel):
     id: int
-    piece: Piece
+    piece: PieceBody
 
 
 class Tokens(BaseModel):
@@ -111,22 +112,13 @@ def encode(batch: Scheduler, text: str, add_special: bool) -> list[int]:
 
 def decode(batch: Scheduler, ids: list[int]) -> str:
     """The text of `ids`, special tokens included (so that tokenize and detokenize round-trip)."""
-    tokenizer = batch.tokenizer
-    inner = getattr(tokenizer, "tokenizer", None)
-    return str(inner.decode(ids, skip_special_tokens=False)) if inner is not None else tokenizer.decode(ids)
+    return decode_kept(batch.tokenizer, ids)
 
 
-def pieces(batch: Scheduler, ids: list[int]) -> list[Piece]:
-    """Each token's text; its bytes instead where it holds part of a character (llama-server's rule)."""
-    texts = [decode(batch, [i]) for i in ids]
-    raw = batch.token_bytes.of(ids) if any("\ufffd" in t for t in texts) else None
-    out: list[Piece] = []
-    for number, text in enumerate(texts):
-        if "\ufffd" in text and raw is not None and raw[number]:
-            try:
-                text = raw[number].decode("utf-8")
-            except UnicodeDecodeError:
-                out.append(list(raw[number]))
-                continue
-        out.append(text)
-    return out
+def pieces(batch: Scheduler, ids: list[int]) -> list[PieceBody]:
+    """Each token's text; its bytes instead where it holds part of a character (llama-server's rule,
+    which also gives a token's text U+FFFD where even the bytes are unknown)."""
+    return [
+        p.text if p.text is not None else (p.bytes or PART)
+        for p in batch.token_bytes.pieces(batch.tokenizer, ids)
+    ]

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ovchat.server.engine import Done
+from ovchat.server.jobs import TokenLogprob
+
+# A stream's or an answer's token logprobs; None: the client did not ask for them.
+Logprobs = list[TokenLogprob] | None
 
 
 @dataclass(frozen=True)
@@ -41,22 +45,42 @@ class ReplyWriter:
             body["usage"] = usage
         return body
 
-    def chunk(self, text: str | None, finish: str | None, usage_field: bool, first: bool = False) -> bytes:
-        """One SSE event carrying new text (or, with `finish`, the end of the answer)."""
+    def chunk(
+        self,
+        text: str | None,
+        finish: str | None,
+        usage_field: bool,
+        first: bool = False,
+        logprobs: Logprobs = None,
+    ) -> bytes:
+        """One SSE event carrying new text (or, with `finish`, the end of the answer), and the
+        logprobs of the tokens it carries."""
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
             if text:
                 delta["content"] = text
-            return self.delta_chunk(delta, finish, usage_field)
-        choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return self.delta_chunk(delta, finish, usage_field, logprobs)
+        choice = {
+            "index": 0,
+            "text": text or "",
+            "logprobs": logprobs_body(False, logprobs),
+            "finish_reason": finish,
+        }
         body = self._envelope([choice], True, None)
         if usage_field:
             body["usage"] = None
         return sse(body)
 
-    def delta_chunk(self, delta: dict[str, Any], finish: str | None, usage_field: bool) -> bytes:
+    def delta_chunk(
+        self, delta: dict[str, Any], finish: str | None, usage_field: bool, logprobs: Logprobs = None
+    ) -> bytes:
         """One chat SSE event carrying `delta` (content, or tool_calls pieces)."""
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        choice = {
+            "index": 0,
+            "delta": delta,
+            "logprobs": logprobs_body(True, logprobs),
+            "finish_reason": finish,
+        }
         body = self._envelope([choice], True, None)
         if usage_field:
             body["usage"] = None
@@ -66,19 +90,40 @@ class ReplyWriter:
         return sse(self._envelope([], True, usage(done)))
 
     def whole(
-        self, text: str, done: Done, message: dict[str, Any] | None = None, finish: str | None = None
+        self,
+        text: str,
+        done: Done,
+        message: dict[str, Any] | None = None,
+        finish: str | None = None,
+        logprobs: Logprobs = None,
     ) -> dict[str, Any]:
         """The non-streamed response body (a chat's `message` and `finish` reason, if given)."""
+        choice: dict[str, Any] = {"index": 0}
         if self.chat:
-            choice: dict[str, Any] = {
-                "index": 0,
-                "message": message or {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish or done.finish_reason,
-            }
+            choice["message"] = message or {"role": "assistant", "content": text}
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": done.finish_reason}
+            choice["text"] = text
+        choice["logprobs"] = logprobs_body(self.chat, logprobs)
+        choice["finish_reason"] = finish or done.finish_reason
         return self._envelope([choice], False, usage(done))
+
+
+def logprobs_body(chat: bool, logprobs: Logprobs) -> dict[str, Any] | None:
+    """A choice's `logprobs`: chat's `content` list, or the legacy completions arrays; None when
+    not asked for. No alternatives: the engine reports only the chosen token's logprob."""
+    if logprobs is None:
+        return None
+    if chat:
+        content = [
+            {"token": t.token, "logprob": t.logprob, "bytes": t.bytes, "top_logprobs": []} for t in logprobs
+        ]
+        return {"content": content}
+    return {
+        "tokens": [t.token for t in logprobs],
+        "token_logprobs": [t.logprob for t in logprobs],
+        "top_logprobs": None,
+        "text_offset": [t.offset for t in logprobs],
+    }
 
 
 def usage(done: Done) -> dict[str, int]:
