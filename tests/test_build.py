@@ -70,6 +70,9 @@ def test_default_build_manifest_matches_files_on_disk(model_dir: Path, manifest:
     assert export["command"][-1] == DEFAULT_MODEL_NAME  # the folder the runtime looks for
     assert manifest["context_length"] == 8192
     assert manifest["build_seconds"] > 0
+    # The chat check opened the folder through the runtime, with the properties the gate chose.
+    assert manifest["runtime"] == {"INFERENCE_PRECISION_HINT": "f32"}
+    assert manifest["verification"]["chat"]["runtime"] == manifest["runtime"]
 
 
 def test_tokenizer_ir_round_trips_text_exactly(model_dir: Path, manifest: dict) -> None:
@@ -106,7 +109,7 @@ def test_rerun_with_same_inputs_is_a_no_op(model_dir: Path) -> None:
 
 
 def test_the_fingerprint_covers_every_file_of_the_build_package(tmp_path: Path) -> None:
-    from ovchat_build.build_model import code_digest
+    from ovchat_build.fingerprint import code_digest
 
     package = tmp_path / "ovchat_build"
     shutil.copytree(ROOT / "src" / "ovchat_build", package, ignore=shutil.ignore_patterns("__pycache__"))

@@ -17,17 +17,21 @@ from conftest import BUILD_PYTHON
 
 PLAN = """
 import json, sys
-from ovchat_build import build_model
+from pathlib import Path
+from ovchat_build.cli import parse_args
+from ovchat_build.errors import BuildError
 from ovchat_build.export import export_command
+from ovchat_build.plan import make_plan
+from ovchat_build.source import Source
 results = []
 for argv in json.loads(sys.argv[1]):
-    args = build_model.parse_args([sys.argv[2], *argv])
+    args = parse_args([sys.argv[2], *argv])
     try:
-        plan = build_model.make_plan(args, build_model.Source("hf-folder", sys.argv[2], None))
-    except build_model.BuildError as exc:
+        plan = make_plan(args, Source("hf-folder", sys.argv[2], None))
+    except BuildError as exc:
         results.append({"error": str(exc)})
         continue
-    command = export_command(build_model.Path("SRC"), build_model.Path("OUT"), plan.flags)
+    command = export_command(Path("SRC"), Path("OUT"), plan.flags)
     results.append({"profile": plan.profile, "command": command[5:-1], "force": args.force,
                     "min_agreement": args.min_agreement, "skip_fidelity": args.skip_fidelity})
 print(json.dumps(results))
@@ -91,16 +95,17 @@ def test_the_gate_is_on_at_0_85_unless_skipped_and_force_is_off() -> None:
 FREE_SPACE = """
 import shutil, sys
 from collections import namedtuple
-from ovchat_build import build_model
+from ovchat_build.errors import BuildError
+from ovchat_build.source import Source, check_free_space
 from pathlib import Path
 folder = Path(sys.argv[1])
 Usage = namedtuple("Usage", "total used free")
 for free in (10**12, 10**6):  # a roomy disk, then one with a megabyte left
     shutil.disk_usage = lambda path, free=free: Usage(free, 0, free)
     try:
-        build_model.check_free_space(build_model.Source("hf-folder", str(folder), folder), folder)
+        check_free_space(Source("hf-folder", str(folder), folder), folder)
         print("ok")
-    except build_model.BuildError as exc:
+    except BuildError as exc:
         print(exc)
 """
 

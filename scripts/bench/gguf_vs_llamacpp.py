@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ovchat_build.fidelity import TEXTS_DIR, IRModel
+from ovchat_build.eval_set import TEXTS_DIR
+from ovchat_build.ir_model import IRModel
 
 ROOT = Path(__file__).resolve().parents[2]
 

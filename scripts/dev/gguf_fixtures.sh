@@ -19,9 +19,11 @@ mkdir -p "$OUT"
 HF=$(ls -d "$ROOT"/build/sources/SmolLM2-135M-Instruct.Q4_1-*/ 2>/dev/null | head -1)
 if [[ -z "$HF" ]]; then
     "$PYTHON" - <<'EOF'
-from ovchat_build import build_model
-source = build_model.resolve_source(None)
-build_model.stage_hf_checkpoint(source, build_model.sha256_file(source.path))
+from ovchat.contract import sha256_file
+from ovchat_build.source import resolve_source
+from ovchat_build.source_cache import stage_hf_checkpoint
+source = resolve_source(None)
+stage_hf_checkpoint(source, sha256_file(source.path))
 EOF
     HF=$(ls -d "$ROOT"/build/sources/SmolLM2-135M-Instruct.Q4_1-*/ | head -1)
 fi

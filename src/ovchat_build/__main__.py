@@ -2,6 +2,6 @@
 
 import sys
 
-from ovchat_build.build_model import main
+from ovchat_build.cli import main
 
 sys.exit(main())

@@ -88,11 +88,15 @@ class ExportFlags:
         return label + "".join(f" +{m}" for m in methods)
 
 
+def data_aware(flags: ExportFlags) -> ExportFlags:
+    """`flags` plus AWQ and scale estimation on the shipped calibration texts (the balanced profile)."""
+    return replace(flags, dataset="ovchat", awq=True, scale_estimation=True)
+
+
 REFERENCE = ExportFlags()
-DATA_AWARE = {"dataset": "ovchat", "awq": True, "scale_estimation": True}
 PROFILES: dict[str, ExportFlags] = {
     "gguf": replace(REFERENCE, group_size=32, ratio=1.0, sym=False, group_size_fallback="error"),
-    "balanced": replace(REFERENCE, **DATA_AWARE),
+    "balanced": data_aware(REFERENCE),
     "reference": REFERENCE,
     "speed": replace(REFERENCE, ratio=1.0),
     "quality": replace(REFERENCE, weight_format="int8"),

@@ -57,7 +57,8 @@ class Grid:
         codes = self.codes.astype(np.float32)
         if self.zero is not None:
             codes = codes - self.zero[..., None]
-        return (codes * self.scale[..., None]).reshape(self.codes.shape[0], -1)
+        weights: np.ndarray = (codes * self.scale[..., None]).reshape(self.codes.shape[0], -1)
+        return weights
 
     def rows_reordered(self, heads: int) -> Grid:
         """Undo llama.cpp's reordering of q/k rows for rotary embeddings (as transformers does)."""

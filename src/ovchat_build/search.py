@@ -14,7 +14,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ovchat_build.export import DATA_AWARE, PROFILES, REFERENCE, ExportFlags
+from ovchat_build.attempt import Outcome, export_and_measure
+from ovchat_build.errors import BuildError
+from ovchat_build.export import PROFILES, REFERENCE, ExportFlags, data_aware
+from ovchat_build.plan import Plan
+from ovchat_build.source import Source
 
 SEARCH_RATIOS = (1.0, 0.8, 0.6, 0.4, 0.2)
 
@@ -38,7 +42,7 @@ class Attempt:
 def candidates(gguf_grid: bool, base: ExportFlags = REFERENCE) -> list[Candidate]:
     """Every candidate, smallest first."""
     found = [Candidate("gguf", PROFILES["gguf"])] if gguf_grid else []
-    found += [Candidate("balanced", replace(base, ratio=r, **DATA_AWARE)) for r in SEARCH_RATIOS]
+    found += [Candidate("balanced", data_aware(replace(base, ratio=r))) for r in SEARCH_RATIOS]
     return [*found, Candidate("quality", PROFILES["quality"])]
 
 
@@ -81,3 +85,42 @@ def search(
 
 def attempts_record(attempts: list[Attempt]) -> list[dict[str, Any]]:
     return [asdict(a) for a in attempts]
+
+
+def search_smallest(hf_dir: Path, work: Path, source: Source, plan: Plan, min_agreement: float) -> Outcome:
+    """--profile auto: the smallest candidate that passes the gate, its folder as `work`."""
+    outcomes: dict[str, Outcome] = {}
+
+    def try_one(candidate: Candidate, folder: Path) -> Attempt:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        flags = candidate.flags
+        outcome = export_and_measure(hf_dir, folder, source, candidate.profile, flags, min_agreement)
+        label = f"{candidate.profile}: {flags.describe()}"
+        outcomes[label] = outcome
+        assert isinstance(outcome.fidelity, dict)
+        tokens, generation = outcome.fidelity["tokens"], outcome.fidelity["generation"]
+        size = sum(p.stat().st_size for p in folder.glob("openvino_model.*")) / 1e6
+        passed, reason = outcome.rejected is None, outcome.rejected or ""
+        return Attempt(
+            label, round(size, 1), tokens["top1_agreement"], generation["degenerate_ir"], passed, reason
+        )
+
+    base = replace(plan.flags, dataset=None, awq=False, scale_estimation=False)
+    try:
+        # Named like the work folder, pid last, so a killed build's tries are swept up too.
+        prefix, pid = work.name.rsplit("-", 1)
+        chosen, attempts = search(
+            candidates(plan.gguf_grid, base),
+            try_one,
+            lambda i: work.with_name(f"{prefix}-try{i}-{pid}"),
+            work,
+        )
+    except LookupError as exc:
+        tried = "; ".join(f"{a.label} {a.top1_agreement:.3f}" for a in exc.args[0])
+        raise BuildError(
+            f"no candidate reached the fidelity target {min_agreement} (tried {tried})"
+        ) from None
+    outcome = outcomes[f"{chosen.profile}: {chosen.flags.describe()}"]
+    outcome.search = attempts_record(attempts)
+    return outcome

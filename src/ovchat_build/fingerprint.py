@@ -1,0 +1,73 @@
+"""What makes two builds the same: their inputs, plan, gate, tools and the build's own code."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
+
+from ovchat.contract import Manifest, ManifestError
+
+PACKAGE = Path(__file__).resolve().parent
+IMPORTER = ("gguf_import.py", "gguf_archs.py")  # what a GGUF's converted checkpoint depends on
+VERSIONED = (
+    "optimum-intel",
+    "optimum",
+    "nncf",
+    "openvino",
+    "openvino-tokenizers",
+    "openvino-genai",
+    "transformers",
+    "torch",
+)
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def code_digest(names: tuple[str, ...] | None = None, package: Path = PACKAGE) -> str:
+    """sha256 over the named files (folders: every file in them; None: the whole folder) under `package`."""
+    digest = hashlib.sha256()
+    tops = [package / name for name in names] if names is not None else [package]
+    for top in tops:
+        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def fingerprint(
+    inputs: list[dict[str, Any]], plan: dict[str, Any], versions: dict[str, str], gate: dict[str, Any]
+) -> str:
+    """Same inputs, profile and flags, fidelity gate, tools and build code -> same fingerprint -> a no-op."""
+    parts = {
+        "inputs": inputs,
+        "plan": plan,
+        "versions": versions,
+        "gate": gate,
+        "recipe": code_digest(),
+    }
+    blob = json.dumps(parts, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def is_up_to_date(target: Path, fp: str) -> bool:
+    """The folder was built from the same fingerprint and its files are all still there."""
+    try:
+        manifest = Manifest.read(target)
+    except ManifestError:
+        return False
+    if manifest is None or manifest.fingerprint != fp:
+        return False
+    return all(
+        (target / f.path).is_file() and (target / f.path).stat().st_size == f.size for f in manifest.files
+    )

@@ -1,0 +1,102 @@
+"""What to build: the user's request, and the profile and export flags it comes to for a source."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ovchat.contract import EMBEDDED_NAME
+from ovchat_build.errors import BuildError
+from ovchat_build.export import PROFILES, ExportFlags, flags_summary
+from ovchat_build.gate import DEFAULT_MIN_AGREEMENT
+from ovchat_build.source import Source
+
+ALL_PROFILES = (*PROFILES, "auto")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What the user asked for (the command line, parsed)."""
+
+    source: str | None  # None: the embedded model
+    out_dir: Path
+    name: str | None = None
+    profile: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # ExportFlags fields given by name
+    force: bool = False
+    skip_fidelity: bool = False
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    chat_check: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to build: a profile (or auto) and the export flags, the user's overrides applied."""
+
+    profile: str
+    flags: ExportFlags
+    gguf_grid: bool  # the source's linear weights are a GGUF grid that can be carried over
+    grid: str | None = None  # how: "Q4_1" (into an int4 export) or "blocks" (into an fp32 one)
+
+    def record(self) -> dict[str, Any]:
+        return {"profile": self.profile, "flags": flags_summary(self.flags)}
+
+    @property
+    def carries_blocks(self) -> bool:
+        """The file's block formats go into an fp32 export, tensor by tensor."""
+        return self.profile == "gguf" and self.grid == "blocks"
+
+
+def make_plan(request: BuildRequest, source: Source) -> Plan:
+    grid, refused = None, ""
+    if source.kind in ("embedded", "gguf") and source.path is not None:
+        from ovchat_build.gguf_grid import grid_type, tensor_types, uncarried
+
+        grid = grid_type(source.path)
+        counts = uncarried(tensor_types(source.path) or {})
+        refused = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    overrides = request.overrides
+    shaping = set(overrides) - {"task", "trust_remote_code"}
+    # A GGUF's default is its own grid, whatever its type: re-quantizing a file through NNCF rounds
+    # it onto another grid (an 8-bit file down to 4 bits: agreement 0.805, refused by the gate).
+    if refused and (request.profile in (None, "gguf")) and not shaping:
+        raise BuildError(
+            f"{Path(source.ref).name} has tensors of a type ovchat cannot carry exactly ({refused}): "
+            "--profile balanced dequantizes and re-quantizes it, behind the fidelity gate"
+        )
+    # Export flags without a profile apply to the reference flags: what you name is what you get.
+    profile = request.profile or ("reference" if shaping else "gguf" if grid else "balanced")
+    if profile == "gguf" and grid is None:
+        raise BuildError("--profile gguf needs a GGUF source")
+    if profile == "gguf" and shaping:
+        raise BuildError("--profile gguf carries the file's own grid: its export flags cannot be changed")
+    base = PROFILES[profile] if profile != "auto" else PROFILES["balanced"]
+    if profile == "gguf" and grid == "blocks":
+        from ovchat_build.gguf_grid import BLOCKS_EXPORT
+
+        base = BLOCKS_EXPORT
+    return Plan(profile, replace(base, **overrides), grid == "Q4_1", grid)
+
+
+def folder_name(request: BuildRequest, source: Source, plan: Plan) -> str:
+    """The name given, else <model>-<weight format>[-<profile>] (the profile if not the default)."""
+    if request.name:
+        return request.name
+    default_profile = "gguf" if plan.grid else "balanced"
+    chosen = request.profile if request.profile not in (None, default_profile) else None
+    return default_name(source, plan.flags, chosen, "gguf" if plan.carries_blocks else None)
+
+
+def default_name(source: Source, flags: ExportFlags, profile: str | None, weights: str | None = None) -> str:
+    """A self-explaining folder name: <model>-<weight format>[-<profile>] (the profile if one was chosen)."""
+    if source.kind == "embedded":
+        base = EMBEDDED_NAME
+    elif source.kind == "hub":
+        base = source.ref.split("/")[-1]
+    else:
+        base = Path(source.ref).stem if source.kind == "gguf" else Path(source.ref).name
+    slug = re.sub(r"[^a-z0-9.]+", "-", base.lower()).strip("-")
+    suffix = f"-{profile}" if profile else ""
+    return f"{slug}-{weights or flags.weight_format}{suffix}"

