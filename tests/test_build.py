@@ -260,7 +260,7 @@ def checkpoint(folder: Path, cut: int = 0, shards: int = 1) -> Path:
         (lambda tmp: tmp, "not a Hugging Face checkpoint"),
         (
             lambda tmp: (tmp / "junk.gguf").write_bytes(b"not a gguf at all") and tmp / "junk.gguf",
-            "not a readable GGUF file",
+            "junk.gguf is not a GGUF file",
         ),
         (lambda tmp: (tmp / "notes.txt").write_text("hi") and tmp / "notes.txt", "neither a .gguf file"),
         (lambda tmp: checkpoint(tmp, cut=10), "model.safetensors is truncated"),

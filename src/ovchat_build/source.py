@@ -34,6 +34,9 @@ def resolve_source(spec: str | None) -> Source:
     if path.exists():
         if path.is_file() and path.suffix == ".gguf":
             _check_readable(path)
+            from ovchat_build.gguf_check import check_gguf
+
+            check_gguf(path)
             return Source("gguf", str(path.resolve()), path.resolve())
         if path.is_dir():
             if not (path / "config.json").is_file():
