@@ -39,6 +39,12 @@ def tool_format(tokenizer: Any) -> ToolFormat:
     return ToolFormat.NATIVE if PROBE in text and POLYFILL not in text else ToolFormat.FALLBACK
 
 
+def writes_thinking(tokenizer: Any) -> bool:
+    """Whether the template of `tokenizer` writes a <think> block (its answers then start as reasoning,
+    or carry an empty block when thinking is switched off)."""
+    return "<think>" in str(getattr(tokenizer, "chat_template", "") or "")
+
+
 DESCRIPTIONS = {
     ToolFormat.NATIVE: "native (the model's chat template renders tools, calls and results)",
     ToolFormat.FALLBACK: "fallback (ovchat describes the tools in the system message, Hermes-style)",

@@ -36,13 +36,20 @@ def has_tool_turns(messages: list[Turn]) -> bool:
     return any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
 
 
-def tool_chat_prompt(tokenizer: Any, messages: list[Turn], use: ToolUse | None, form: ToolFormat) -> str:
-    """The prompt for `messages` with the tools `use` shows (GenAI's Tokenizer renders it)."""
+def tool_chat_prompt(
+    tokenizer: Any,
+    messages: list[Turn],
+    use: ToolUse | None,
+    form: ToolFormat,
+    context: dict[str, Any] | None = None,
+) -> str:
+    """The prompt for `messages` with the tools `use` shows (GenAI's Tokenizer renders it), and the
+    template's extra variables `context` (enable_thinking, ...)."""
     shown = [t.as_openai() for t in use.tools] if use is not None and use.calls else []
     if form is ToolFormat.NATIVE:
         native = native_turns(messages)
-        return str(tokenizer.apply_chat_template(native, True, tools=shown or None))
-    return str(tokenizer.apply_chat_template(fallback_turns(messages, shown), True))
+        return str(tokenizer.apply_chat_template(native, True, tools=shown or None, extra_context=context))
+    return str(tokenizer.apply_chat_template(fallback_turns(messages, shown), True, extra_context=context))
 
 
 def native_turns(messages: list[Turn]) -> list[Turn]:

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive
 
 from ovchat.errors import ContextError, OvchatError
+from ovchat.reasoning import Part, ReasoningSplitter, split_whole
 from ovchat.server.engine import Delta, Done, Engine, GenerationRequest, Job
 from ovchat.server.errors import error_reply
 from ovchat.server.schemas import HttpRefusal
@@ -62,23 +63,36 @@ async def respond(
         events = stream_events(engine, job, answer, include_usage, name_fields, calls)
         return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
     try:
-        parts: list[str] = []
-        logprobs: Logprobs = [] if request.logprobs else None
-        async for event in job.stream():
-            if isinstance(event, Delta):
-                parts.append(event.text)
-                if logprobs is not None:
-                    logprobs.extend(event.logprobs)
-            elif calls:
-                message, made = whole_message("".join(parts))
-                return answer.whole("", event, message, finish_with_calls(event.finish_reason, made))
-            else:
-                return answer.whole("".join(parts), event, logprobs=logprobs)
+        return await whole_answer(job, answer, calls)
     except OvchatError as exc:
         raise name_fields(exc) from None
     finally:
         watcher.cancel()
         engine.cancel(job)
+
+
+async def whole_answer(job: Job, answer: ReplyWriter, calls: bool) -> dict[str, Any]:
+    """The JSON body of an answer read to its end: a chat's reasoning apart, its calls read."""
+    parts: list[str] = []
+    logprobs: Logprobs = [] if job.request.logprobs else None
+    async for event in job.stream():
+        if isinstance(event, Delta):
+            parts.append(event.text)
+            if logprobs is not None:
+                logprobs.extend(event.logprobs)
+            continue
+        if not answer.chat:
+            return answer.whole("".join(parts), event, logprobs=logprobs)
+        reasoning, content = split_whole("".join(parts), job.thinking)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        finish = event.finish_reason
+        if calls:
+            message, made = whole_message(content)
+            finish = finish_with_calls(finish, made)
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
+        return answer.whole(content, event, message, finish, logprobs)
+    raise AssertionError("the answer ended without Done")
 
 
 async def stream_events(
@@ -89,37 +103,69 @@ async def stream_events(
     name_fields: FieldNamer,
     calls: bool = False,
 ) -> AsyncIterator[bytes]:
-    """The SSE body of a streamed answer (its text read for tool calls if `calls`); leaving early
-    (client gone) cancels the job."""
-    deltas = CallDeltas() if calls else None
-    # Tokens that made no text yet (half a character) wait for the chunk that carries it.
-    pending: Logprobs = [] if job.request.logprobs else None
+    """The SSE body of a streamed answer (a chat's reasoning apart, its text read for tool calls if
+    `calls`); leaving early (client gone) cancels the job."""
+    chunks = StreamChunks(answer, include_usage, CallDeltas() if calls else None, job)
     try:
         yield answer.chunk(None, None, include_usage, first=True)
         try:
             async for event in job.stream():
-                if isinstance(event, Delta) and pending is not None:
-                    pending.extend(event.logprobs)
-                if isinstance(event, Delta) and event.text and deltas is not None:
-                    for delta in deltas.feed(event.text):
-                        yield answer.delta_chunk(delta, None, include_usage)
-                elif isinstance(event, Delta) and event.text:
-                    yield answer.chunk(event.text, None, include_usage, logprobs=pending)
-                    pending = [] if pending is not None else None
-                elif isinstance(event, Done):
-                    finish = event.finish_reason
-                    if deltas is not None:
-                        for delta in deltas.finish():
-                            yield answer.delta_chunk(delta, None, include_usage)
-                        finish = finish_with_calls(finish, deltas.parser.calls)
-                    yield answer.chunk(None, finish, include_usage, logprobs=pending or None)
-                    if include_usage:
-                        yield answer.usage_chunk(event)
+                if isinstance(event, Delta):
+                    for chunk in chunks.delta(event):
+                        yield chunk
+                else:
+                    for chunk in chunks.done(event):
+                        yield chunk
         except OvchatError as exc:
             yield error_reply(name_fields(exc)).event()
         yield sse("[DONE]")
     finally:
         engine.cancel(job)
+
+
+class StreamChunks:
+    """The SSE chunks of one streamed answer, event by event: reasoning as `reasoning_content`
+    deltas, content as text (or tool-call deltas), logprobs with the chunk that carries their text."""
+
+    def __init__(self, answer: ReplyWriter, usage: bool, deltas: CallDeltas | None, job: Job) -> None:
+        self.answer, self.usage, self.deltas = answer, usage, deltas
+        self.splitter = ReasoningSplitter(job.thinking) if answer.chat else None
+        # Tokens that made no text yet (half a character) wait for the chunk that carries it.
+        self.pending: Logprobs = [] if job.request.logprobs else None
+
+    def delta(self, event: Delta) -> list[bytes]:
+        if self.pending is not None:
+            self.pending.extend(event.logprobs)
+        if not event.text:
+            return []
+        pieces = self.splitter.feed(event.text) if self.splitter else [(Part.CONTENT, event.text)]
+        return [chunk for part, text in pieces for chunk in self._piece(part, text)]
+
+    def done(self, event: Done) -> list[bytes]:
+        out = [
+            c
+            for part, text in (self.splitter.finish() if self.splitter else [])
+            for c in self._piece(part, text)
+        ]
+        finish = event.finish_reason
+        if self.deltas is not None:
+            out += [self.answer.delta_chunk(d, None, self.usage) for d in self.deltas.finish()]
+            finish = finish_with_calls(finish, self.deltas.parser.calls)
+        out.append(self.answer.chunk(None, finish, self.usage, logprobs=self._take() or None))
+        if self.usage:
+            out.append(self.answer.usage_chunk(event))
+        return out
+
+    def _piece(self, part: Part, text: str) -> list[bytes]:
+        if part is Part.REASONING:
+            return [self.answer.delta_chunk({"reasoning_content": text}, None, self.usage, self._take())]
+        if self.deltas is not None:
+            return [self.answer.delta_chunk(d, None, self.usage) for d in self.deltas.feed(text)]
+        return [self.answer.chunk(text, None, self.usage, logprobs=self._take())]
+
+    def _take(self) -> Logprobs:
+        taken, self.pending = self.pending, [] if self.pending is not None else None
+        return taken
 
 
 async def cancel_on_disconnect(engine: Engine, job: Job, receive: Receive) -> None:

@@ -38,6 +38,11 @@ class ToolCallBody(BaseModel):
 class AnswerMessage(BaseModel):
     role: Literal["assistant"]
     content: str | None = Field(description="null when the answer is only tool calls")
+    reasoning_content: str | None = Field(
+        default=None,
+        description="the answer's <think> block, when the template opened one or the answer did; "
+        "absent otherwise",
+    )
     tool_calls: list[ToolCallBody] | None = None
 
 
@@ -108,6 +113,11 @@ class ModelCard(BaseModel):
         description="ovchat extension: how prompts carry tools — native: the model's chat template "
         "renders them; fallback: ovchat's Hermes-style system message; none: no chat template; "
         "null while the model loads"
+    )
+
+    reasoning: bool | None = Field(
+        description="ovchat extension: whether the chat template writes a <think> block (answers then "
+        "carry message.reasoning_content); null while the model loads"
     )
 
 

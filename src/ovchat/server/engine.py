@@ -124,6 +124,7 @@ class Engine:
         self._token_bytes = TokenBytes(None if model.is_gguf else model.path)  # kept across rebuilds
         self._failed_steps = 0
         self.tool_format: ToolFormat | None = None  # known once loaded
+        self.thinks: bool | None = None  # whether the template writes a <think> block; known once loaded
         self._thread = threading.Thread(target=self._run, name="ovchat-engine", daemon=True)
         self._on_fatal: Callable[[str], None] | None = None
 
@@ -225,6 +226,7 @@ class Engine:
             self._token_bytes,
         )
         self.tool_format = self._batch.tool_format
+        self.thinks = self._batch.thinks
 
     def _run(self) -> None:
         try:

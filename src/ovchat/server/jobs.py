@@ -39,6 +39,7 @@ class GenerationRequest:
     json_schema: str | None = None
     tools: ToolUse | None = None
     logprobs: bool = False  # report each generated token's logprob (GenAI gives the chosen one's only)
+    template_context: dict[str, Any] | None = None  # the chat template's extra variables (enable_thinking)
 
     @property
     def constrained(self) -> bool:
@@ -126,6 +127,7 @@ class Job:
     handle: ov_genai.GenerationHandle | None = None  # kept referenced: dropping it stops the request
     ids: list[int] = field(default_factory=list)  # generated so far
     logprobs: list[float] = field(default_factory=list)  # of the ids not yet posted (if asked for)
+    thinking: bool = False  # the templated prompt opened a think block: the answer starts as reasoning
     text: str = ""
     last_token_at: float | None = None
     fresh: bool = False  # admitted since the last step that succeeded

@@ -148,6 +148,7 @@ async def models(replica: ReplicaOf) -> dict[str, Any]:
         "owned_by": "ovchat",
         "context_length": replica.engine.context_length,
         "tool_calls": tool_format.value if (tool_format := replica.engine.tool_format) else None,
+        "reasoning": replica.engine.thinks,
     }
     return {"object": "list", "data": [card]}
 

@@ -13,10 +13,11 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ovchat.budget import answer_budget
-from ovchat.chat_template import tool_format
+from ovchat.chat_template import tool_format, writes_thinking
 from ovchat.endings import finish_reason
 from ovchat.errors import OvchatError, RequestRejected, Unavailable, plain_message
 from ovchat.model import TextTokenizer
+from ovchat.reasoning import opens_thinking
 from ovchat.server.detokenizer import post_new_text
 from ovchat.server.jobs import Accepted, Done, Failed, Job, Outcome
 from ovchat.server.metrics import ServerMetrics
@@ -51,6 +52,7 @@ class Scheduler:
         self.token_bytes = token_bytes or TokenBytes(None)
         # How the template carries tools (the fast tests' stand-in tokenizer has none).
         self.tool_format = tool_format(getattr(tokenizer, "tokenizer", None))
+        self.thinks = writes_thinking(getattr(tokenizer, "tokenizer", None))
 
     def admit(self, queue: JobQueue) -> None:
         """Move waiting jobs into the batch; a suspect goes in alone, so a failing step names it."""
@@ -92,13 +94,14 @@ class Scheduler:
         prompt = request.prompt
         if request.messages is not None:
             try:
-                prompt = self.chat_prompt(request.messages, request.tools)
+                prompt = self.chat_prompt(request.messages, request.tools, request.template_context)
             except RuntimeError as exc:
                 raise RequestRejected(
                     f"the model's chat template refused the messages: {plain_message(exc)}",
                     param="messages",
                 ) from None
         assert prompt is not None
+        job.thinking = request.messages is not None and opens_thinking(prompt)
         job.prompt_ids = self.tokenizer.encode(prompt)
         job.prompt_tokens = len(job.prompt_ids)
         job.budget = answer_budget(
@@ -121,11 +124,14 @@ class Scheduler:
         except RuntimeError as exc:
             raise RequestRejected(f"invalid generation settings: {plain_message(exc)}") from None
 
-    def chat_prompt(self, messages: list[Turn], tools: ToolUse | None) -> str:
-        """The templated prompt; with tools or tool turns, through the model's template or the fallback."""
-        if tools is None and not has_tool_turns(messages):
+    def chat_prompt(
+        self, messages: list[Turn], tools: ToolUse | None, context: dict[str, Any] | None = None
+    ) -> str:
+        """The templated prompt; with tools or tool turns, through the model's template or the
+        fallback; `context`: the template's extra variables."""
+        if tools is None and not has_tool_turns(messages) and not context:
             return self.tokenizer.chat_prompt(messages)
-        return tool_chat_prompt(self.tokenizer.tokenizer, messages, tools, self.tool_format)
+        return tool_chat_prompt(self.tokenizer.tokenizer, messages, tools, self.tool_format, context)
 
     def drop_cancelled(self, queue: JobQueue) -> None:
         """End the jobs whose clients have gone, waiting or running."""

@@ -215,6 +215,8 @@ class ChatRequest(SamplingRequest):
     functions: list[Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    chat_template_kwargs: dict[str, Any] | None = None  # vLLM's and llama-server's: the template's variables
+    reasoning_effort: str | None = None
 
     def reject_unsupported(self) -> None:
         super().reject_unsupported()
@@ -265,8 +267,27 @@ class ChatRequest(SamplingRequest):
         if tools is not None and tools.calls and self.logprobs:
             raise HttpRefusal("logprobs cannot be combined with tools that may be called", param="logprobs")
         return GenerationRequest(
-            self.options(), messages=messages, json_schema=schema, tools=tools, logprobs=bool(self.logprobs)
+            self.options(),
+            messages=messages,
+            json_schema=schema,
+            tools=tools,
+            logprobs=bool(self.logprobs),
+            template_context=self.template_context(),
         )
+
+    def template_context(self) -> dict[str, Any] | None:
+        """The chat template's extra variables: chat_template_kwargs, and reasoning_effort "none" as
+        enable_thinking false (the switch Qwen3-style templates read), unless the kwargs set it."""
+        context = dict(self.chat_template_kwargs or {})
+        if self.reasoning_effort == "none":
+            context.setdefault("enable_thinking", False)
+        elif self.reasoning_effort is not None:
+            raise HttpRefusal(
+                f'reasoning_effort takes only "none" here, not {self.reasoning_effort!r}: it turns the '
+                "template's thinking off (enable_thinking false); the model has no effort levels",
+                param="reasoning_effort",
+            )
+        return context or None
 
 
 class CompletionRequest(SamplingRequest):

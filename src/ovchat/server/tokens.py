@@ -67,16 +67,18 @@ class DetokenizeRequest(Strict):
 class ApplyTemplateRequest(Strict):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[ToolSpec] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
 
     def work_for(self) -> Work:
         """The work, once the messages are checked here, on the event loop."""
         messages = [m.as_dict() for m in self.messages]
         check_tool_turns(messages)
         tools = tool_use(self.tools, None, None)
+        context = self.chat_template_kwargs or None
 
         def work(batch: Scheduler) -> dict[str, str]:
             try:
-                return {"prompt": batch.chat_prompt(messages, tools)}
+                return {"prompt": batch.chat_prompt(messages, tools, context)}
             except RuntimeError as exc:
                 raise RequestRejected(
                     "the model's chat template refused the messages", param="messages"
