@@ -62,3 +62,10 @@ def test_reasoning_effort_none_turns_the_templates_thinking_off_and_kwargs_reach
     with pytest.raises(HttpRefusal) as caught:
         chat(reasoning_effort="high").engine_request()
     assert caught.value.param == "reasoning_effort" and 'only "none"' in str(caught.value)
+
+
+def test_chat_template_kwargs_cannot_stand_in_for_the_requests_own_fields() -> None:
+    for name in ("messages", "tools", "add_generation_prompt"):
+        with pytest.raises(HttpRefusal) as caught:
+            chat(chat_template_kwargs={name: 1}).engine_request()
+        assert caught.value.param == "chat_template_kwargs" and name in str(caught.value)

@@ -278,7 +278,7 @@ class ChatRequest(SamplingRequest):
     def template_context(self) -> dict[str, Any] | None:
         """The chat template's extra variables: chat_template_kwargs, and reasoning_effort "none" as
         enable_thinking false (the switch Qwen3-style templates read), unless the kwargs set it."""
-        context = dict(self.chat_template_kwargs or {})
+        context = template_kwargs(self.chat_template_kwargs) or {}
         if self.reasoning_effort == "none":
             context.setdefault("enable_thinking", False)
         elif self.reasoning_effort is not None:
@@ -321,6 +321,21 @@ class CompletionRequest(SamplingRequest):
         self.reject_unsupported()
         wanted = self.logprobs is not None and self.logprobs is not False  # 0 asks for the chosen token's
         return GenerationRequest(self.options(), prompt=self.text(), logprobs=wanted)
+
+
+# What the request itself gives the template: chat_template_kwargs may not stand in for it.
+TEMPLATE_OWN = ("messages", "tools", "add_generation_prompt")
+
+
+def template_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """chat_template_kwargs, checked: none of the template's own variables."""
+    taken = sorted(set(kwargs or {}) & set(TEMPLATE_OWN))
+    if taken:
+        raise HttpRefusal(
+            f"chat_template_kwargs cannot set {', '.join(taken)}: the request's own fields give those",
+            param="chat_template_kwargs",
+        )
+    return dict(kwargs) if kwargs else None
 
 
 def check_top_logprobs(count: int | None, name: str) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from ovchat.errors import RequestRejected
-from ovchat.server.schemas import ChatMessage, HttpRefusal, Strict
+from ovchat.server.schemas import ChatMessage, HttpRefusal, Strict, template_kwargs
 from ovchat.server.token_bytes import PART, decode_kept
 from ovchat.server.tool_requests import ToolSpec, check_tool_turns, tool_use
 
@@ -74,7 +74,7 @@ class ApplyTemplateRequest(Strict):
         messages = [m.as_dict() for m in self.messages]
         check_tool_turns(messages)
         tools = tool_use(self.tools, None, None)
-        context = self.chat_template_kwargs or None
+        context = template_kwargs(self.chat_template_kwargs)
 
         def work(batch: Scheduler) -> dict[str, str]:
             try:
