@@ -65,7 +65,7 @@ build/venv-deploy-check/.installed: scripts/deploy/requirements-deploy-check.txt
 
 # Strict: a test whose system program is missing fails here instead of skipping.
 test: setup model lint system-deps deploy-check-env
-	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -q --durations=30
+	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -v --durations=30
 
 # The unit layer: no model, no server, no build env.
 test-fast: setup

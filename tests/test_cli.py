@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import openvino_genai as ov_genai
@@ -47,7 +48,7 @@ def test_a_gguf_file_is_converted_once_and_later_starts_open_the_kept_ir(
     monkeypatch.setattr(ov_genai, "LLMPipeline", recording)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     gguf = tmp_path / "model.gguf"
-    os.link(embedded_gguf(), gguf)  # a file of its own, whose time this test can change
+    shutil.copyfile(embedded_gguf(), gguf)  # a file of its own, whose time this test changes
     question = ("ask", "--model", str(gguf), "-n", "12", "What is the capital of France?")
     code, first, err = run(*question)
     assert code == 0, err
@@ -61,7 +62,8 @@ def test_a_gguf_file_is_converted_once_and_later_starts_open_the_kept_ir(
     assert code == 0, err
     assert second == first and "converted" not in err
     assert opened[1:] == [str(kept[0])]  # the kept IR, not the file
-    os.utime(gguf, ns=(0, 0))  # another version of the file: converted anew, beside the first
+    stat = gguf.stat()  # another version of the file: converted anew, beside the first
+    os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     code, third, err = run(*question)
     assert code == 0 and third == first and "converted" in err
     assert len(list((tmp_path / "cache" / "ovchat" / "gguf").iterdir())) == 2
