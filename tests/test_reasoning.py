@@ -4,6 +4,8 @@ one, as Qwen3's does), so every answer starts as reasoning unless the switch is 
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from conftest import OVCHAT
 from servers import Server, start_server
 from test_tools import with_template
 
@@ -102,3 +105,15 @@ def test_an_answer_that_stops_inside_the_block_is_all_reasoning(client: openai.O
     choice = answer.choices[0]
     assert choice.finish_reason == "stop" and choice.message.content == ""
     assert "Paris" in (getattr(choice.message, "reasoning_content", None) or "")
+
+
+def test_info_says_whether_the_template_reasons(model_dir: Path, tmp_path: Path) -> None:
+    folder = with_template(model_dir, tmp_path / "model", THINKING_TEMPLATE.read_text())
+
+    def reasoning(model: Path) -> str:
+        shown = subprocess.run(
+            [str(OVCHAT), "info", "--model", str(model), "--json"], capture_output=True, text=True, check=True
+        )
+        return str(json.loads(shown.stdout)["reasoning"])
+
+    assert reasoning(folder).startswith("yes") and reasoning(model_dir) == "no"

@@ -9,7 +9,7 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
-from ovchat.chat_template import DESCRIPTIONS, tool_format
+from ovchat.chat_template import DESCRIPTIONS, tool_format, writes_thinking
 from ovchat.contract import GENERATION_CONFIG_FILE, Manifest
 from ovchat.device import describe_threads
 from ovchat.gguf_meta import read_gguf_metadata
@@ -26,7 +26,7 @@ def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
         "size_mb": round(_size(model) / 1e6, 1),
         "context_length": model.context_length or "unknown",
         "chat_template": "yes" if _has_chat_template(model) else "no",
-        "tool_calls": _tool_calls(model),
+        **_template_facts(model),
     }
     if model.is_gguf:
         kept = cached_ir(model.path)
@@ -57,13 +57,18 @@ def _has_chat_template(model: ModelFiles) -> bool:
     return bool(ov_genai.Tokenizer(str(model.path)).chat_template)
 
 
-def _tool_calls(model: ModelFiles) -> str:
-    """How the model's prompts carry tools (ovchat.chat_template)."""
+def _template_facts(model: ModelFiles) -> dict[str, str]:
+    """How the model's prompts carry tools, and whether its template writes a <think> block
+    (ovchat.chat_template)."""
     try:
         tokenizer = ov_genai.Tokenizer(str(model.path))
     except RuntimeError:  # a GGUF file GenAI cannot read a tokenizer from on its own
-        return "unknown"
-    return DESCRIPTIONS[tool_format(tokenizer)]
+        return {"tool_calls": "unknown", "reasoning": "unknown"}
+    thinks = writes_thinking(tokenizer)
+    return {
+        "tool_calls": DESCRIPTIONS[tool_format(tokenizer)],
+        "reasoning": "yes (a <think> block, returned as reasoning_content)" if thinks else "no",
+    }
 
 
 def _generation_defaults(model: ModelFiles) -> dict[str, Any]:
