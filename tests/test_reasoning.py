@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from conftest import OVCHAT
-from servers import Server, start_server
-from test_tools import with_template
+from servers import Server
+from test_tools import serve_with_template, with_template
 
 THINKING_TEMPLATE = Path(__file__).parent / "fixtures" / "thinking_template.jinja"
 ASK: dict[str, Any] = {
@@ -29,12 +29,7 @@ ASK: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def thinking(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = with_template(
-        model_dir, tmp_path_factory.mktemp("thinking") / "model", THINKING_TEMPLATE.read_text()
-    )
-    started = start_server(folder)
-    yield started
-    started.stop()
+    yield from serve_with_template(model_dir, tmp_path_factory.mktemp("thinking"), THINKING_TEMPLATE)
 
 
 @pytest.fixture(scope="module")

@@ -73,15 +73,17 @@ def with_template(model: Path, folder: Path, template: str) -> Path:
     return folder
 
 
+def serve_with_template(model_dir: Path, where: Path, template: Path) -> Iterator[Server]:
+    """A server on the default model given another chat template (for a module-scoped fixture)."""
+    started = start_server(with_template(model_dir, where / "model", template.read_text()))
+    yield started
+    started.stop()
+
+
 @pytest.fixture(scope="module")
 def native(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server on the default model given a Qwen2.5-style template that speaks tools."""
-    folder = with_template(
-        model_dir, tmp_path_factory.mktemp("native") / "model", HERMES_TEMPLATE.read_text()
-    )
-    started = start_server(folder)
-    yield started
-    started.stop()
+    yield from serve_with_template(model_dir, tmp_path_factory.mktemp("native"), HERMES_TEMPLATE)
 
 
 def check_call(call: Any, name: str = "get_weather") -> dict[str, Any]:

@@ -60,30 +60,20 @@ class ReplyWriter:
             if text:
                 delta["content"] = text
             return self.delta_chunk(delta, finish, usage_field, logprobs)
-        choice = {
-            "index": 0,
-            "text": text or "",
-            "logprobs": logprobs_body(False, logprobs),
-            "finish_reason": finish,
-        }
-        body = self._envelope([choice], True, None)
-        if usage_field:
-            body["usage"] = None
-        return sse(body)
+        choice = {"index": 0, "text": text or "", "logprobs": logprobs_body(False, logprobs)}
+        return self._choice_chunk(choice, finish, usage_field)
 
     def delta_chunk(
         self, delta: dict[str, Any], finish: str | None, usage_field: bool, logprobs: Logprobs = None
     ) -> bytes:
         """One chat SSE event carrying `delta` (content, or tool_calls pieces)."""
-        choice = {
-            "index": 0,
-            "delta": delta,
-            "logprobs": logprobs_body(True, logprobs),
-            "finish_reason": finish,
-        }
-        body = self._envelope([choice], True, None)
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs_body(True, logprobs)}
+        return self._choice_chunk(choice, finish, usage_field)
+
+    def _choice_chunk(self, choice: dict[str, Any], finish: str | None, usage_field: bool) -> bytes:
+        body = self._envelope([{**choice, "finish_reason": finish}], True, None)
         if usage_field:
-            body["usage"] = None
+            body["usage"] = None  # the usage chunk comes last
         return sse(body)
 
     def usage_chunk(self, done: Done) -> bytes:
