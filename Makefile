@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs
+.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -64,8 +64,15 @@ build/venv-deploy-check/.installed: scripts/deploy/requirements-deploy-check.txt
 	touch $@
 
 # Strict: a test whose system program is missing fails here instead of skipping.
-test: setup model lint system-deps deploy-check-env
+test: setup model lint system-deps deploy-check-env test-fixtures
 	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -v --durations=30
+
+# What the suite builds from, made once and cached under build/ (the tests ask again: a no-op): llama.cpp's
+# tools (compiled from the llama-cpp-python sdist), the fixture GGUFs, the SmolLM2s dressed as each
+# architecture. About 4 min from a fresh clone on 2 cores, most of it the compile.
+test-fixtures: model
+	scripts/dev/gguf_fixtures.sh Q8_0 Q4_K_M Q4_K_S Q2_K
+	$(BUILD_VENV)/bin/python scripts/dev/arch_fixtures.py "$$(ls -d build/sources/SmolLM2-135M-Instruct.Q4_1-*/ | head -1)"
 
 # The unit layer: no model, no server, no build env.
 test-fast: setup

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +27,18 @@ BUILD_PYTHON = ROOT / "build" / "venv-build" / "bin" / "python"
 BUILD_COMMAND = ROOT / "build" / "venv-build" / "bin" / "ovchat-build"
 DEFAULT_MODEL = ROOT / "build" / "models" / DEFAULT_MODEL_NAME
 OVCHAT = Path(sys.executable).with_name("ovchat")  # the runtime venv's command
+CACHE_KEY = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's caches (compiled blobs, IRs kept from GGUF files) live in one folder of its own,
+    removed at the end: a test run never fills the user's ~/.cache, nor the disk, run after run."""
+    config.stash[CACHE_KEY] = tempfile.mkdtemp(prefix="ovchat-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = config.stash[CACHE_KEY]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash.get(CACHE_KEY, ""), ignore_errors=True)
 
 
 def require_programs(*paths: str) -> None:

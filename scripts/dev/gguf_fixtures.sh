@@ -16,7 +16,7 @@ TYPES=("$@")
 "$ROOT/scripts/dev/llama_cpp_tools.sh" "$PYTHON"
 mkdir -p "$OUT"
 # The checkpoint the embedded GGUF dequantizes to (the build caches it): the fixtures' common origin.
-HF=$(ls -d "$ROOT"/build/sources/SmolLM2-135M-Instruct.Q4_1-*/ 2>/dev/null | head -1)
+HF=$(ls -d "$ROOT"/build/sources/SmolLM2-135M-Instruct.Q4_1-*/ 2>/dev/null | head -1 || true)
 if [[ -z "$HF" ]]; then
     "$PYTHON" - <<'EOF'
 from ovchat.contract import sha256_file
