@@ -27,7 +27,7 @@ def _apply(decorators: list[Decorator]) -> Decorator:
 # The options that choose and compile the model (their parameter names), for commands that check them.
 MODEL_OPTION_NAMES = (
     "model", "device", "performance_hint", "num_streams", "threads", "cache_dir", "precision",
-    "attention_backend",
+    "attention_backend", "prompt_lookup",
 )  # fmt: skip
 
 
@@ -81,6 +81,15 @@ def model_options(attention_backend: bool = True) -> Decorator:
             help="Inference precision [env OVCHAT_PRECISION; default: what the model's build verified, "
             "else the device's own].",
         ),
+        click.option(
+            "--prompt-lookup/--no-prompt-lookup",
+            envvar="OVCHAT_PROMPT_LOOKUP",
+            default=False,
+            help="Prompt-lookup decoding: propose the tokens that followed the last few where they "
+            "occur earlier in the conversation, and check them in one step. Faster when answers copy "
+            "from the prompt (summaries, edits, quoting a document); paged attention only "
+            "[env OVCHAT_PROMPT_LOOKUP].",
+        ),
     ]
     if attention_backend:
         decorators.append(
@@ -116,15 +125,18 @@ def options_from_cli(kwargs: dict[str, Any]) -> GenerationOptions:
 
 
 def device_config(kwargs: dict[str, Any], default_backend: str | None = None) -> DeviceConfig:
-    """DeviceConfig from the model options' values (removed from `kwargs`; --model stays)."""
+    """DeviceConfig from the model options' values (removed from `kwargs`; --model stays).
+    `default_backend` gives way to paged attention when prompt lookup is on."""
+    lookup = bool(kwargs.pop("prompt_lookup", False))
     return DeviceConfig(
         device=kwargs.pop("device"),
         performance_hint=kwargs.pop("performance_hint"),
         num_streams=kwargs.pop("num_streams"),
         threads=kwargs.pop("threads"),
         cache_dir=kwargs.pop("cache_dir"),
-        attention_backend=kwargs.pop("attention_backend", None) or default_backend,
+        attention_backend=kwargs.pop("attention_backend", None) or (None if lookup else default_backend),
         inference_precision=kwargs.pop("precision"),
+        prompt_lookup=lookup,
     )
 
 

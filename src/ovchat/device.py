@@ -18,6 +18,11 @@ PRECISIONS = ("bf16", "f16", "f32")
 ATTENTION_BACKENDS = ("SDPA", "PA")
 # Devices that take a list of other devices after a colon, e.g. AUTO:GPU,CPU.
 META_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
+# Prompt-lookup decoding: each step proposes up to this many tokens that followed the last
+# n-gram (of at most PROMPT_LOOKUP_NGRAM tokens) where it occurs earlier in the prompt or answer,
+# and the model checks them all in that one step (scripts/bench/bench_lookup.py chose the values).
+PROMPT_LOOKUP_TOKENS = 5
+PROMPT_LOOKUP_NGRAM = 3
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class DeviceConfig:
     cache_dir: str | None = None  # None: compiled_cache_home(); "": no cache
     attention_backend: str | None = None  # None: GenAI's default (paged attention)
     inference_precision: str | None = None  # None: what the model's build verified, else the device's
+    prompt_lookup: bool = False  # prompt-lookup decoding (paged attention only)
 
     def __post_init__(self) -> None:
         if self.performance_hint not in PERFORMANCE_HINTS:
@@ -43,6 +49,8 @@ class DeviceConfig:
             raise DeviceError(f"attention backend must be one of {', '.join(ATTENTION_BACKENDS)}")
         if self.inference_precision not in (None, *PRECISIONS):
             raise DeviceError(f"inference precision must be one of {', '.join(PRECISIONS)}")
+        if self.prompt_lookup and self.attention_backend == "SDPA":
+            raise DeviceError("prompt lookup runs on paged attention only: drop the SDPA attention backend")
 
     @property
     def compiled_cache(self) -> str:
@@ -86,7 +94,16 @@ class DeviceConfig:
             props["CACHE_DIR"] = self.compiled_cache
         if self.attention_backend:
             props["ATTENTION_BACKEND"] = self.attention_backend
+        if self.prompt_lookup:
+            props["prompt_lookup"] = True
         return props
+
+    def assisted(self, config: Any) -> Any:
+        """`config` (a GenerationConfig) with what prompt lookup needs in every request, if it is on."""
+        if self.prompt_lookup:
+            config.num_assistant_tokens = PROMPT_LOOKUP_TOKENS
+            config.max_ngram_size = PROMPT_LOOKUP_NGRAM
+        return config
 
 
 def check_device(config: DeviceConfig) -> None:

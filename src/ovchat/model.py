@@ -244,9 +244,11 @@ def open_pipeline(
     pages = weight_pages(source, device).start(loading=True)  # see ovchat.paging
     try:
         pipeline = _construct(kind, model_dir, source, device, props, scheduler)
+        if device.prompt_lookup and isinstance(pipeline, ov_genai.LLMPipeline):
+            pipeline.set_generation_config(request_defaults(pipeline, model_dir, device)())
         pages.start()
         if warm:
-            warm_up_pipeline(pipeline)
+            warm_up_pipeline(pipeline, device=device)
             pages.stop()
     except RuntimeError as exc:
         pages.stop()
@@ -255,9 +257,35 @@ def open_pipeline(
     return pipeline, pages
 
 
+def request_defaults(
+    pipeline: ov_genai.LLMPipeline | ov_genai.ContinuousBatchingPipeline,
+    model_dir: ModelFiles,
+    device: DeviceConfig,
+) -> Callable[[], ov_genai.GenerationConfig]:
+    """A fresh copy of the config every answer starts from: the model's generation_config.json.
+
+    GenAI's prompt-lookup pipelines forget that file (their config says greedy, eos -1, no stop
+    tokens), so with prompt lookup on it is read again, and the fields prompt lookup needs are added."""
+    if not device.prompt_lookup:
+        batching = isinstance(pipeline, ov_genai.ContinuousBatchingPipeline)
+        own = pipeline.get_config if batching else pipeline.get_generation_config
+        return cast(Callable[[], ov_genai.GenerationConfig], own)
+    defaults = (gguf_ir(model_dir, device) or model_dir.path) / "generation_config.json"
+    eos = pipeline.get_tokenizer().get_eos_token_id()
+
+    def fresh() -> ov_genai.GenerationConfig:
+        config = ov_genai.GenerationConfig(*([str(defaults)] if defaults.is_file() else []))
+        if config.eos_token_id == -1:
+            config.eos_token_id = eos
+        return device.assisted(config)
+
+    return fresh
+
+
 def warm_up_pipeline(
     pipeline: ov_genai.LLMPipeline | ov_genai.ContinuousBatchingPipeline,
     streamer: Callable[[str], ov_genai.StreamingStatus] | None = None,
+    device: DeviceConfig | None = None,
 ) -> None:
     """Generate two throwaway tokens: the first inference of each shape pays the CPU plugin's kernel
     set-up and weight repacking, so the first real answer does not (measured at 135 M: the server's
@@ -266,7 +294,7 @@ def warm_up_pipeline(
     # A chat, as the answers that follow are: the stateful (SDPA) LLMPipeline refuses to switch
     # between text and chat input without a reset.
     hello = ov_genai.ChatHistory([{"role": "user", "content": "Hi"}])
-    config = ov_genai.GenerationConfig(max_new_tokens=2)
+    config = (device or DeviceConfig()).assisted(ov_genai.GenerationConfig(max_new_tokens=2))
     if isinstance(pipeline, ov_genai.ContinuousBatchingPipeline):
         pipeline.generate([hello], [config], streamer)
     else:

@@ -230,7 +230,9 @@ class ChatSession:
 
         Setting `cancel` stops it after the prompt step, the part that pays the set-up."""
         with self.busy:
-            warm_up_pipeline(self.model.pipeline, Streamer(None, cancel, self.model.settle_memory))
+            warm_up_pipeline(
+                self.model.pipeline, Streamer(None, cancel, self.model.settle_memory), self.model.device
+            )
             self.model.settle_memory()
             _reset_kv_state(self.model.pipeline)
 

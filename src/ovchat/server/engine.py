@@ -27,7 +27,7 @@ import openvino_genai as ov_genai
 from ovchat.chat_template import ToolFormat
 from ovchat.device import DeviceConfig
 from ovchat.errors import OvchatError, Unavailable, plain_message
-from ovchat.model import ModelFiles, TextTokenizer, open_pipeline
+from ovchat.model import ModelFiles, TextTokenizer, open_pipeline, request_defaults
 from ovchat.server.jobs import (
     Accepted,
     Delta,
@@ -224,6 +224,7 @@ class Engine:
             self.context_length,
             self.config.max_tokens_ceiling,
             self._token_bytes,
+            request_defaults(pipeline, self.model, self.device) if self.device.prompt_lookup else None,
         )
         self.tool_format = self._batch.tool_format
         self.thinks = self._batch.thinks

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import openvino as ov
@@ -41,8 +42,11 @@ class Scheduler:
         context_length: int | None,
         max_tokens_ceiling: int | None,
         token_bytes: TokenBytes | None = None,
+        base_config: Callable[[], Any] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # A fresh copy of the config every request starts from (model.request_defaults).
+        self.base_config = base_config or pipeline.get_config
         self.tokenizer = tokenizer
         self.metrics = metrics
         self.max_batch = max_batch
@@ -111,7 +115,7 @@ class Scheduler:
             strict=True,
             ceiling=self.max_tokens_ceiling,
         )
-        job.config = request.options.to_config(self.pipeline.get_config(), job.budget)
+        job.config = request.options.to_config(self.base_config(), job.budget)
         job.config.logprobs = 1 if request.logprobs else 0  # 1: the chosen token's, all GenAI gives
         if request.json_schema is not None:
             job.config.structured_output_config = ov_genai.StructuredOutputConfig(
