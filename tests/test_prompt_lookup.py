@@ -15,6 +15,8 @@ import pytest
 
 from ovchat.device import PROMPT_LOOKUP_NGRAM, PROMPT_LOOKUP_TOKENS, DeviceConfig
 from ovchat.model import open_model
+from ovchat.options import GenerationOptions
+from ovchat.session import ChatSession
 from servers import Server, start_server
 from test_cli_options import ask_json, run
 
@@ -58,6 +60,12 @@ def test_the_library_keeps_the_models_own_generation_defaults(model_dir: Path) -
     assert config.temperature == pytest.approx(own.temperature)
     assert config.top_p == pytest.approx(own.top_p)
     assert (config.num_assistant_tokens, config.max_ngram_size) == (PROMPT_LOOKUP_TOKENS, PROMPT_LOOKUP_NGRAM)
+    # A conversation, as `ovchat chat` holds it: the second turn sees the first.
+    session = ChatSession(model, GenerationOptions(temperature=0.0, max_new_tokens=60))
+    pieces: list[str] = []
+    first = session.send(LIST, on_text=pieces.append)
+    assert "elderberries" in first.text and "".join(pieces) == first.text
+    assert "elderberries" in session.send("Say the list again.").text
 
 
 def _chat(server: Server, **body: Any) -> dict[str, Any]:
