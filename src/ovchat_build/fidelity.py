@@ -184,10 +184,13 @@ def measure(
     source_label: str = "",
     precision: str | None = None,
     source_key: str | None = None,
+    min_agreement: float | None = None,
 ) -> FidelityReport:
     """Run the whole evaluation of `ir_dir` against its source checkpoint `hf_dir`; the IR runs at the
     CPU's default inference precision, or at `precision` (e.g. "f32"). With `source_key` (what
-    identifies the source's files) the source's figures are cached under GATE_CACHE."""
+    identifies the source's files) the source's figures are cached under GATE_CACHE. With
+    `min_agreement`, an IR whose top-1 agreement is already below it gets only MIN_PROMPTS greedy
+    answers: the gate refuses it whatever they say, so a refused build stops sooner."""
     from transformers import AutoTokenizer
 
     started = time.monotonic()
@@ -206,7 +209,8 @@ def measure(
     except (OSError, RuntimeError, ValueError) as exc:
         raise FidelityError(f"cannot load the models to compare: {str(exc).splitlines()[0]}") from exc
     tokens = token_fidelity(figures, ir, sequences)
-    generation = generation_fidelity(figures, ir, prompts)
+    refused = min_agreement is not None and tokens.top1_agreement < min_agreement
+    generation = generation_fidelity(figures, ir, prompts, 0.0 if refused else GREEDY_SECONDS)
     return FidelityReport(
         source=source_label or f"{hf_dir} (torch {figures.dtype})",
         source_parameters=figures.parameters,

@@ -62,7 +62,8 @@ def gate(
         try:
             # The checkpoint's folder name carries the GGUF importer's version for a converted file.
             with CLOCK.step("fidelity", what):
-                report = measure(hf_dir, work, label, precision, source_key=f"{source.digest}:{hf_dir.name}")
+                key = f"{source.digest}:{hf_dir.name}"
+                report = measure(hf_dir, work, label, precision, source_key=key, min_agreement=min_agreement)
         except FidelityError as exc:
             raise BuildError(f"fidelity could not be measured: {exc}") from None
         print(format_table(report), flush=True)
