@@ -74,6 +74,13 @@ def model_options(attention_backend: bool = True) -> Decorator:
             "IRs kept from .gguf files in ~/.cache/ovchat/gguf) "
             "[env OVCHAT_CACHE_DIR].",
         ),
+    ]
+    return _apply(decorators + _running_options(attention_backend))
+
+
+def _running_options(attention_backend: bool) -> list[Decorator]:
+    """How the compiled model runs: its precision, prompt lookup and (not on serve) the attention."""
+    decorators: list[Decorator] = [
         click.option(
             "--precision",
             type=click.Choice(PRECISIONS),
@@ -99,7 +106,7 @@ def model_options(attention_backend: bool = True) -> Decorator:
                 help="SDPA loads faster; PA (paged attention) reuses the KV cache across chat turns.",
             )
         )
-    return _apply(decorators)
+    return decorators
 
 
 def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -262,14 +262,10 @@ def request_defaults(
     model_dir: ModelFiles,
     device: DeviceConfig,
 ) -> Callable[[], ov_genai.GenerationConfig]:
-    """A fresh copy of the config every answer starts from: the model's generation_config.json.
-
-    GenAI's prompt-lookup pipelines forget that file (their config says greedy, eos -1, no stop
-    tokens), so with prompt lookup on it is read again, and the fields prompt lookup needs are added."""
-    if not device.prompt_lookup:
-        batching = isinstance(pipeline, ov_genai.ContinuousBatchingPipeline)
-        own = pipeline.get_config if batching else pipeline.get_generation_config
-        return cast(Callable[[], ov_genai.GenerationConfig], own)
+    """With prompt lookup on: a fresh copy of the config every answer starts from, the model's
+    generation_config.json plus the fields prompt lookup needs. GenAI's prompt-lookup pipelines
+    forget that file (their config says greedy, eos -1, no stop tokens); other pipelines' own
+    get_generation_config() / get_config() already give it."""
     defaults = (gguf_ir(model_dir, device) or model_dir.path) / "generation_config.json"
     eos = pipeline.get_tokenizer().get_eos_token_id()
 
