@@ -11,9 +11,25 @@ takes only llama, qwen2 and qwen3 (the runtime says so for `--model x.gguf`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import gguf
+
+
+def read_gguf(path: Path) -> gguf.GGUFReader:
+    """`path`'s reader, parsed once per build: its header holds the whole vocabulary as fields
+    (SmolLM2's 49,152 tokens and 48,900 merges take gguf's reader ~2.5 s to parse), and the check,
+    the plan, the import and the grid each need it. A file changed since is read again."""
+    stat = path.stat()
+    return _read(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read(path: Path, size: int, mtime_ns: int) -> gguf.GGUFReader:
+    return gguf.GGUFReader(path)
+
 
 # GGUF tensor kind inside a layer -> the HF module it is the weight of.
 SEPARATE = {

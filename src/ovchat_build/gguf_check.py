@@ -10,7 +10,7 @@ from typing import Any
 import gguf
 
 from ovchat_build.errors import BuildError
-from ovchat_build.gguf_archs import ArchitectureError, architecture
+from ovchat_build.gguf_archs import ArchitectureError, architecture, read_gguf
 
 BLOCK = re.compile(r"blk\.(\d+)\.(.+)$")
 
@@ -23,7 +23,7 @@ def check_gguf(path: Path) -> None:
         if handle.read(4) != b"GGUF":
             raise BuildError(f"{name} is not a GGUF file (it does not start with 'GGUF')")
     try:
-        reader = gguf.GGUFReader(path)
+        reader = read_gguf(path)
     except Exception as exc:  # gguf's reader fails in numpy's or struct's words
         raise BuildError(f"{name} is truncated or corrupt ({_short(exc)}): download it again") from None
     size = path.stat().st_size

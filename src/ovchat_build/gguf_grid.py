@@ -34,7 +34,7 @@ import openvino as ov
 from openvino import opset13 as ops
 
 from ovchat_build.export import ExportFlags
-from ovchat_build.gguf_archs import Architecture, ArchitectureError, file_architecture
+from ovchat_build.gguf_archs import Architecture, ArchitectureError, file_architecture, read_gguf
 from ovchat_build.gguf_blocks import FLOATS, LAYOUTS, Grid, unpack
 from ovchat_build.gguf_blocks import reverse_permute as _reverse_permute
 
@@ -68,7 +68,7 @@ def grid_type(gguf_path: Path) -> str | None:
     if types is None or uncarried(types):
         return None
     try:
-        arch = file_architecture(gguf.GGUFReader(gguf_path), gguf_path.name)
+        arch = file_architecture(read_gguf(gguf_path), gguf_path.name)
     except ArchitectureError:
         return None  # the import step says why, in one line
     linear = {kind for name, kind in types.items() if _linear_kind(name, arch)}
@@ -92,7 +92,7 @@ def _reordered_heads(config: dict[str, Any], arch: Architecture) -> dict[str, in
 def tensor_types(gguf_path: Path) -> dict[str, str] | None:
     """Each tensor's GGML type name, or None for a file gguf cannot read (the import step says why)."""
     try:
-        reader = gguf.GGUFReader(gguf_path)
+        reader = read_gguf(gguf_path)
     except Exception:
         return None
     return {t.name: t.tensor_type.name for t in reader.tensors}
@@ -120,7 +120,7 @@ def unpack_q4_1(tensor: Any) -> Q4Block:
 
 def apply_grid(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
     """Replace the int4 asym g32 weights of `ir_dir`'s model with the GGUF's Q4_1 grid, in place."""
-    reader = gguf.GGUFReader(gguf_path)
+    reader = read_gguf(gguf_path)
     arch = _architecture(reader, gguf_path)
     tensors = {t.name: t for t in reader.tensors}
     heads = _reordered_heads(json.loads((ir_dir / "config.json").read_text()), arch)
@@ -215,7 +215,7 @@ def ir_name(gguf_name: str, arch: Architecture) -> str | None:
 def carry_blocks(gguf_path: Path, ir_dir: Path) -> dict[str, Any]:
     """Replace every float32 weight of `ir_dir`'s unquantized model with the GGUF tensor's own
     format (codes, scales, zero points, or 16-bit floats), checked against gguf's dequantizer."""
-    reader = gguf.GGUFReader(gguf_path)
+    reader = read_gguf(gguf_path)
     arch = _architecture(reader, gguf_path)
     heads = _reordered_heads(json.loads((ir_dir / "config.json").read_text()), arch)
     model = ov.Core().read_model(ir_dir / "openvino_model.xml")

@@ -9,14 +9,17 @@ reads it, so that encode -> decode round-trips exactly.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gguf
 
-from ovchat_build.gguf_archs import ArchitectureError, architecture
+from ovchat_build.gguf_archs import ArchitectureError, architecture, read_gguf
 
 # llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) that split digits one by one before the
 # GPT-2 byte-level regex: see LLAMA_VOCAB_PRE_TYPE_STARCODER / SMOLLM in llama-vocab.cpp.
@@ -53,7 +56,7 @@ def _field(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
 def read_metadata(path: Path) -> tuple[dict[str, Any], GGUFTokenizer]:
     """Read the architecture facts and the tokenizer of a GGUF file."""
     try:
-        reader = gguf.GGUFReader(path)
+        reader = read_gguf(path)
     except Exception as exc:  # gguf raises ValueError/struct errors on foreign files
         raise GGUFImportError(f"{path} is not a readable GGUF file ({exc})") from exc
     arch = _field(reader, "general.architecture")
@@ -184,12 +187,13 @@ def gguf_to_hf(gguf_path: Path, out: Path) -> dict[str, Any]:
     facts, tok = read_metadata(gguf_path)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        config = AutoConfig.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        if facts["head_dim"]:
-            config.head_dim = facts["head_dim"]
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, config=config, dtype=torch.float32
-        )
+        with _parsed_once():
+            config = AutoConfig.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+            if facts["head_dim"]:
+                config.head_dim = facts["head_dim"]
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf_path.parent, gguf_file=gguf_path.name, config=config, dtype=torch.float32
+            )
     except Exception as exc:
         raise GGUFImportError(f"transformers cannot load {gguf_path}: {exc}") from exc
     model.save_pretrained(out)
@@ -197,3 +201,18 @@ def gguf_to_hf(gguf_path: Path, out: Path) -> dict[str, Any]:
     _set_special_ids(out / "config.json", tok)
     _set_special_ids(out / "generation_config.json", tok)
     return facts
+
+
+@contextmanager
+def _parsed_once() -> Iterator[None]:
+    """transformers' GGUF loader parses the file's header anew for the config and again for the
+    weights (~2.5 s each for SmolLM2's vocabulary), and builds gguf's tensor-name map once per
+    tensor (397 times): lend it the build's one parsed reader and one map per architecture. Both
+    are read-only; transformers imports them from `gguf` at call time."""
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = lambda path, *args, **kwargs: read_gguf(Path(path))  # type: ignore[assignment,misc]
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(name_map)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map  # type: ignore[misc]
