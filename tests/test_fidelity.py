@@ -79,9 +79,10 @@ def test_quantization_hostile_checkpoint_fails_the_gate_and_publishes_nothing(
     [message] = error_lines(result.stderr)
     assert "fidelity gate failed" in message and "top-1 agreement with the source is" in message
     assert "top-1 agreement" in result.stdout  # the table was printed before the gate closed
-    # Refused on agreement, each precision's IR gets only the minimum of greedy answers (fail fast).
+    # Refused on agreement far below the bar: the minimum of greedy answers, and one precision only
+    # (f32 cannot rescue an IR this far off: it is not measured again).
     checked = re.findall(r"greedy answers identical +\S+ of (\d+) prompts", result.stdout)
-    assert checked and set(checked) == {str(MIN_PROMPTS)}, checked
+    assert checked == [str(MIN_PROMPTS)], checked
     assert not (out / "hostile").exists()
     assert not list(out.glob(".partial-*"))
 
