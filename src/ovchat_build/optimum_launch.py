@@ -27,6 +27,12 @@ DEFAULT_SAMPLES = 128  # optimum-intel's own default for --num-samples
 # tokens took 45 s of a 98 s export, which scaled to 3.8 B would be ~18 minutes; NNCF's `auto`
 # texts are 32 tokens.
 SAMPLE_TOKENS = 64
+# optimum-intel 2.2.0 caps Gemma 3's export at transformers 5.0 (the build env has 5.5.4), but the
+# export is right with it: the random-weight gemma3 fixture's IR (fp32, f32 inference, dynamic
+# quantization off) equals torch to 1e-5 with the same argmax at all 601 positions, 89 past its
+# 512-token sliding window. The gate measures every build against torch anyway. Gemma 1 and 2 keep
+# the cap (not verified here).
+LIFTED_CAPS = ("Gemma3TextOpenVINOConfig",)
 
 
 def load_samples(path: Path = CALIBRATION_FILE) -> list[dict[str, Any]]:
@@ -83,12 +89,22 @@ def use_shipped_calibration() -> None:
     command.prepare_wc_config = prepare_wc_config
 
 
+def lift_verified_caps() -> None:
+    """Let the export configs in LIFTED_CAPS run with the installed transformers."""
+    import optimum.exporters.openvino.model_configs as configs
+    import transformers
+
+    for name in LIFTED_CAPS:
+        getattr(configs, name).MAX_TRANSFORMERS_VERSION = transformers.__version__
+
+
 def main() -> None:
     import torch
     from optimum.commands.optimum_cli import main as optimum_cli
 
     torch.manual_seed(0)  # `--dataset auto` samples its text from the model: same source, same IR
     use_shipped_calibration()
+    lift_verified_caps()
     sys.argv[0] = "optimum-cli"
     optimum_cli()
 
