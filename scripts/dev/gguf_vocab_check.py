@@ -1,0 +1,71 @@
+"""Tokenize llama.cpp's own test texts with the tokenizer the build makes of a vocab-only GGUF.
+
+For each `ggml-vocab-NAME.gguf` named (llama.cpp's models/ folder, with its `.inp` texts): read the
+tokenizer as the build's GGUF import does, write its tokenizer.json, convert that with
+openvino-tokenizers as optimum-cli's export does, and run each text through openvino-genai's
+Tokenizer over the IR, as the runtime does. Prints one JSON object: per name, either
+{"refused": message} or {"add_bos", "bos_id", "plain", "special", "decoded"}, where plain are the
+ids without special tokens (llama.cpp's test-tokenizer-0 passes add_special=false), special the ids
+with them as the IR adds them, decoded the text back from llama.cpp's ids (the `.out` file's).
+Runs in the build env.
+Usage: gguf_vocab_check.py MODELS_DIR NAME...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SEPARATOR = "\n__ggml_vocab_test__\n"
+
+
+def cases(vocab: Path) -> list[tuple[str, list[int]]]:
+    """The `.inp` file's texts (each one ends with the separator line, the last one too), each with
+    its line of the `.out` file: llama.cpp's token ids."""
+    texts = Path(f"{vocab}.inp").read_text(encoding="utf-8").split(SEPARATOR)[:-1]
+    lines = Path(f"{vocab}.out").read_text(encoding="utf-8").split("\n")[: len(texts)]
+    return [(text, [int(i) for i in line.split()]) for text, line in zip(texts, lines, strict=True)]
+
+
+def check(vocab: Path) -> dict[str, Any]:
+    """Tokenize and detokenize each text of `vocab` through the IR the build would make."""
+    import gguf
+    import openvino as ov
+    import openvino_genai as ov_genai
+    from openvino_tokenizers import convert_tokenizer
+    from transformers import AutoTokenizer
+
+    from ovchat_build.gguf_tokenizer import TokenizerError, read_tokenizer, write_tokenizer
+
+    try:
+        tok = read_tokenizer(gguf.GGUFReader(vocab), str(vocab))
+    except TokenizerError as exc:
+        return {"refused": str(exc)}
+    with tempfile.TemporaryDirectory(prefix="gguf-vocab-") as folder:
+        write_tokenizer(tok, Path(folder))
+        irs = convert_tokenizer(AutoTokenizer.from_pretrained(folder), with_detokenizer=True)
+        ov.save_model(irs[0], Path(folder) / "openvino_tokenizer.xml")
+        ov.save_model(irs[1], Path(folder) / "openvino_detokenizer.xml")
+        runtime = ov_genai.Tokenizer(folder)
+        texts = cases(vocab)
+        plain = [_ids(runtime.encode(text, add_special_tokens=False)) for text, _ in texts]
+        special = [_ids(runtime.encode(text, add_special_tokens=True)) for text, _ in texts]
+        decoded = [runtime.decode(ids) if ids else "" for _, ids in texts]
+    return {"add_bos": tok.add_bos, "bos_id": tok.bos_id, "plain": plain, "special": special,
+            "decoded": decoded}  # fmt: skip
+
+
+def _ids(encoded: Any) -> list[int]:
+    return [int(i) for i in encoded.input_ids.data[0]]
+
+
+def main(models: str, names: list[str]) -> None:
+    results = {name: check(Path(models) / f"ggml-vocab-{name}.gguf") for name in names}
+    print(json.dumps(results, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])

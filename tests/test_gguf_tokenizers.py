@@ -1,0 +1,100 @@
+"""The tokenizers a GGUF import takes give llama.cpp's own token ids, through the IR the runtime uses.
+
+llama.cpp's test-tokenizer-0 data (the vocab-only `ggml-vocab-NAME.gguf` files in its models/
+folder, each with `.inp` texts and `.out` ids; here from the llama-cpp-python sdist that
+scripts/dev/llama_cpp_tools.sh extracts, `make test-fixtures`): each vocabulary's tokenizer is
+imported as the build does, converted by openvino-tokenizers as optimum-cli's export does, and run
+by openvino-genai's Tokenizer (scripts/dev/gguf_vocab_check.py, one build-env process for them all).
+Each text must give llama.cpp's ids (without special tokens, as test-tokenizer-0 asks; with them,
+the BOS in front exactly when the file asks for one), and llama.cpp's ids must decode to the text.
+Other tokenizer types and pre-tokenizers are refused in one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from conftest import BUILD_PYTHON, ROOT, build_env
+
+MODELS = ROOT / "build" / "llama.cpp" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp" / "models"
+CHECK = ROOT / "scripts" / "dev" / "gguf_vocab_check.py"
+# SentencePiece (Llama 2, Mistral, TinyLlama; Phi-3), Llama 3, Qwen 2, GPT-2, single digits.
+TAKEN = ("llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "starcoder", "refact")
+# A tokenizer type (WordPiece) and a pre-tokenizer (MPT's) the import does not take.
+REFUSED = {"bert-bge": "tokenizer type 'bert'", "mpt": "pre-tokenizer 'mpt'"}
+# Llama 3 asks llama.cpp to take a word that is a whole token as it is (ignore_merges); the
+# openvino-tokenizers BPE has no such switch and merges it in pieces.
+KNOWN = {("llama-bpe", "Cửa Việt"): "openvino-tokenizers' BPE has no ignore_merges (Llama 3)"}
+
+
+@functools.cache
+def _cases(name: str) -> list[tuple[str, list[int]]]:
+    """(text, llama.cpp's ids) of vocabulary `name`, parsed by the helper's own reader."""
+    spec = importlib.util.spec_from_file_location("gguf_vocab_check", CHECK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found: list[tuple[str, list[int]]] = module.cases(MODELS / f"ggml-vocab-{name}.gguf")
+    return found
+
+
+def _params(known: dict[tuple[str, str], str]) -> list[Any]:
+    """One case per (vocabulary, text), read at collection from the tree `make test-fixtures` made;
+    the `known` ones a strict xfail."""
+    if not MODELS.is_dir():
+        return [pytest.param("missing-vocab-files", 0, id="missing-vocab-files")]
+    params = []
+    for name in TAKEN:
+        for index, (text, _) in enumerate(_cases(name)):
+            reason = known.get((name, text))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            params.append(pytest.param(name, index, marks=marks, id=f"{name}-{index:02d}"))
+    return params
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, Any]:
+    """Every vocabulary's ids and decoded texts from the IR, in one build-env process."""
+    if not MODELS.is_dir():
+        pytest.fail(f"{MODELS} is missing: run `make test-fixtures` (scripts/dev/llama_cpp_tools.sh)")
+    if not BUILD_PYTHON.exists():
+        pytest.fail("the build env is missing: run `make build-env` (the README's `make test` does)")
+    done = subprocess.run(
+        [str(BUILD_PYTHON), str(CHECK), str(MODELS), *TAKEN, *REFUSED],
+        capture_output=True,
+        text=True,
+        env=build_env(),
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+@pytest.mark.parametrize(("name", "index"), _params(KNOWN))
+def test_each_text_gives_llama_cpps_ids(results: dict[str, Any], name: str, index: int) -> None:
+    got, expected = results[name], _cases(name)[index][1]
+    assert got["plain"][index] == expected
+    bos = [got["bos_id"]] if got["add_bos"] else []
+    assert got["special"][index] == bos + expected
+
+
+@pytest.mark.parametrize(("name", "index"), _params({}))
+def test_llama_cpps_ids_decode_to_the_text(results: dict[str, Any], name: str, index: int) -> None:
+    assert results[name]["decoded"][index] == _cases(name)[index][0]
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_an_unsupported_tokenizer_is_refused_in_one_line(results: dict[str, Any], name: str) -> None:
+    message = results[name]["refused"]
+    assert "\n" not in message
+    assert f"ggml-vocab-{name}.gguf" in message
+    assert REFUSED[name] in message
+    assert "not supported (only" in message and "gpt2" in message
