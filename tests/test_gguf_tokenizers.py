@@ -31,6 +31,38 @@ REFUSED = {"bert-bge": "tokenizer type 'bert'", "mpt": "pre-tokenizer 'mpt'"}
 # Llama 3 asks llama.cpp to take a word that is a whole token as it is (ignore_merges); the
 # openvino-tokenizers BPE has no such switch and merges it in pieces.
 KNOWN = {("llama-bpe", "Cửa Việt"): "openvino-tokenizers' BPE has no ignore_merges (Llama 3)"}
+# Chat prompts with their special tokens, and llama.cpp's ids for them (llama-cpp-python 0.3.36, the
+# same llama.cpp: Llama(vocab_only=True).tokenize(text, add_bos=False, special=True)). Phi-3's
+# special tokens swallow the whitespace after them; after a special token SentencePiece text starts
+# with "▁" again.
+CHATS = {
+    "phi-3": [
+        ("<s><|user|>\nhi there<|end|>\n<|assistant|>\n", "1 32010 7251 727 32007 32001"),
+        ("<|user|>\n  x\n<|end|>\n<|assistant|>\nok<|end|>\n", "32010 921 13 32007 32001 3431 32007"),
+    ],
+    "llama-spm": [
+        (
+            "<s>[INST] hi [/INST] ok</s><s>[INST] again [/INST]",
+            "1 518 25580 29962 7251 518 29914 25580 29962 3431 2 1 518 25580 29962 1449 518 29914 "
+            "25580 29962",
+        )
+    ],
+    "llama-bpe": [
+        (
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            "128000 128006 882 128007 271 6151 128009 128006 78191 128007 271",
+        )
+    ],
+    "qwen2": [
+        (
+            "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nhi  there"
+            "<|im_end|>\n<|im_start|>assistant\n",
+            "151644 8948 198 2610 525 264 10950 17847 151645 198 151644 872 198 6023 220 1052 151645 198 "
+            "151644 77091 198",
+        )
+    ],
+}
 
 
 @functools.cache
@@ -72,6 +104,7 @@ def results() -> dict[str, Any]:
         env=build_env(),
         timeout=600,
         cwd=ROOT,
+        input=json.dumps({name: [text for text, _ in chats] for name, chats in CHATS.items()}),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     found: dict[str, Any] = json.loads(done.stdout)
@@ -89,6 +122,13 @@ def test_each_text_gives_llama_cpps_ids(results: dict[str, Any], name: str, inde
 @pytest.mark.parametrize(("name", "index"), _params({}))
 def test_llama_cpps_ids_decode_to_the_text(results: dict[str, Any], name: str, index: int) -> None:
     assert results[name]["decoded"][index] == _cases(name)[index][0]
+
+
+@pytest.mark.parametrize("name", CHATS)
+def test_chat_prompts_give_llama_cpps_ids_with_their_special_tokens(
+    results: dict[str, Any], name: str
+) -> None:
+    assert results[name]["chat"] == [[int(i) for i in ids.split()] for _, ids in CHATS[name]]
 
 
 @pytest.mark.parametrize("name", REFUSED)

@@ -6,9 +6,10 @@ openvino-tokenizers as optimum-cli's export does, and run each text through open
 Tokenizer over the IR, as the runtime does. Prints one JSON object: per name, either
 {"refused": message} or {"add_bos", "bos_id", "plain", "special", "decoded"}, where plain are the
 ids without special tokens (llama.cpp's test-tokenizer-0 passes add_special=false), special the ids
-with them as the IR adds them, decoded the text back from llama.cpp's ids (the `.out` file's).
+with them as the IR adds them, decoded the text back from llama.cpp's ids (the `.out` file's), and
+chat: the ids of the texts given on stdin (JSON, name -> texts), special tokens in them parsed.
 Runs in the build env.
-Usage: gguf_vocab_check.py MODELS_DIR NAME...
+Usage: gguf_vocab_check.py MODELS_DIR NAME... [< {"NAME": ["chat text", ...]}]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def cases(vocab: Path) -> list[tuple[str, list[int]]]:
     return [(text, [int(i) for i in line.split()]) for text, line in zip(texts, lines, strict=True)]
 
 
-def check(vocab: Path) -> dict[str, Any]:
+def check(vocab: Path, chat: list[str]) -> dict[str, Any]:
     """Tokenize and detokenize each text of `vocab` through the IR the build would make."""
     import gguf
     import openvino as ov
@@ -54,8 +55,9 @@ def check(vocab: Path) -> dict[str, Any]:
         plain = [_ids(runtime.encode(text, add_special_tokens=False)) for text, _ in texts]
         special = [_ids(runtime.encode(text, add_special_tokens=True)) for text, _ in texts]
         decoded = [runtime.decode(ids) if ids else "" for _, ids in texts]
+        chats = [_ids(runtime.encode(text, add_special_tokens=False)) for text in chat]
     return {"add_bos": tok.add_bos, "bos_id": tok.bos_id, "plain": plain, "special": special,
-            "decoded": decoded}  # fmt: skip
+            "decoded": decoded, "chat": chats}  # fmt: skip
 
 
 def _ids(encoded: Any) -> list[int]:
@@ -63,7 +65,8 @@ def _ids(encoded: Any) -> list[int]:
 
 
 def main(models: str, names: list[str]) -> None:
-    results = {name: check(Path(models) / f"ggml-vocab-{name}.gguf") for name in names}
+    chat = json.loads(sys.stdin.read() or "{}")
+    results = {name: check(Path(models) / f"ggml-vocab-{name}.gguf", chat.get(name, [])) for name in names}
     print(json.dumps(results, ensure_ascii=False))
 
 

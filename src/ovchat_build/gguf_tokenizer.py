@@ -39,6 +39,8 @@ TOKEN_TYPE_UNKNOWN = 2
 TOKEN_TYPE_CONTROL = 3
 TOKEN_TYPE_USER_DEFINED = 4
 TOKEN_TYPE_BYTE = 6
+# The types llama.cpp matches whole in text (its cache_special_tokens).
+SPECIAL_TYPES = (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TOKEN_TYPE_UNKNOWN)
 SPM_SPACE = "\u2581"  # SentencePiece's visible space, "▁"
 
 
@@ -63,6 +65,7 @@ class GGUFTokenizer:
     model: str = "gpt2"
     scores: list[float] | None = None
     add_space_prefix: bool = False
+    rstrip_ids: frozenset[int] = frozenset()
 
 
 def _field(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
@@ -85,6 +88,22 @@ def _check_supported(model: object, pre: object, where: str) -> None:
         )
 
 
+def _phi3_rstrip(reader: gguf.GGUFReader, tokens: list[str], types: list[int]) -> frozenset[int]:
+    """The special tokens that swallow the whitespace after them: llama.cpp gives every one but
+    <unk>, <s> and <|endoftext|> that attribute when the file's general.name says phi-3 or phi3
+    (Phi-3's own tokenizer.json has rstrip on them), none otherwise. Without it `<|user|>\nhi`
+    is 32010, ▁, \n, hi where llama.cpp (and Phi-3's training) has 32010, ▁hi."""
+    name = str(_field(reader, "general.name", "")).lower()
+    if "phi-3" not in name and "phi3" not in name:
+        return frozenset()
+    kept = {"<unk>", "<s>", "<|endoftext|>"}
+    return frozenset(
+        i
+        for i, (text, kind) in enumerate(zip(tokens, types, strict=True))
+        if kind in SPECIAL_TYPES and text not in kept
+    )
+
+
 def read_tokenizer(reader: gguf.GGUFReader, where: str) -> GGUFTokenizer:
     """The tokenizer of the GGUF file `reader` parsed (`where`: its name in messages)."""
     model = _field(reader, "tokenizer.ggml.model")
@@ -100,9 +119,11 @@ def read_tokenizer(reader: gguf.GGUFReader, where: str) -> GGUFTokenizer:
         raise TokenizerError(f"{where}: tokenizers that add an EOS token are not supported")
     # llama.cpp's defaults where the file is silent: a BOS for SentencePiece and Llama 3, none else.
     add_bos = _field(reader, "tokenizer.ggml.add_bos_token", spm or pre in LLAMA3_PRE)
+    tokens = list(_field(reader, "tokenizer.ggml.tokens"))
+    types = [int(t) for t in _field(reader, "tokenizer.ggml.token_type")]
     return GGUFTokenizer(
-        tokens=list(_field(reader, "tokenizer.ggml.tokens")),
-        token_types=[int(t) for t in _field(reader, "tokenizer.ggml.token_type")],
+        tokens=tokens,
+        token_types=types,
         merges=list(_field(reader, "tokenizer.ggml.merges", [])),
         pre=pre,
         bos_id=_field(reader, "tokenizer.ggml.bos_token_id"),
@@ -114,24 +135,24 @@ def read_tokenizer(reader: gguf.GGUFReader, where: str) -> GGUFTokenizer:
         model=str(model),
         scores=None if scores is None else [float(s) for s in scores],
         add_space_prefix=bool(_field(reader, "tokenizer.ggml.add_space_prefix", spm)),
+        rstrip_ids=_phi3_rstrip(reader, tokens, types),
     )
 
 
 def _added_tokens(tok: GGUFTokenizer) -> list[dict[str, Any]]:
     """Control, user-defined and unknown-type tokens: the ones llama.cpp matches whole in text."""
-    special_types = (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TOKEN_TYPE_UNKNOWN)
     return [
         {
             "id": i,
             "content": text,
             "single_word": False,
             "lstrip": False,
-            "rstrip": False,
+            "rstrip": i in tok.rstrip_ids,
             "normalized": False,
             "special": kind != TOKEN_TYPE_USER_DEFINED,
         }
         for i, (text, kind) in enumerate(zip(tok.tokens, tok.token_types, strict=True))
-        if kind in special_types
+        if kind in SPECIAL_TYPES
     ]
 
 

@@ -12,10 +12,11 @@ import pytest
 from ovchat_build.gguf_tokenizer import TokenizerError, read_tokenizer, tokenizer_config, tokenizer_json
 
 
-def reader(**fields: Any) -> Any:
+def reader(name: str = "Test", **fields: Any) -> Any:
     """A stand-in for gguf's reader: `tokenizer.ggml.<key>` fields from keyword arguments."""
     base = {"model": "gpt2", "tokens": ["a", "b", "ab"], "token_type": [1, 1, 1], "merges": ["a b"]}
     named = {f"tokenizer.ggml.{k}": v for k, v in {**base, **fields}.items() if v is not None}
+    named["general.name"] = name
     return SimpleNamespace(fields={k: SimpleNamespace(contents=lambda v=v: v) for k, v in named.items()})
 
 
@@ -84,3 +85,15 @@ def test_sentencepiece_scores_become_merges_best_score_first() -> None:
     assert data["model"]["unk_token"] == "<unk>" and data["model"]["byte_fallback"] is False
     assert data["normalizer"]["normalizers"][0] == {"type": "Prepend", "prepend": "▁"}
     assert [t["content"] for t in data["added_tokens"] if t["special"]] == ["<unk>", "<s>", "</s>"]
+
+
+@pytest.mark.parametrize(("name", "strips"), [("Phi3", True), ("phi-3-mini", True), ("Phi 3 Mini", False)])
+def test_phi3_special_tokens_swallow_the_whitespace_after_them_as_llama_cpp_has_it(
+    name: str, strips: bool
+) -> None:
+    tokens = ["<unk>", "<s>", "</s>", "a", "<|endoftext|>", "<|user|>", "<|end|>"]
+    fields = {"model": "llama", "tokens": tokens, "token_type": [2, 3, 3, 1, 3, 3, 3], "scores": [0.0] * 7}
+    added = tokenizer_json(read_tokenizer(reader(name, **fields), "x.gguf"))["added_tokens"]
+    stripping = [t["content"] for t in added if t["rstrip"]]
+    # llama.cpp goes by general.name: a file named "Phi 3 Mini" gets no stripping there either
+    assert stripping == (["</s>", "<|user|>", "<|end|>"] if strips else [])
