@@ -7,7 +7,9 @@ imported as the build does, converted by openvino-tokenizers as optimum-cli's ex
 by openvino-genai's Tokenizer (scripts/dev/gguf_vocab_check.py, one build-env process for them all).
 Each text must give llama.cpp's ids (without special tokens, as test-tokenizer-0 asks; with them,
 the BOS in front exactly when the file asks for one), and llama.cpp's ids must decode to the text.
-Other tokenizer types and pre-tokenizers are refused in one line.
+Chat prompts with special tokens give the ids llama.cpp gives them. Other tokenizer types and
+pre-tokenizers are refused in one line. A tiny random llama with Llama 2's vocabulary builds end to
+end and chats (scripts/dev/spm_gguf_fixture.py; the build is cached under build/sources).
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ import functools
 import importlib.util
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from conftest import BUILD_PYTHON, ROOT, build_env
+from conftest import BUILD_PYTHON, ROOT, build_env, run_build
+from ovchat.cli import cli
 
 MODELS = ROOT / "build" / "llama.cpp" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp" / "models"
 CHECK = ROOT / "scripts" / "dev" / "gguf_vocab_check.py"
+SPM_FIXTURE = ROOT / "build" / "fixtures" / "gguf-spm" / "tiny-llama-spm.gguf"
 # SentencePiece (Llama 2, Mistral, TinyLlama; Phi-3), Llama 3, Qwen 2, GPT-2, single digits.
 TAKEN = ("llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "starcoder", "refact")
 # A tokenizer type (WordPiece) and a pre-tokenizer (MPT's) the import does not take.
@@ -138,3 +144,30 @@ def test_an_unsupported_tokenizer_is_refused_in_one_line(results: dict[str, Any]
     assert f"ggml-vocab-{name}.gguf" in message
     assert REFUSED[name] in message
     assert "not supported (only" in message and "gpt2" in message
+
+
+def test_a_sentencepiece_gguf_builds_and_chats(tmp_path: Path) -> None:
+    """Imported, exported, gated against the dequantized file, verified; the runtime's chat prompt
+    is llama.cpp's 1 518 25580 29962 7251 518 29914 25580 29962 (`<s>[INST] hi [/INST]`)."""
+    if not MODELS.is_dir():
+        pytest.fail(f"{MODELS} is missing: run `make test-fixtures` (scripts/dev/llama_cpp_tools.sh)")
+    script, vocab = ROOT / "scripts" / "dev" / "spm_gguf_fixture.py", MODELS / "ggml-vocab-llama-spm.gguf"
+    made = subprocess.run(
+        [str(BUILD_PYTHON), str(script), str(vocab), str(SPM_FIXTURE)],
+        capture_output=True,
+        text=True,
+        env=build_env(),
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    # random weights never end an answer on their own: no chat check in the build
+    result = run_build(str(SPM_FIXTURE), "--out-dir", str(tmp_path), "--no-chat-check")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "tiny-llama-spm-gguf"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert all(manifest["verification"]["round_trip"].values())
+    asked = CliRunner().invoke(cli, ["ask", "--model", str(folder), "--json", "-n", "8", "hi"])
+    assert asked.exit_code == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert answer["text"].strip() and answer["finish_reason"] == "length"
+    assert answer["metrics"]["input_tokens"] == 9
