@@ -56,8 +56,8 @@ def check(vocab: Path, chat: list[str]) -> dict[str, Any]:
         special = [_ids(runtime.encode(text, add_special_tokens=True)) for text, _ in texts]
         decoded = [runtime.decode(ids) if ids else "" for _, ids in texts]
         chats = [_ids(runtime.encode(text, add_special_tokens=False)) for text in chat]
-    return {"add_bos": tok.add_bos, "bos_id": tok.bos_id, "plain": plain, "special": special,
-            "decoded": decoded, "chat": chats}  # fmt: skip
+    found = {"plain": plain, "special": special, "decoded": decoded, "chat": chats}
+    return {"add_bos": tok.add_bos, "bos_id": tok.bos_id, **found}
 
 
 def _ids(encoded: Any) -> list[int]:
