@@ -17,6 +17,7 @@ from typing import Any
 import gguf
 
 from ovchat_build.gguf_archs import ArchitectureError, architecture, read_gguf
+from ovchat_build.gguf_tokenizer import FIELDS as TOKENIZER_FIELDS
 from ovchat_build.gguf_tokenizer import GGUFTokenizer, TokenizerError, read_tokenizer, write_tokenizer
 
 
@@ -41,7 +42,8 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], GGUFTokenizer]:
     except ArchitectureError as exc:
         raise GGUFImportError(str(exc)) from None
     try:
-        tokenizer = read_tokenizer(reader, str(path))
+        fields = {key: _field(reader, key) for key in TOKENIZER_FIELDS if key in reader.fields}
+        tokenizer = read_tokenizer(fields, str(path))
     except TokenizerError as exc:
         raise GGUFImportError(str(exc)) from None
     facts = {

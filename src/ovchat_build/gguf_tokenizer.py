@@ -11,12 +11,10 @@ llama.cpp's own expected token ids.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the unit tests' env has no gguf: the rules here need none of it
-    import gguf
+from typing import Any
 
 # llama.cpp's pre-tokenizer names (tokenizer.ggml.pre) that split digits one by one before the
 # GPT-2 byte-level regex: see LLAMA_VOCAB_PRE_TYPE_STARCODER / SMOLLM in llama-vocab.cpp.
@@ -44,6 +42,16 @@ SPECIAL_TYPES = (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TOKEN_TYPE_UNKNOWN
 SPM_SPACE = "\u2581"  # SentencePiece's visible space, "▁"
 
 
+# The metadata keys read_tokenizer reads (a reader passes the values of those the file has).
+_GGML_KEYS = ("model", "pre", "tokens", "token_type", "merges", "scores", "bos_token_id", "eos_token_id")
+_GGML_FLAGS = ("padding_token_id", "unknown_token_id", "add_bos_token", "add_eos_token", "add_space_prefix")
+FIELDS = (
+    "general.name",
+    "tokenizer.chat_template",
+    *(f"tokenizer.ggml.{key}" for key in (*_GGML_KEYS, *_GGML_FLAGS, "remove_extra_whitespaces")),
+)
+
+
 class TokenizerError(Exception):
     """The GGUF file's tokenizer is not one the build takes; the message says which are."""
 
@@ -68,11 +76,6 @@ class GGUFTokenizer:
     rstrip_ids: frozenset[int] = frozenset()
 
 
-def _field(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
-    field = reader.fields.get(key)
-    return default if field is None else field.contents()
-
-
 def _check_supported(model: object, pre: object, where: str) -> None:
     """TokenizerError in one line naming the file and what it has, unless the build takes it."""
     if model == "llama":
@@ -88,12 +91,12 @@ def _check_supported(model: object, pre: object, where: str) -> None:
         )
 
 
-def _phi3_rstrip(reader: gguf.GGUFReader, tokens: list[str], types: list[int]) -> frozenset[int]:
+def _phi3_rstrip(fields: Mapping[str, Any], tokens: list[str], types: list[int]) -> frozenset[int]:
     """The special tokens that swallow the whitespace after them: llama.cpp gives every one but
     <unk>, <s> and <|endoftext|> that attribute when the file's general.name says phi-3 or phi3
     (Phi-3's own tokenizer.json has rstrip on them), none otherwise. Without it `<|user|>\nhi`
     is 32010, ▁, \n, hi where llama.cpp (and Phi-3's training) has 32010, ▁hi."""
-    name = str(_field(reader, "general.name", "")).lower()
+    name = str(fields.get("general.name", "")).lower()
     if "phi-3" not in name and "phi3" not in name:
         return frozenset()
     kept = {"<unk>", "<s>", "<|endoftext|>"}
@@ -104,38 +107,40 @@ def _phi3_rstrip(reader: gguf.GGUFReader, tokens: list[str], types: list[int]) -
     )
 
 
-def read_tokenizer(reader: gguf.GGUFReader, where: str) -> GGUFTokenizer:
-    """The tokenizer of the GGUF file `reader` parsed (`where`: its name in messages)."""
-    model = _field(reader, "tokenizer.ggml.model")
-    pre = _field(reader, "tokenizer.ggml.pre", "default")
+def read_tokenizer(fields: Mapping[str, Any], where: str) -> GGUFTokenizer:
+    """The tokenizer of a GGUF file from its FIELDS' values (`where`: the file in messages)."""
+    model = fields.get("tokenizer.ggml.model")
+    pre = fields.get("tokenizer.ggml.pre", "default")
     _check_supported(model, pre, where)
     spm = model == "llama"
-    scores = _field(reader, "tokenizer.ggml.scores")
-    if spm and (scores is None or _field(reader, "tokenizer.ggml.remove_extra_whitespaces", False)):
+    scores = fields.get("tokenizer.ggml.scores")
+    if spm and (scores is None or fields.get("tokenizer.ggml.remove_extra_whitespaces", False)):
         raise TokenizerError(
             f"{where}: SentencePiece without scores, or with remove_extra_whitespaces, is not supported"
         )
-    if _field(reader, "tokenizer.ggml.add_eos_token", False):
+    if fields.get("tokenizer.ggml.add_eos_token", False):
         raise TokenizerError(f"{where}: tokenizers that add an EOS token are not supported")
     # llama.cpp's defaults where the file is silent: a BOS for SentencePiece and Llama 3, none else.
-    add_bos = _field(reader, "tokenizer.ggml.add_bos_token", spm or pre in LLAMA3_PRE)
-    tokens = list(_field(reader, "tokenizer.ggml.tokens"))
-    types = [int(t) for t in _field(reader, "tokenizer.ggml.token_type")]
+    add_bos = fields.get("tokenizer.ggml.add_bos_token", spm or pre in LLAMA3_PRE)
+    if "tokenizer.ggml.tokens" not in fields or "tokenizer.ggml.token_type" not in fields:
+        raise TokenizerError(f"{where}: the file has no vocabulary (tokenizer.ggml.tokens, token_type)")
+    tokens = list(fields["tokenizer.ggml.tokens"])
+    types = [int(t) for t in fields["tokenizer.ggml.token_type"]]
     return GGUFTokenizer(
         tokens=tokens,
         token_types=types,
-        merges=list(_field(reader, "tokenizer.ggml.merges", [])),
+        merges=list(fields.get("tokenizer.ggml.merges", [])),
         pre=pre,
-        bos_id=_field(reader, "tokenizer.ggml.bos_token_id"),
-        eos_id=_field(reader, "tokenizer.ggml.eos_token_id"),
-        pad_id=_field(reader, "tokenizer.ggml.padding_token_id"),
-        unk_id=_field(reader, "tokenizer.ggml.unknown_token_id"),
-        chat_template=_field(reader, "tokenizer.chat_template"),
+        bos_id=fields.get("tokenizer.ggml.bos_token_id"),
+        eos_id=fields.get("tokenizer.ggml.eos_token_id"),
+        pad_id=fields.get("tokenizer.ggml.padding_token_id"),
+        unk_id=fields.get("tokenizer.ggml.unknown_token_id"),
+        chat_template=fields.get("tokenizer.chat_template"),
         add_bos=bool(add_bos),
         model=str(model),
         scores=None if scores is None else [float(s) for s in scores],
-        add_space_prefix=bool(_field(reader, "tokenizer.ggml.add_space_prefix", spm)),
-        rstrip_ids=_phi3_rstrip(reader, tokens, types),
+        add_space_prefix=bool(fields.get("tokenizer.ggml.add_space_prefix", spm)),
+        rstrip_ids=_phi3_rstrip(fields, tokens, types),
     )
 
 

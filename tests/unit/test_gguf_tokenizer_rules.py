@@ -4,7 +4,6 @@ expected ids in tests/test_gguf_tokenizers.py)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,12 +11,11 @@ import pytest
 from ovchat_build.gguf_tokenizer import TokenizerError, read_tokenizer, tokenizer_config, tokenizer_json
 
 
-def reader(name: str = "Test", **fields: Any) -> Any:
-    """A stand-in for gguf's reader: `tokenizer.ggml.<key>` fields from keyword arguments."""
+def reader(name: str = "Test", **fields: Any) -> dict[str, Any]:
+    """A file's fields as a reader passes them: `tokenizer.ggml.<key>` from keyword arguments."""
     base = {"model": "gpt2", "tokens": ["a", "b", "ab"], "token_type": [1, 1, 1], "merges": ["a b"]}
     named = {f"tokenizer.ggml.{k}": v for k, v in {**base, **fields}.items() if v is not None}
-    named["general.name"] = name
-    return SimpleNamespace(fields={k: SimpleNamespace(contents=lambda v=v: v) for k, v in named.items()})
+    return {**named, "general.name": name}
 
 
 @pytest.mark.parametrize(
