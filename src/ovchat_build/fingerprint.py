@@ -11,7 +11,8 @@ from typing import Any
 from ovchat.contract import Manifest, ManifestError
 
 PACKAGE = Path(__file__).resolve().parent
-IMPORTER = ("gguf_import.py", "gguf_archs.py")  # what a GGUF's converted checkpoint depends on
+# What a GGUF's converted checkpoint depends on.
+IMPORTER = ("gguf_import.py", "gguf_archs.py", "gguf_tokenizer.py")
 VERSIONED = (
     "optimum-intel",
     "optimum",
