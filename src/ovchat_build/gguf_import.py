@@ -18,7 +18,13 @@ import gguf
 
 from ovchat_build.gguf_archs import ArchitectureError, architecture, read_gguf
 from ovchat_build.gguf_tokenizer import FIELDS as TOKENIZER_FIELDS
-from ovchat_build.gguf_tokenizer import GGUFTokenizer, TokenizerError, read_tokenizer, write_tokenizer
+from ovchat_build.gguf_tokenizer import (
+    GGUFTokenizer,
+    TokenizerError,
+    end_of_generation_ids,
+    read_tokenizer,
+    write_tokenizer,
+)
 
 
 class GGUFImportError(Exception):
@@ -57,11 +63,15 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], GGUFTokenizer]:
     return facts, tokenizer
 
 
-def _set_special_ids(path: Path, tok: GGUFTokenizer) -> None:
+def _set_special_ids(path: Path, tok: GGUFTokenizer, stops: list[int] | None = None) -> None:
+    """The file's bos/eos/pad ids into an HF config; `stops` (eos first) as generation_config's eos
+    list, which GenAI reads as its stop_token_ids."""
     data = json.loads(path.read_text())
     for key, value in (("bos", tok.bos_id), ("eos", tok.eos_id), ("pad", tok.pad_id)):
         if value is not None:
             data[f"{key}_token_id"] = value
+    if stops and len(stops) > 1:
+        data["eos_token_id"] = stops
     path.write_text(json.dumps(data, indent=2))
 
 
@@ -85,7 +95,7 @@ def gguf_to_hf(gguf_path: Path, out: Path) -> dict[str, Any]:
     model.save_pretrained(out)
     write_tokenizer(tok, out)
     _set_special_ids(out / "config.json", tok)
-    _set_special_ids(out / "generation_config.json", tok)
+    _set_special_ids(out / "generation_config.json", tok, end_of_generation_ids(tok))
     return facts
 
 

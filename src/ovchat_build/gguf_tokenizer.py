@@ -40,6 +40,14 @@ TOKEN_TYPE_BYTE = 6
 # The types llama.cpp matches whole in text (its cache_special_tokens).
 SPECIAL_TYPES = (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, TOKEN_TYPE_UNKNOWN)
 SPM_SPACE = "\u2581"  # SentencePiece's visible space, "▁"
+# The tokens llama.cpp also ends an answer on, besides the file's eos (llama-vocab.cpp's
+# special_eog_ids, matched by text as it does): Phi-3 ends its turns with <|end|> while its eos is
+# <|endoftext|>, Llama 3 with <|eot_id|>, Gemma with <end_of_turn>. With the eos alone, a Phi-3 GGUF
+# would run past the end of its turn.
+EOG_TEXTS = (
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+    "<EOT>", "_<EOT>", "<|end_of_text|>", "<eos>",
+)  # fmt: skip
 
 
 # The metadata keys read_tokenizer reads (a reader passes the values of those the file has).
@@ -282,6 +290,12 @@ def _spm_json(tok: GGUFTokenizer) -> dict[str, Any]:
 def tokenizer_json(tok: GGUFTokenizer) -> dict[str, Any]:
     """A tokenizers-library JSON equivalent to llama.cpp's reading of the GGUF vocabulary."""
     return _spm_json(tok) if tok.model == "llama" else _byte_level_json(tok)
+
+
+def end_of_generation_ids(tok: GGUFTokenizer) -> list[int]:
+    """The file's eos first, then each other token of EOG_TEXTS the vocabulary has."""
+    first = [] if tok.eos_id is None else [tok.eos_id]
+    return first + [i for i, text in enumerate(tok.tokens) if text in EOG_TEXTS and i not in first]
 
 
 def _token(tok: GGUFTokenizer, token_id: int | None) -> str | None:

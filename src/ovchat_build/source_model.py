@@ -46,7 +46,11 @@ class SourceModel:
         self.tokenizer = AutoTokenizer.from_pretrained(hf_dir)
         self.dtype = source_dtype(hf_dir)
         self.model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=self.dtype).eval()
-        self.eos_ids = {int(self.tokenizer.eos_token_id)}
+        # Every id the model's generation config stops at (Phi-3: <|endoftext|>, <|assistant|> and
+        # <|end|>), as the runtime does: GenAI reads that list as its stop tokens.
+        declared = self.model.generation_config.eos_token_id
+        listed = declared if isinstance(declared, list) else [] if declared is None else [declared]
+        self.eos_ids = {int(self.tokenizer.eos_token_id), *map(int, listed)}
 
     def log_probs(self, ids: list[int]) -> torch.Tensor:
         """Next-token log-probabilities (float32) at every position but the last."""
@@ -58,7 +62,7 @@ class SourceModel:
         """Greedy answers to all prompts in one left-padded batch, each cut after its first eos."""
         # One batch: on CPU a 135M model's decode step costs about as much for 20 rows as for 1.
         width = max(len(p) for p in prompts)
-        pad = min(self.eos_ids)
+        pad = int(self.tokenizer.eos_token_id)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         options = {"max_new_tokens": MAX_NEW_TOKENS, "do_sample": False, "pad_token_id": pad}

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from ovchat_build.gguf_tokenizer import TokenizerError, read_tokenizer, tokenizer_config, tokenizer_json
+from ovchat_build.gguf_tokenizer import (
+    TokenizerError,
+    end_of_generation_ids,
+    read_tokenizer,
+    tokenizer_config,
+    tokenizer_json,
+)
 
 
 def reader(name: str = "Test", **fields: Any) -> dict[str, Any]:
@@ -95,3 +101,15 @@ def test_phi3_special_tokens_swallow_the_whitespace_after_them_as_llama_cpp_has_
     stripping = [t["content"] for t in added if t["rstrip"]]
     # llama.cpp goes by general.name: a file named "Phi 3 Mini" gets no stripping there either
     assert stripping == (["</s>", "<|user|>", "<|end|>"] if strips else [])
+
+
+def test_the_answer_ends_where_llama_cpp_ends_it_eos_first() -> None:
+    # Phi-3's: eos <|endoftext|> (32000 there), its turns end with <|end|>; <|user|> is not an end.
+    tokens = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|user|>", "<|end|>", "end"]
+    phi3 = read_tokenizer(reader(tokens=tokens, token_type=[3] * 6 + [1], eos_token_id=3), "x.gguf")
+    assert end_of_generation_ids(phi3) == [3, 5]
+    smollm2 = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a"]
+    chatml = read_tokenizer(reader(tokens=smollm2, token_type=[3, 3, 3, 1], eos_token_id=2), "x.gguf")
+    assert end_of_generation_ids(chatml) == [2, 0]
+    alone = read_tokenizer(reader(eos_token_id=None), "x.gguf")
+    assert end_of_generation_ids(alone) == []
