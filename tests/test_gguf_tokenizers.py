@@ -133,6 +133,22 @@ def test_each_text_gives_llama_cpps_ids(results: dict[str, Any], name: str, inde
     assert got["special"][index] == bos + expected
 
 
+# llama.cpp's end-of-generation ids of each chat vocabulary (llama-cpp-python 0.3.36, the same
+# llama.cpp: every id with llama_vocab_is_eog), the file's eos first.
+STOPS = {
+    "phi-3": [32000, 2, 32007],
+    "llama-bpe": [128001, 128009],
+    "qwen2": [151643, 128247, 151645],
+    "llama-spm": [2],
+    "gpt-2": [50256],
+}
+
+
+@pytest.mark.parametrize("name", sorted(STOPS))
+def test_answers_end_where_llama_cpp_ends_them(results: dict[str, Any], name: str) -> None:
+    assert results[name]["stops"] == STOPS[name]
+
+
 @pytest.mark.parametrize(("name", "index"), _params({}))
 def test_llama_cpps_ids_decode_to_the_text(results: dict[str, Any], name: str, index: int) -> None:
     assert results[name]["decoded"][index] == _cases(name)[index][0]

@@ -56,7 +56,12 @@ def check(vocab: Path, chat: list[str], compare: bool) -> dict[str, Any]:
     from openvino_tokenizers import convert_tokenizer
     from transformers import AutoTokenizer
 
-    from ovchat_build.gguf_tokenizer import TokenizerError, read_tokenizer, write_tokenizer
+    from ovchat_build.gguf_tokenizer import (
+        TokenizerError,
+        end_of_generation_ids,
+        read_tokenizer,
+        write_tokenizer,
+    )
 
     try:
         tok = read_tokenizer(fields(vocab, compare), str(vocab))
@@ -74,7 +79,7 @@ def check(vocab: Path, chat: list[str], compare: bool) -> dict[str, Any]:
         decoded = [runtime.decode(ids) if ids else "" for _, ids in texts]
         chats = [_ids(runtime.encode(text, add_special_tokens=False)) for text in chat]
     found = {"plain": plain, "special": special, "decoded": decoded, "chat": chats}
-    return {"add_bos": tok.add_bos, "bos_id": tok.bos_id, **found}
+    return {"add_bos": tok.add_bos, "bos_id": tok.bos_id, "stops": end_of_generation_ids(tok), **found}
 
 
 def _ids(encoded: Any) -> list[int]:

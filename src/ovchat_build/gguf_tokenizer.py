@@ -43,9 +43,10 @@ SPM_SPACE = "\u2581"  # SentencePiece's visible space, "▁"
 # The tokens llama.cpp also ends an answer on, besides the file's eos (llama-vocab.cpp's
 # special_eog_ids, matched by text as it does): Phi-3 ends its turns with <|end|> while its eos is
 # <|endoftext|>, Llama 3 with <|eot_id|>, Gemma with <end_of_turn>. With the eos alone, a Phi-3 GGUF
-# would run past the end of its turn.
+# would run past the end of its turn. "</s>" too, as llama.cpp has it, even where it is a plain token
+# (Qwen 2's 128247). Not mirrored: llama.cpp's fill-in-the-middle stops (<fim_pad>, <reponame>).
 EOG_TEXTS = (
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>",
     "<EOT>", "_<EOT>", "<|end_of_text|>", "<eos>",
 )  # fmt: skip
 

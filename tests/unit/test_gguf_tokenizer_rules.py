@@ -107,7 +107,7 @@ def test_the_answer_ends_where_llama_cpp_ends_it_eos_first() -> None:
     # Phi-3's: eos <|endoftext|> (32000 there), its turns end with <|end|>; <|user|> is not an end.
     tokens = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|user|>", "<|end|>", "end"]
     phi3 = read_tokenizer(reader(tokens=tokens, token_type=[3] * 6 + [1], eos_token_id=3), "x.gguf")
-    assert end_of_generation_ids(phi3) == [3, 5]
+    assert end_of_generation_ids(phi3) == [3, 2, 5]  # </s> too, as llama.cpp has it
     smollm2 = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a"]
     chatml = read_tokenizer(reader(tokens=smollm2, token_type=[3, 3, 3, 1], eos_token_id=2), "x.gguf")
     assert end_of_generation_ids(chatml) == [2, 0]
