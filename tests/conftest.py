@@ -113,6 +113,14 @@ def model(model_dir: Path) -> Model:
     return open_model(model_dir, DeviceConfig(attention_backend="SDPA"))
 
 
+def inference_precision(manifest: dict) -> str:
+    """The precision the model runs at: the gate's choice in its manifest, else the CPU's default."""
+    import openvino as ov
+
+    chosen = manifest["runtime"].get("INFERENCE_PRECISION_HINT")
+    return str(chosen or ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+
+
 def copy_of(model: Path, tmp: Path, replace: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Path:
     """A copy of a model folder made of symlinks, with real copies of `replace` and without `drop`."""
     copy = tmp / "model-copy"

@@ -70,8 +70,10 @@ def test_default_build_manifest_matches_files_on_disk(model_dir: Path, manifest:
     assert export["command"][-1] == DEFAULT_MODEL_NAME  # the folder the runtime looks for
     assert manifest["context_length"] == 8192
     assert manifest["build_seconds"] > 0
-    # The chat check opened the folder through the runtime, with the properties the gate chose.
-    assert manifest["runtime"] == {"INFERENCE_PRECISION_HINT": "f32"}
+    # The chat check opened the folder through the runtime, with the properties the gate chose: f32
+    # only where the CPU's default precision was refused (bf16 drifts on some CPUs' kernels, not others).
+    passed_in_f32 = "default_precision_rejected" in manifest["fidelity"]
+    assert manifest["runtime"] == ({"INFERENCE_PRECISION_HINT": "f32"} if passed_in_f32 else {})
     assert manifest["verification"]["chat"]["runtime"] == manifest["runtime"]
 
 

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import DEFAULT_MODEL_NAME, embedded_gguf
+from conftest import DEFAULT_MODEL_NAME, embedded_gguf, inference_precision
 from servers import Server, start_server
 
 API_KEY = "test-key-3f1c"
@@ -583,7 +583,9 @@ def test_a_token_outside_the_vocabulary_is_a_400_and_the_next_request_is_served(
     assert post(base, "/detokenize", {"tokens": [5]}).status_code == 200
 
 
-def test_logprobs_give_each_generated_tokens_logprob_whole_and_streamed(client: openai.OpenAI) -> None:
+def test_logprobs_give_each_generated_tokens_logprob_whole_and_streamed(
+    client: openai.OpenAI, manifest: dict
+) -> None:
     ask = {"model": "m", "messages": [{"role": "user", "content": "Name a fruit."}], "max_tokens": 12}
     whole = client.chat.completions.create(**ask, temperature=0, logprobs=True)  # type: ignore[call-overload]
     choice = whole.choices[0]
@@ -601,7 +603,10 @@ def test_logprobs_give_each_generated_tokens_logprob_whole_and_streamed(client: 
         for t in chunk.choices[0].logprobs.content or []
     ]
     assert [t.token for t in streamed] == [t.token for t in tokens]
-    assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in tokens], abs=1e-3)
+    # The second request finds the prompt in the prefix cache, so its logits come from other shapes:
+    # equal within f32's rounding, within bf16's where the model runs at bf16 (0.09 seen on a Zen 4).
+    tolerance = 1e-3 if inference_precision(manifest) == "f32" else 0.2
+    assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in tokens], abs=tolerance)
     plain = client.chat.completions.create(**ask, temperature=0)  # type: ignore[call-overload]
     assert plain.choices[0].logprobs is None and plain.choices[0].message.content == choice.message.content
 
