@@ -316,9 +316,25 @@ def tokenizer_config(tok: GGUFTokenizer) -> dict[str, Any]:
         "clean_up_tokenization_spaces": False,
         "model_max_length": 1_000_000,
     }
-    if tok.chat_template:
-        config["chat_template"] = tok.chat_template
+    template = chat_template(tok)
+    if template:
+        config["chat_template"] = template
     return config
+
+
+def chat_template(tok: GGUFTokenizer) -> str | None:
+    """The file's chat template, made to write the BOS llama.cpp gives every chat prompt.
+
+    llama.cpp renders the template, strips a BOS it wrote, then tokenizes with the file's add_bos
+    (common/chat.cpp): a prompt starts with exactly one BOS whatever the template says. The runtime
+    encodes the rendered prompt as it is, so a template that writes no BOS (TinyLlama's, Zephyr's)
+    is given one where llama.cpp would add it."""
+    template = tok.chat_template
+    if not template or not tok.add_bos or tok.bos_id is None:
+        return template
+    if "bos_token" in template or tok.tokens[tok.bos_id] in template:
+        return template
+    return "{{ bos_token }}" + template
 
 
 def write_tokenizer(tok: GGUFTokenizer, out: Path) -> None:

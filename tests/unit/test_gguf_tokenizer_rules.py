@@ -113,3 +113,21 @@ def test_the_answer_ends_where_llama_cpp_ends_it_eos_first() -> None:
     assert end_of_generation_ids(chatml) == [2, 0]
     alone = read_tokenizer(reader(eos_token_id=None), "x.gguf")
     assert end_of_generation_ids(alone) == []
+
+
+@pytest.mark.parametrize(
+    ("template", "add_bos", "written"),
+    [
+        ("{% for m in messages %}<|user|>{{ m['content'] }}{% endfor %}", True, True),  # TinyLlama's kind
+        ("{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }}{% endfor %}", True, False),
+        ("<s>{% for m in messages %}[INST] {{ m['content'] }}{% endfor %}", True, False),
+        ("{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}", False, False),  # ChatML
+    ],
+)
+def test_every_chat_prompt_starts_with_the_bos_llama_cpp_gives_it(
+    template: str, add_bos: bool, written: bool
+) -> None:
+    fields = reader(tokens=["<s>", "a", "ab"], add_bos_token=add_bos, bos_token_id=0)
+    tok = read_tokenizer({**fields, "tokenizer.chat_template": template}, "x.gguf")
+    got = tokenizer_config(tok)["chat_template"]
+    assert got == ("{{ bos_token }}" + template if written else template)
