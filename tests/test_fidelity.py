@@ -12,7 +12,6 @@ from conftest import BUILD_PYTHON, build_env, hf_source_folder, run_build
 # Rewrites a checkpoint so that, in float, it computes the same function (each rescaled input
 # channel of q/k/v and gate/up is undone by the RMSNorm weight in front of it) while one channel
 # in every 32 becomes a 1000x outlier: the classic weight layout that low-bit quantization ruins.
-MIN_PROMPTS = 8  # ovchat_build.fidelity.MIN_PROMPTS (the build env's; not importable here)
 MAKE_QUANTIZATION_HOSTILE = """
 import shutil, sys
 from pathlib import Path
@@ -79,10 +78,10 @@ def test_quantization_hostile_checkpoint_fails_the_gate_and_publishes_nothing(
     [message] = error_lines(result.stderr)
     assert "fidelity gate failed" in message and "top-1 agreement with the source is" in message
     assert "top-1 agreement" in result.stdout  # the table was printed before the gate closed
-    # Refused on agreement far below the bar: the minimum of greedy answers, and one precision only
-    # (f32 cannot rescue an IR this far off: it is not measured again).
-    checked = re.findall(r"greedy answers identical +\S+ of (\d+) prompts", result.stdout)
-    assert checked == [str(MIN_PROMPTS)], checked
+    # Refused on agreement far below the bar: no greedy answers, the source's neither, and one
+    # precision only (f32 cannot rescue an IR this far off: it is not measured again).
+    assert re.findall(r"greedy answers +(.+)", result.stdout) == ["not run: the agreement is below the bar"]
+    assert "source greedy answers" not in result.stdout
     assert not (out / "hostile").exists()
     assert not list(out.glob(".partial-*"))
 

@@ -9,10 +9,12 @@ perplexities. Generation: greedy answers of both to fixed chat prompts, compared
 and counted as degenerate when they run to the token limit in a loop (a phrase repeating to the
 end); the IR's answers stop after GREEDY_SECONDS, so a large model's gate is bounded in time.
 
-Two phases, so the source and the IR are never in memory together: the source's figures (per
-position its argmax, the target's log-probability and its TOP_K log-probabilities; its greedy
-answers) are computed once, cached under build/gate-cache keyed by the source's files and this
-gate's code, then the IR is loaded and compared against them. A second precision, or a rebuild of
+The source and the IR are never in memory together: the source's figures (per position its
+argmax, the target's log-probability and its TOP_K log-probabilities) are computed once, cached
+under build/gate-cache keyed by the source's files and this gate's code, then the IR is loaded and
+compared against them. Greedy answers come second, and only for an IR whose agreement passes: an IR
+already below the bar is refused without them, the source's included (at 3.8 B those are minutes
+of torch). The source's answers join the cache once computed. A second precision, or a rebuild of
 the same source, reads the cache.
 
 Usage (build env): python -m ovchat_build.fidelity HF_DIR IR_DIR [--min-agreement 0.9]
@@ -21,10 +23,13 @@ Usage (build env): python -m ovchat_build.fidelity HF_DIR IR_DIR [--min-agreemen
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +43,7 @@ from ovchat_build.checkout import GATE_CACHE
 from ovchat_build.eval_set import TEXTS_DIR, EvalSequence, load_prompts, load_sequences
 from ovchat_build.gate import DEFAULT_MIN_AGREEMENT, FidelityError, check
 from ovchat_build.ir_model import MAX_NEW_TOKENS, IRModel
-from ovchat_build.source_model import SourceFigures, compute_source_figures
+from ovchat_build.source_model import SourceFigures, compute_source_figures, source_answers
 
 # The IR's greedy answers stop being checked after this long (at least MIN_PROMPTS are): a 3.8 B
 # IR decodes ~5 tokens/s on 2 cores, and 20 answers of up to 128 tokens would take ~9 minutes.
@@ -81,7 +86,7 @@ class FidelityReport:
     source_dtype: str
     ir_inference_precision: str
     tokens: TokenFidelity
-    generation: GenerationFidelity
+    generation: GenerationFidelity | None  # None: refused on agreement, no answers run
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +147,7 @@ def generation_fidelity(
     source: SourceFigures, ir: IRModel, prompts: list[list[int]], seconds: float = GREEDY_SECONDS
 ) -> GenerationFidelity:
     """The IR's greedy answers beside the source's, for as many prompts as fit in `seconds`."""
+    assert source.answers is not None, "the source's answers are computed before the IR's"
     started = time.monotonic()
     pairs: list[tuple[list[int], list[int]]] = []
     for answer, prompt in zip(tqdm(source.answers, desc="[fidelity] IR greedy answers", disable=None),
@@ -189,28 +195,35 @@ def measure(
     """Run the whole evaluation of `ir_dir` against its source checkpoint `hf_dir`; the IR runs at the
     CPU's default inference precision, or at `precision` (e.g. "f32"). With `source_key` (what
     identifies the source's files) the source's figures are cached under GATE_CACHE. With
-    `min_agreement`, an IR whose top-1 agreement is already below it gets only MIN_PROMPTS greedy
-    answers: the gate refuses it whatever they say, so a refused build stops sooner."""
+    `min_agreement`, an IR whose top-1 agreement is already below it gets no greedy answers (nor
+    does the source): the gate refuses it whatever they say, so a refused build stops sooner."""
     from transformers import AutoTokenizer
 
     started = time.monotonic()
     cache = GATE_CACHE / hashlib.sha256(f"{source_key}:{gate_digest()}".encode()).hexdigest()[:24]
-    try:
+    with _loading():
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
         sequences, prompts = load_sequences(tokenizer), load_prompts(tokenizer)
         figures = SourceFigures.load(cache) if source_key else None
         if figures is None:
-            figures = compute_source_figures(hf_dir, sequences, prompts)
+            figures = compute_source_figures(hf_dir, sequences)
             if source_key:
                 figures.save(cache)
         else:
             print(f"[fidelity] the source's figures from {cache.relative_to(GATE_CACHE.parent)}", flush=True)
         ir = IRModel(ir_dir, precision)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise FidelityError(f"cannot load the models to compare: {str(exc).splitlines()[0]}") from exc
     tokens = token_fidelity(figures, ir, sequences)
-    refused = min_agreement is not None and tokens.top1_agreement < min_agreement
-    generation = generation_fidelity(figures, ir, prompts, 0.0 if refused else GREEDY_SECONDS)
+    generation = None
+    if min_agreement is None or tokens.top1_agreement >= min_agreement:
+        if figures.answers is None:
+            del ir  # the source and the IR are never in memory together
+            gc.collect()
+            with _loading():
+                figures.answers = source_answers(hf_dir, prompts)
+                if source_key:
+                    figures.save(cache)
+                ir = IRModel(ir_dir, precision)
+        generation = generation_fidelity(figures, ir, prompts)
     return FidelityReport(
         source=source_label or f"{hf_dir} (torch {figures.dtype})",
         source_parameters=figures.parameters,
@@ -222,6 +235,15 @@ def measure(
     )
 
 
+@contextmanager
+def _loading() -> Iterator[None]:
+    """A model or its files that cannot be loaded: one FidelityError naming why."""
+    try:
+        yield
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise FidelityError(f"cannot load the models to compare: {str(exc).splitlines()[0]}") from exc
+
+
 def format_table(report: FidelityReport) -> str:
     """A short human-readable table of the figures."""
     t, g = report.tokens, report.generation
@@ -229,10 +251,15 @@ def format_table(report: FidelityReport) -> str:
         ("top-1 agreement", f"{t.top1_agreement:.4f}  ({t.tokens} tokens, {t.sequences} sequences)"),
         ("KL mean / p95", f"{t.mean_kl:.5f} / {t.p95_kl:.5f}"),
         ("perplexity source / IR", f"{t.perplexity_source:.3f} / {t.perplexity_ir:.3f}"),
-        ("greedy answers identical", f"{g.identical_share:.0%} of {g.prompts} prompts"),
-        ("mean common prefix", f"{g.mean_common_prefix:.1f} of {g.mean_source_length:.1f} tokens"),
-        ("degenerate answers", f"{g.degenerate_ir} (source: {g.degenerate_source})"),
     ]
+    if g is None:
+        rows.append(("greedy answers", "not run: the agreement is below the bar"))
+    else:
+        rows += [
+            ("greedy answers identical", f"{g.identical_share:.0%} of {g.prompts} prompts"),
+            ("mean common prefix", f"{g.mean_common_prefix:.1f} of {g.mean_source_length:.1f} tokens"),
+            ("degenerate answers", f"{g.degenerate_ir} (source: {g.degenerate_source})"),
+        ]
     lines = [f"  {label:<26} {value}" for label, value in rows]
     heading = f"[fidelity] vs {report.source} in torch {report.source_dtype}"
     heading += f", IR at {report.ir_inference_precision}"

@@ -39,7 +39,7 @@ def check(report: FidelityReport, min_agreement: float) -> None:
             "(quality, or auto to search) or lower --min-agreement"
         )
     g = report.generation
-    if g.degenerate_ir > g.degenerate_source + LOOP_TOLERANCE:
+    if g is not None and g.degenerate_ir > g.degenerate_source + LOOP_TOLERANCE:
         raise FidelityError(
             f"{g.degenerate_ir} of {g.prompts} greedy answers loop until the token limit (the source: "
             f"{g.degenerate_source}); the IR drifted too far: use a gentler --profile (quality, or auto)"

@@ -34,7 +34,7 @@ class Attempt:
     label: str
     size_mb: float
     top1_agreement: float
-    degenerate_ir: int
+    degenerate_ir: int | None  # None: refused on agreement before any greedy answer
     passed: bool
     reason: str  # why it failed the gate, or ""
 
@@ -103,7 +103,12 @@ def search_smallest(hf_dir: Path, work: Path, source: Source, plan: Plan, min_ag
         size = sum(p.stat().st_size for p in folder.glob("openvino_model.*")) / 1e6
         passed, reason = outcome.rejected is None, outcome.rejected or ""
         return Attempt(
-            label, round(size, 1), tokens["top1_agreement"], generation["degenerate_ir"], passed, reason
+            label,
+            round(size, 1),
+            tokens["top1_agreement"],
+            (generation or {}).get("degenerate_ir"),
+            passed,
+            reason,
         )
 
     base = replace(plan.flags, dataset=None, awq=False, scale_estimation=False)

@@ -86,8 +86,8 @@ class SourceFigures:
     target: list[np.ndarray]  # the log-probability of the token that does come next
     top_ids: list[np.ndarray]  # [positions, TOP_K] the most likely tokens and their log-probs
     top_logprobs: list[np.ndarray]
-    answers: list[list[int]]
     eos_ids: list[int]
+    answers: list[list[int]] | None = None  # greedy answers, computed only once an IR gets to them
 
     def save(self, path: Path) -> None:
         """Written aside and renamed into place: a build killed meanwhile leaves no half a cache."""
@@ -118,14 +118,13 @@ class SourceFigures:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None
         return cls(
-            meta["dtype"], meta["parameters"], answers=meta["answers"], eos_ids=meta["eos_ids"], **columns
+            meta["dtype"], meta["parameters"], eos_ids=meta["eos_ids"], answers=meta["answers"], **columns
         )
 
 
-def compute_source_figures(
-    hf_dir: Path, sequences: list[EvalSequence], prompts: list[list[int]]
-) -> SourceFigures:
-    """Run the source once over the eval texts and prompts, then let it go."""
+def compute_source_figures(hf_dir: Path, sequences: list[EvalSequence]) -> SourceFigures:
+    """Run the source once over the eval texts, then let it go (its greedy answers come later,
+    from source_answers, and only for an IR whose agreement passes)."""
     source = SourceModel(hf_dir)
     columns: dict[str, list[np.ndarray]] = {"argmax": [], "target": [], "top_ids": [], "top_logprobs": []}
     for sequence in tqdm(sequences, desc="[fidelity] source, teacher-forced", disable=None):
@@ -135,11 +134,19 @@ def compute_source_figures(
         columns["target"].append(lp.gather(1, torch.tensor(sequence.token_ids[1:])[:, None])[:, 0].numpy())
         columns["top_ids"].append(top.indices.numpy().astype(np.int32))
         columns["top_logprobs"].append(top.values.numpy())
-    print(f"[fidelity] source greedy answers to {len(prompts)} prompts", flush=True)
-    answers = source.greedy(prompts)
     parameters = sum(p.numel() for p in source.model.parameters())
-    figures = SourceFigures(str(source.dtype).removeprefix("torch."), parameters, answers=answers,
-                            eos_ids=sorted(source.eos_ids), **columns)  # fmt: skip
+    figures = SourceFigures(str(source.dtype).removeprefix("torch."), parameters,
+                            eos_ids=sorted(source.eos_ids), answers=None, **columns)  # fmt: skip
     del source
     gc.collect()
     return figures
+
+
+def source_answers(hf_dir: Path, prompts: list[list[int]]) -> list[list[int]]:
+    """The source's greedy answers to the prompts (the source loaded for them, then let go)."""
+    source = SourceModel(hf_dir)
+    print(f"[fidelity] source greedy answers to {len(prompts)} prompts", flush=True)
+    answers = source.greedy(prompts)
+    del source
+    gc.collect()
+    return answers
