@@ -17,6 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ MAX_TOKENS = 256
 THREADS = 2
 SECTION = "## Answers compared with llama.cpp"
 LLAMA_WORKER = """
-import json, sys
+import json, sys, time
 import xllamacpp as xlc
 params = xlc.CommonParams()
 params.model.path = sys.argv[1]
@@ -43,10 +44,12 @@ server = xlc.Server(params)
 for line in sys.stdin:
     request = {"messages": [{"role": "user", "content": json.loads(line)}], "max_tokens": int(sys.argv[3]),
                "temperature": 0.0}
+    began = time.perf_counter()
     reply = server.handle_chat_completions(request)
+    seconds = time.perf_counter() - began
     choice = reply["choices"][0]
-    print(json.dumps({"text": choice["message"]["content"], "limit": choice["finish_reason"] == "length"}),
-          flush=True)
+    print(json.dumps({"text": choice["message"]["content"], "limit": choice["finish_reason"] == "length",
+                      "tokens": reply["usage"]["completion_tokens"], "seconds": seconds}), flush=True)
 """
 
 
@@ -55,6 +58,8 @@ class Answer:
     prompt: str
     text: str
     hit_limit: bool
+    tokens: int = 0  # generated, and the wall time of the whole request (its prompt's prefill included)
+    seconds: float = 0.0
 
 
 def ovchat_answers(model: str | None, prompts: list[str]) -> list[Answer]:
@@ -64,9 +69,12 @@ def ovchat_answers(model: str | None, prompts: list[str]) -> list[Answer]:
     config.max_new_tokens, config.do_sample = MAX_TOKENS, False
     answers = []
     for prompt in prompts:
+        began = time.perf_counter()
         result = opened.pipeline.generate(ov_genai.ChatHistory([{"role": "user", "content": prompt}]), config)
+        seconds = time.perf_counter() - began
         limit = result.finish_reasons[0] == ov_genai.GenerationFinishReason.LENGTH
-        answers.append(Answer(prompt, result.texts[0], limit))
+        tokens = result.perf_metrics.get_num_generated_tokens()
+        answers.append(Answer(prompt, result.texts[0], limit, tokens, seconds))
     return answers
 
 
@@ -80,7 +88,10 @@ def llamacpp_answers(gguf: Path, prompts: list[str]) -> list[Answer]:
         check=True,
     )
     replies = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return [Answer(p, r["text"], r["limit"]) for p, r in zip(prompts, replies, strict=True)]
+    return [
+        Answer(p, r["text"], r["limit"], r["tokens"], r["seconds"])
+        for p, r in zip(prompts, replies, strict=True)
+    ]
 
 
 def count_degenerate(answers: list[Answer], tokenizer: ov_genai.Tokenizer) -> int:
