@@ -4,8 +4,9 @@
 For each type (scripts/dev/gguf_fixtures.sh makes the files from the embedded model), the file is
 built as a user's `make model SOURCE=file.gguf` builds it (its own grid, the fidelity gate choosing
 the runtime precision), then both engines answer answer_quality.py's two prompt sets greedily and
-the answers that run to the limit in a loop are counted. The table replaces FIDELITY.md's section
-between its markers.
+the answers that run to the limit in a loop are counted, and both engines' answers are timed. Each
+measured type's row replaces its row in FIDELITY.md's table; the others stay, each naming its
+machine and date.
 
 usage (runtime env): build/venv/bin/python scripts/bench/gguf_answers.py [TYPE...]
 """
@@ -13,13 +14,13 @@ usage (runtime env): build/venv/bin/python scripts/bench/gguf_answers.py [TYPE..
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from answer_quality import PROMPTS, count_degenerate, llamacpp_answers, ovchat_answers
+from report import machine
 
 from ovchat.model import open_model
 
@@ -40,15 +41,6 @@ def build(kind: str) -> Path:
     return MODELS / name
 
 
-def cpu() -> str:
-    """This machine's CPU and the flags that change OpenVINO's kernels, for every row."""
-    text = Path("/proc/cpuinfo").read_text()
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
-    flags = text.split("\nflags", 1)[1].split("\n", 1)[0].split()
-    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{name or platform.processor()} ({', '.join(shown)}), {time.strftime('%Y-%m-%d')}"
-
-
 def row(kind: str, sets: dict[str, list[str]]) -> str:
     folder = build(kind)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -67,7 +59,7 @@ def row(kind: str, sets: dict[str, list[str]]) -> str:
     speed = f"{speeds[0]:.1f} / {speeds[1]:.1f} ({speeds[0] / speeds[1]:.2f}x)"
     line = (
         f"| {kind} | {precision} | {cells[0]} | {cells[1]} | {totals[0]} vs {totals[1]} | {verdict} "
-        f"| {speed} | {cpu()} |"
+        f"| {speed} | {machine()}, {time.strftime('%Y-%m-%d')} |"
     )
     print(line, flush=True)
     return line
@@ -79,8 +71,7 @@ def main(argv: list[str]) -> int:
     head, rest = path.read_text().split(BEGIN)
     kept, tail = rest.split(END, 1)
     # Rows of types not measured this time stay as they were (each row says where and when).
-    rows = {line.split("|")[1].strip(): line for line in kept.splitlines() if line.startswith("| Q") or
-            line.startswith("| F") or line.startswith("| B")}  # fmt: skip
+    rows = {cells[1].strip(): line for line in kept.splitlines() if len(cells := line.split("|")) > 2}
     for kind in argv or TYPES:
         rows[kind] = row(kind, sets)
     table = "\n".join(
