@@ -23,6 +23,7 @@ from pathlib import Path
 
 import openvino_genai as ov_genai
 
+from ovchat.device import DeviceConfig
 from ovchat.endings import is_degenerate
 from ovchat.model import open_model
 
@@ -62,9 +63,10 @@ class Answer:
     seconds: float = 0.0
 
 
-def ovchat_answers(model: str | None, prompts: list[str]) -> list[Answer]:
-    """Greedy chat answers with the model's verified runtime settings (what `ovchat ask -t 0` does)."""
-    opened = open_model(model)
+def ovchat_answers(model: str | None, prompts: list[str], precision: str | None = None) -> list[Answer]:
+    """Greedy chat answers with the model's verified runtime settings (what `ovchat ask -t 0` does),
+    or at `precision` (what `--precision` asks for)."""
+    opened = open_model(model, DeviceConfig(inference_precision=precision) if precision else None)
     config = opened.pipeline.get_generation_config()
     config.max_new_tokens, config.do_sample = MAX_TOKENS, False
     answers = []
