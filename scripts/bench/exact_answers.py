@@ -16,12 +16,10 @@ import sys
 from pathlib import Path
 
 import torch
+from answer_quality import MAX_TOKENS, PROMPTS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ovchat.endings import is_degenerate
-
-PROMPTS = Path(__file__).resolve().with_name("prompts")
-MAX_TOKENS = 256  # answer_quality.py's limit
 
 
 def main(argv: list[str]) -> int:

@@ -90,8 +90,7 @@ def main(argv: list[str]) -> int:
     rows = {(c[1].strip(), c[2].strip()): line for line in kept.splitlines() if len(c := line.split("|")) > 3}
     for kind in args.types or TYPES:
         rows.update(row(kind, sets, [None, args.precision] if args.precision else [None]))
-    rows.pop(("file", "IR precision"), None)
-    rows = {key: line for key, line in rows.items() if key[0] in TYPES}
+    rows = {key: line for key, line in rows.items() if key[0] in TYPES}  # not the header rows
     table = "\n".join(
         [
             BEGIN,
