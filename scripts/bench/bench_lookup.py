@@ -201,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", required=True, help="the GGUF file llama-server runs")
     parser.add_argument("--model", default=str(ROOT / "build" / "models" / "smollm2-135m-instruct-int4"))
-    parser.add_argument("--llama-server", default=str(ROOT / "build/llama.cpp/build-noamx/bin/llama-server"))
+    parser.add_argument("--llama-server", default=str(ROOT / "build/llama.cpp/build/bin/llama-server"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
