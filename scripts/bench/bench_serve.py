@@ -1,12 +1,18 @@
 """Benchmark `ovchat serve`: aggregate tokens/s and TTFT at rising numbers of concurrent streams.
 
-    build/venv/bin/python scripts/bench_serve.py                      # starts a server itself
-    build/venv/bin/python scripts/bench_serve.py --url http://127.0.0.1:8000 --api-key KEY
+    build/venv/bin/python scripts/bench/bench_serve.py                      # starts a server itself
+    build/venv/bin/python scripts/bench/bench_serve.py --url http://127.0.0.1:8000 --api-key KEY
+    build/venv/bin/python scripts/bench/bench_serve.py --llama-server PATH --gguf FILE [--write]
 
 Prints a markdown table. Every level runs N streaming requests at once, greedy, with include_usage
 and eos ignored, each with a prompt the server has not seen (its prefix cache cannot help); levels
 are interleaved over --rounds. "max /health ms" is the slowest /health answer seen meanwhile: how
 long the event loop stalled.
+
+With --llama-server, the same levels run side by side against llama.cpp's own server on the GGUF the
+model was built from (one server up at a time, the engines' order alternating round by round), with
+as many slots as the largest level has clients, so that it never queues a request; --write puts the
+table in BENCHMARKS.md (`make bench-serve`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from report import machine, replace_section  # the benchmarks' shared readings (scripts/bench/)
 
 TOPICS = ["a lighthouse", "a robot", "the sea", "a mountain", "a city", "a forest", "a train", "the moon"]
 
@@ -102,24 +109,44 @@ async def run_level(url: str, api_key: str | None, clients: int, max_tokens: int
         return Level(clients, list(runs), wall, await probe)
 
 
-def start_server(extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def ovchat_command(port: int, extra: list[str]) -> list[str]:
     ovchat = Path(sys.executable).parent / "ovchat"
-    process = subprocess.Popen([str(ovchat), "serve", "--port", str(port), "--log-level", "warning", *extra])
+    return [str(ovchat), "serve", "--port", str(port), "--log-level", "warning", *extra]
+
+
+def llama_server_command(port: int, args: argparse.Namespace, slots: int) -> list[str]:
+    """llama-server on the GGUF: `slots` parallel sequences of 512 tokens each, the same threads."""
+    return [args.llama_server, "-m", str(args.gguf), "--port", str(port), "-t", str(args.threads),
+            "-tb", str(args.threads), "-np", str(slots), "-c", str(512 * slots), "--no-webui"]  # fmt: skip
+
+
+def start_server(command: list[str], port: int) -> subprocess.Popen[bytes]:
+    """Start a server and wait until its /health says 200 (llama-server says 503 while it loads)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    for _ in range(1500):
         try:
             if httpx.get(f"{url}/health").status_code == 200:
-                return process, url
+                return process
         except httpx.TransportError:
             pass
         if process.poll() is not None:
             break
         time.sleep(0.2)
     process.kill()
-    raise SystemExit("the server did not start")
+    raise SystemExit(f"{Path(command[0]).name} did not start")
+
+
+def measure(url: str, api_key: str | None, counts: list[int], max_tokens: int, round_: int) -> list[Level]:
+    """One round: a warm-up answer, then every level once."""
+    asyncio.run(run_level(url, api_key, 1, 8, -1 - round_))
+    return [asyncio.run(run_level(url, api_key, n, max_tokens, round_)) for n in counts]
 
 
 def table(rounds: list[list[Level]]) -> str:
@@ -142,6 +169,69 @@ def table(rounds: list[list[Level]]) -> str:
     return "\n".join(rows)
 
 
+def pooled(runs: tuple[Level, ...]) -> tuple[float, Level]:
+    """The median tokens/s of a level over the rounds, and all its requests as one level."""
+    return statistics.median(lv.tokens_per_s for lv in runs), Level(
+        runs[0].clients, [r for lv in runs for r in lv.runs], 0.0, 0.0
+    )
+
+
+def side_by_side(ours: list[list[Level]], theirs: list[list[Level]]) -> str:
+    """One row per level: both engines' median tokens/s, their ratio, and TTFT p50/p95 of each."""
+    rows = [
+        "| clients | ovchat tokens/s | llama-server tokens/s | ovchat ÷ llama-server "
+        "| ovchat TTFT p50 / p95 ms | llama-server TTFT p50 / p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a, b in zip(zip(*ours, strict=True), zip(*theirs, strict=True), strict=True):
+        (speed_a, all_a), (speed_b, all_b) = pooled(a), pooled(b)
+        rows.append(
+            f"| {all_a.clients} | {speed_a:.1f} | {speed_b:.1f} | {speed_a / speed_b:.2f}× | "
+            f"{all_a.ttft_ms(0.5):.0f} / {all_a.ttft_ms(0.95):.0f} | "
+            f"{all_b.ttft_ms(0.5):.0f} / {all_b.ttft_ms(0.95):.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def compare(args: argparse.Namespace, counts: list[int]) -> str:
+    """ovchat serve and llama-server, one up at a time, order alternating round by round."""
+    results: dict[str, list[list[Level]]] = {"ovchat": [], "llama-server": []}
+    for round_ in range(args.rounds):
+        order = ["ovchat", "llama-server"] if round_ % 2 == 0 else ["llama-server", "ovchat"]
+        for name in order:
+            port = free_port()
+            if name == "ovchat":
+                command = ovchat_command(port, ["--threads", str(args.threads), *args.server_arg])
+            else:
+                command = llama_server_command(port, args, max(counts))
+            process = start_server(command, port)
+            try:
+                results[name].append(
+                    measure(f"http://127.0.0.1:{port}", None, counts, args.max_tokens, round_)
+                )
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+            print(f"round {round_ + 1}: {name} done", file=sys.stderr, flush=True)
+    return side_by_side(results["ovchat"], results["llama-server"])
+
+
+def serve_section(args: argparse.Namespace, table_text: str) -> str:
+    return (
+        f"## Serving, side by side with llama-server\n\n"
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()} by `make bench-serve` "
+        f"(`scripts/bench/bench_serve.py --llama-server`; {args.rounds} rounds, the engines' order "
+        f"alternating, one server up at a time). `ovchat serve` on the default model's IR at its "
+        f"default settings; llama-server built for this CPU from the llama-cpp-python sdist's vendored "
+        f"tree, on the Q4_1 GGUF the IR was built from, with one slot per client of the largest level "
+        f"(`-np {max(int(n) for n in args.clients.split(','))}`, 512 tokens each). Both on "
+        f"{args.threads} threads. Every client streams one greedy answer of {args.max_tokens} tokens "
+        f"(eos ignored) to a prompt new to the server; tokens/s is all clients' tokens over the wall "
+        f"time of the level (median over the rounds), TTFT percentiles pool every request of the "
+        f"level.\n\n{table_text}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server (default: start one)")
@@ -150,14 +240,30 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="runs of every level (median tokens/s)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra `ovchat serve` argument")
+    parser.add_argument("--llama-server", help="side by side with this llama-server binary (needs --gguf)")
+    parser.add_argument(
+        "--gguf", type=Path, help="the GGUF llama-server runs: the one the model was built from"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="both engines' threads (side by side)")
+    parser.add_argument("--write", action="store_true", help="put the side-by-side table in BENCHMARKS.md")
     args = parser.parse_args()
-    process, url = (None, args.url) if args.url else start_server(args.server_arg)
+    counts = [int(n) for n in args.clients.split(",")]
+    if args.llama_server:
+        if args.gguf is None or not args.gguf.is_file():
+            parser.error("--llama-server needs --gguf, the GGUF file the model was built from")
+        text = serve_section(args, compare(args, counts))
+        print(text)
+        if args.write:
+            replace_section("serve", text)
+        return
+    process = None
+    url = args.url
+    if url is None:
+        port = free_port()
+        process, url = start_server(ovchat_command(port, args.server_arg), port), f"http://127.0.0.1:{port}"
     try:
-        asyncio.run(run_level(url, args.api_key, 1, 8, -1))  # warm-up
-        counts = [int(n) for n in args.clients.split(",")]
         # Levels interleaved round by round, so that machine drift hits them all alike.
-        rounds = [[asyncio.run(run_level(url, args.api_key, n, args.max_tokens, r)) for n in counts]
-                  for r in range(args.rounds)]  # fmt: skip
+        rounds = [measure(url, args.api_key, counts, args.max_tokens, r) for r in range(args.rounds)]
     finally:
         if process is not None:
             process.terminate()
