@@ -146,7 +146,7 @@ def test_quitting_at_once_waits_for_the_background_warm_up(
     monkeypatch.setattr("builtins.input", ctrl_d)
     session = ChatSession(model, GenerationOptions(temperature=0.0, max_new_tokens=8))
     Repl(session, out=io.StringIO()).run()
-    assert not [t for t in threading.enumerate() if t.name == "ovchat-warm-up"]
+    assert not [t for t in threading.enumerate() if t.name == "ovchat-open"]
     assert session.send("What is the capital of France?").text  # the cut warm-up left a clean state
 
 

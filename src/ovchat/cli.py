@@ -18,6 +18,7 @@ from ovchat.cli_options import (
     device_config,
     generation_options,
     load_model,
+    locate_model,
     model_options,
     options_from_cli,
 )
@@ -100,18 +101,27 @@ def cli() -> None:
 @generation_options
 def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
     """Chat interactively, with answers streamed as they are generated."""
+    from ovchat.device import check_device
+    from ovchat.model import open_model
+    from ovchat.opening import Opening
     from ovchat.repl import Repl, enable_line_editing
     from ovchat.session import ChatSession, read_transcript
 
     options = options_from_cli(kwargs)
-    messages = read_transcript(resume) if resume else None  # fail before the slow model load
-    session = ChatSession(load_model(kwargs), options, system)
-    notice = None
-    if resume:
-        session.load(resume)
-        notice = f"[resumed {len(messages or [])} messages from {resume}]"
+    messages = read_transcript(resume) if resume else None  # fail before the model loads
+    files, device = locate_model(kwargs)
+    if device.device.upper() != "CPU":
+        check_device(device)  # before the banner: a missing device is known in 50 ms
+
+    def open_session() -> ChatSession:  # on a thread, while the user types (ovchat.opening)
+        session = ChatSession(open_model(files, device), options, system)
+        if resume:
+            session.load(resume)
+        return session
+
+    notice = f"[resumed {len(messages or [])} messages from {resume}]" if resume else None
     enable_line_editing()
-    Repl(session).run(notice)
+    Repl(Opening(files, device, open_session)).run(notice)
 
 
 @cli.command()

@@ -15,7 +15,7 @@ from ovchat.device import ATTENTION_BACKENDS, PERFORMANCE_HINTS, PRECISIONS, Dev
 from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind, cli_flag
 
 if TYPE_CHECKING:
-    from ovchat.model import Model
+    from ovchat.model import Model, ModelFiles
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -151,9 +151,21 @@ def load_model(kwargs: dict[str, Any], default_backend: str | None = None) -> Mo
     """Open the model the options name, with their device settings."""
     from ovchat.model import open_model
 
-    device = device_config(kwargs, default_backend)
-    model = open_model(kwargs.pop("model"), device)
-    for note in (model.files.import_note, model.note):
-        if note:
-            click.echo(f"ovchat: note: {note}", err=True)
+    files, device = locate_model(kwargs, default_backend)
+    model = open_model(files, device)
+    if model.note:
+        click.echo(f"ovchat: note: {model.note}", err=True)
     return model
+
+
+def locate_model(
+    kwargs: dict[str, Any], default_backend: str | None = None
+) -> tuple[ModelFiles, DeviceConfig]:
+    """The model the options name, its files checked but not loaded, and their device settings."""
+    from ovchat.model import find_model
+
+    device = device_config(kwargs, default_backend)
+    files = find_model(kwargs.pop("model"))
+    if files.import_note:
+        click.echo(f"ovchat: note: {files.import_note}", err=True)
+    return files, device

@@ -194,10 +194,12 @@ class Model:
         return len(self.text_tokenizer.encode(text))
 
 
-def open_model(spec: str | os.PathLike[str] | None = None, device: DeviceConfig | None = None) -> Model:
-    """Find, validate and load a model on a device."""
+def open_model(
+    spec: str | os.PathLike[str] | ModelFiles | None = None, device: DeviceConfig | None = None
+) -> Model:
+    """Find, validate and load a model on a device (`spec` as find_model takes it, or its result)."""
     device = device or DeviceConfig()
-    model_dir = find_model(spec)
+    model_dir = spec if isinstance(spec, ModelFiles) else find_model(spec)
     started = time.perf_counter()
     converted_before = gguf_ir(model_dir, device)
     # The pages keep being dropped until the first token (Model.settle_memory): ovchat.paging.

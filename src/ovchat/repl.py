@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from ovchat.errors import OvchatError
+from ovchat.opening import Opening
 from ovchat.session import ChatSession, Reply
 
 PROMPT = ">>> "
@@ -63,56 +64,54 @@ def run_interruptibly(work: Callable[[], T], cancel: threading.Event) -> T:
 class Repl:
     """Reads messages and commands, prints streamed answers."""
 
-    def __init__(self, session: ChatSession, out: TextIO = sys.stdout) -> None:
-        self.session = session
+    def __init__(self, session: ChatSession | Opening, out: TextIO = sys.stdout) -> None:
+        self.opening = session if isinstance(session, Opening) else Opening.of(session)
         self.out = out
         self._running = True
+        self._noted = False
+
+    @property
+    def session(self) -> ChatSession:
+        """The chat session, waiting for the model if it is still loading."""
+        session = self.opening.session(lambda: self.say("(loading the model…)"))
+        if not self._noted:  # what this start did once (a GGUF conversion), told when it is done
+            self._noted = True
+            if session.model.note:
+                sys.stderr.write(f"ovchat: note: {session.model.note}\n")
+        return session
 
     def say(self, text: str = "", end: str = "\n") -> None:
         self.out.write(text + end)
         self.out.flush()
 
     def run(self, notice: str | None = None) -> None:
-        """Chat until /exit or Ctrl-D; `notice` is shown under the banner."""
-        model = self.session.model
-        context = model.files.context_length or "unknown"
+        """Chat until /exit or Ctrl-D; `notice` is shown under the banner. The model opens and warms
+        up in the background meanwhile (ovchat.opening); a load that fails raises its error here."""
+        context = self.opening.files.context_length or "unknown"
         self.say(
-            f"ovchat: {model.files.name} on {model.device.device} (context {context} tokens). "
+            f"ovchat: {self.opening.files.name} on {self.opening.device.device} (context {context} tokens). "
             "/help for commands, Ctrl-D to quit."
         )
         if notice:
             self.say(notice)
-        # While the user types the first message, pay OpenVINO's one-time set-up in the background.
-        stop_warm_up, warmed_up = threading.Event(), threading.Event()
-
-        def warm_up() -> None:
-            try:
-                self.session.warm_up(stop_warm_up)
-            except Exception:
-                pass  # only a head start: the first real answer reports the same error clearly
-            finally:
-                warmed_up.set()
-
-        threading.Thread(target=warm_up, name="ovchat-warm-up", daemon=True).start()
+        self.opening.start()
         try:
             self.loop()
         finally:
-            # Python must not shut down while OpenVINO still runs on that thread: a quick Ctrl-D
-            # then aborts or crashes the process (seen: SIGABRT, SIGSEGV) instead of exiting 0.
-            stop_warm_up.set()
-            while not warmed_up.is_set():
-                with contextlib.suppress(KeyboardInterrupt):
-                    warmed_up.wait(0.05)
+            self.opening.close()
 
     def loop(self) -> None:
         while self._running:
+            self.opening.raise_error()
             try:
                 text = self.read_message()
             except EOFError:
                 self.say()
                 break
             except KeyboardInterrupt:
-                self.say("\n(Ctrl-C: use /exit or Ctrl-D to quit)")
+                self.say()
+                self.opening.raise_error()  # the Ctrl-C was a failed load's (ovchat.opening)
+                self.say("(Ctrl-C: use /exit or Ctrl-D to quit)")
                 continue
             except UnicodeDecodeError:
                 self.say("error: that line is not valid UTF-8 text")
@@ -128,7 +127,7 @@ class Repl:
                 self.say("\n[interrupted]")
 
     def read_message(self) -> str:
-        line = input(PROMPT)
+        line = self.read_line(PROMPT)
         if not line.lstrip().startswith(BLOCK):
             return line
         first = line.lstrip()[len(BLOCK) :]
@@ -136,15 +135,19 @@ class Repl:
             return first[: -len(BLOCK)]
         lines = [first] if first else []
         while True:
-            line = input(CONTINUATION)
+            line = self.read_line(CONTINUATION)
             if line.rstrip().endswith(BLOCK):
                 lines.append(line.rstrip()[: -len(BLOCK)])
                 return "\n".join(lines).strip("\n")
             lines.append(line)
 
+    def read_line(self, prompt: str) -> str:
+        with self.opening.reading():
+            return input(prompt)
+
     def answer(self, text: str) -> Reply:
-        cancel = threading.Event()
-        reply = run_interruptibly(lambda: self.session.send(text, self.say_piece, cancel), cancel)
+        session, cancel = self.session, threading.Event()  # the model first: it may still be loading
+        reply = run_interruptibly(lambda: session.send(text, self.say_piece, cancel), cancel)
         self.say()
         if reply.finish_reason == "cancelled":
             self.say("[stopped; the partial answer stays in the conversation]")

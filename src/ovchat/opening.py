@@ -1,0 +1,110 @@
+"""The chat session, opened and warmed up on a thread while the user types the first message.
+
+`ovchat chat` shows its prompt as soon as the model's files are checked; the model loads, and
+then pays OpenVINO's one-time set-up (model.warm_up_pipeline), behind it. A message sent before
+then waits for the load. A load that fails ends the chat with its error at once, even while the
+user is typing: the opening interrupts the line being read with SIGINT, and the REPL, seeing the
+failure, raises it instead of treating the Ctrl-C as the user's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+from ovchat.device import DeviceConfig
+from ovchat.model import ModelFiles
+from ovchat.session import ChatSession
+
+# CPython's readline notices a SIGINT only while it waits in select(): one that lands just
+# before is seen at the next key. So a failed load keeps interrupting until the REPL has seen it.
+INTERRUPT_EVERY_S = 0.2
+
+
+class Opening:
+    """A ChatSession that `open_session` makes on a thread started by start(); session() waits."""
+
+    def __init__(
+        self, files: ModelFiles, device: DeviceConfig, open_session: Callable[[], ChatSession]
+    ) -> None:
+        self.files, self.device = files, device
+        self._open = open_session
+        self._session: ChatSession | None = None
+        self.error: Exception | None = None  # why the model could not be opened
+        self._ready = threading.Event()  # a session or an error
+        self._stop = threading.Event()  # quitting: cut the warm-up short
+        self._done = threading.Event()  # the thread has ended
+        self._lock = threading.Lock()
+        self._reading = False
+        self._seen = threading.Event()  # the REPL has seen the error
+
+    @classmethod
+    def of(cls, session: ChatSession) -> Opening:
+        """An opening for a session already made (its warm-up still runs on the thread)."""
+        return cls(session.model.files, session.model.device, lambda: session)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="ovchat-open", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            try:
+                self._session = self._open()
+            except Exception as exc:  # reported on the REPL's thread, as its own errors are
+                self.error = exc
+                self._ready.set()
+                self._interrupt_reading()
+                return
+            self._ready.set()
+            with contextlib.suppress(Exception):  # only a head start: the first answer reports it clearly
+                self._session.warm_up(self._stop)
+        finally:
+            self._done.set()
+
+    def session(self, waiting: Callable[[], None] | None = None) -> ChatSession:
+        """The session, once opened (`waiting` is called first if it is not yet); raises the load's error."""
+        if not self._ready.is_set() and waiting is not None:
+            waiting()
+        while not self._ready.wait(0.05):  # short waits: a Ctrl-C still gets through
+            pass
+        self.raise_error()
+        assert self._session is not None
+        return self._session
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            self._seen.set()
+            raise self.error
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around input(): a failed load may interrupt it (KeyboardInterrupt)."""
+        with self._lock:
+            self._reading = True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reading = False
+
+    def _interrupt_reading(self) -> None:
+        while not self._seen.is_set() and not self._stop.is_set():
+            with self._lock:
+                if self._reading:
+                    os.kill(os.getpid(), signal.SIGINT)
+            self._seen.wait(INTERRUPT_EVERY_S)
+
+    def close(self) -> None:
+        """Stop the warm-up and wait for the thread: Python must not shut down while OpenVINO still
+        runs on it (a quick Ctrl-D then aborts or crashes the process: seen SIGABRT, SIGSEGV)."""
+        self._stop.set()
+        while not self._done.is_set():
+            with contextlib.suppress(KeyboardInterrupt):
+                self._done.wait(0.05)

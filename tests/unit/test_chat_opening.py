@@ -1,0 +1,102 @@
+"""`ovchat chat` shows its prompt before the model has loaded (ovchat.opening), on a fake model.
+
+The real model's chat in a real terminal is tests/test_repl.py's.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from fake_model import fake_model
+
+from ovchat.errors import ModelError
+from ovchat.opening import Opening
+from ovchat.options import GenerationOptions
+from ovchat.repl import Repl
+from ovchat.session import ChatSession
+
+WAIT_S = 10.0  # far longer than any step here takes; a test that needs it has failed
+
+
+def opening(open_session: Callable[[], ChatSession]) -> Opening:
+    model = fake_model()
+    return Opening(model.files, model.device, open_session)
+
+
+def test_a_message_sent_while_the_model_loads_waits_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded, prompted = threading.Event(), threading.Event()
+
+    def open_session() -> ChatSession:
+        assert loaded.wait(WAIT_S)  # the model "loads" until the first message is typed
+        return ChatSession(fake_model(), GenerationOptions())
+
+    typed = iter(["hello there"])
+
+    def typing(prompt: str = "") -> str:
+        out.write(prompt)
+        line = next(typed, None)
+        if line is None:
+            raise EOFError
+        threading.Timer(0.05, loaded.set).start()  # the load ends while the message waits
+        prompted.set()
+        return line
+
+    out = io.StringIO()
+    monkeypatch.setattr("builtins.input", typing)
+    Repl(opening(open_session), out).run()
+    text = out.getvalue()
+    assert prompted.is_set()
+    assert text.index(">>> ") < text.index("(loading the model…)") < text.index("echo: hello there")
+
+
+@pytest.fixture
+def ctrl_c_handler() -> Iterator[None]:
+    """Python's own SIGINT handler, as `ovchat` has it: a shell that starts the suite in the
+    background (`cmd &`) makes it ignore SIGINT, and Python then installs none."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_handler")
+def test_a_failed_load_ends_the_chat_with_its_error_while_the_user_types(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def open_session() -> ChatSession:
+        time.sleep(0.1)  # the prompt is up and waiting for a line by then
+        raise ModelError("cannot load the model at /models/fake-model: broken")
+
+    def typing(prompt: str = "") -> str:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:  # a person who has not pressed Enter yet
+            time.sleep(0.01)
+        raise EOFError  # the chat would end quietly: the failure was never reported
+
+    monkeypatch.setattr("builtins.input", typing)
+    out = io.StringIO()
+    with pytest.raises(ModelError, match="broken"):
+        Repl(opening(open_session), out).run()
+    assert out.getvalue().startswith("ovchat: fake-model on CPU")  # the banner came first
+
+
+def test_quitting_before_the_model_has_loaded_waits_for_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Python must not shut down while OpenVINO still runs on the opening's thread.
+    finished = threading.Event()
+
+    def open_session() -> ChatSession:
+        time.sleep(0.2)
+        finished.set()
+        return ChatSession(fake_model(), GenerationOptions())
+
+    def ctrl_d(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", ctrl_d)
+    Repl(opening(open_session), io.StringIO()).run()
+    assert finished.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "ovchat-open"]
