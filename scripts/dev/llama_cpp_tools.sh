@@ -2,9 +2,10 @@
 # llama.cpp's own tools, from the llama-cpp-python sdist on PyPI (it vendors the llama.cpp tree): no
 # hub, no git clone. Builds only llama-quantize (fixture GGUFs of every type) and llama-perplexity
 # (llama.cpp's own logits, the reference of the GGUF fidelity table) into build/llama.cpp/build/bin;
-# with --server, llama-server instead (the serving benchmarks' peer), from the same configured tree.
+# with --peers, llama-server and llama-cli instead (the serving and REPL benchmarks' peers), from the
+# same configured tree.
 # A no-op when they are there (measured from a clean build tree: 6 CPU-minutes, 21 min wall on the
-# 2-core box under a load of 12). Usage: scripts/dev/llama_cpp_tools.sh [PYTHON] [--server]
+# 2-core box under a load of 12). Usage: scripts/dev/llama_cpp_tools.sh [PYTHON] [--peers]
 set -euo pipefail
 
 VERSION=0.3.36
@@ -14,8 +15,8 @@ TREE="$HOME_DIR/llama_cpp_python-$VERSION/vendor/llama.cpp"
 PYTHON="${1:-python3}"
 BUILD="$HOME_DIR/build"
 BIN="$BUILD/bin"
-if [[ "${2:-}" == "--server" ]]; then
-    TARGETS=(llama-server)
+if [[ "${2:-}" == "--peers" ]]; then
+    TARGETS=(llama-server llama-cli)
 else
     TARGETS=(llama-quantize llama-perplexity)
 fi
