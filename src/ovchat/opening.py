@@ -40,6 +40,7 @@ class Opening:
         self._lock = threading.Lock()
         self._reading = False
         self._seen = threading.Event()  # the REPL has seen the error
+        self._thread = threading.Thread(target=self._run, name="ovchat-open", daemon=True)
 
     @classmethod
     def of(cls, session: ChatSession) -> Opening:
@@ -51,7 +52,7 @@ class Opening:
         return self._ready.is_set()
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="ovchat-open", daemon=True).start()
+        self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -105,6 +106,9 @@ class Opening:
         """Stop the warm-up and wait for the thread: Python must not shut down while OpenVINO still
         runs on it (a quick Ctrl-D then aborts or crashes the process: seen SIGABRT, SIGSEGV)."""
         self._stop.set()
-        while not self._done.is_set():
+        if not self._thread.is_alive():
+            return
+        while not self._done.is_set():  # our own Event, not join(): a Ctrl-C in join() can break it
             with contextlib.suppress(KeyboardInterrupt):
                 self._done.wait(0.05)
+        self._thread.join(1.0)  # past its last line: this returns at once
