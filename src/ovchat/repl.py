@@ -122,6 +122,8 @@ class Repl:
                 elif text.strip():
                     self.answer(text)
             except OvchatError as exc:
+                if exc is self.opening.error:
+                    raise  # no model: the chat ends with it (ovchat.opening)
                 self.say(f"error: {exc}")
             except KeyboardInterrupt:
                 self.say("\n[interrupted]")

@@ -84,6 +84,31 @@ def test_a_failed_load_ends_the_chat_with_its_error_while_the_user_types(
     assert out.getvalue().startswith("ovchat: fake-model on CPU")  # the banner came first
 
 
+def test_a_message_waiting_for_a_load_that_fails_ends_the_chat_with_the_error_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def open_session() -> ChatSession:
+        time.sleep(0.1)  # the message is typed by then, and waits
+        raise ModelError("cannot load the model at /models/fake-model: broken")
+
+    typed = iter(["hello there", "/help"])
+
+    def typing(prompt: str = "") -> str:
+        out.write(prompt)
+        line = next(typed, None)
+        if line is None:
+            raise EOFError
+        return line
+
+    out = io.StringIO()
+    monkeypatch.setattr("builtins.input", typing)
+    with pytest.raises(ModelError, match="broken"):
+        Repl(opening(open_session), out).run()
+    assert "(loading the model…)" in out.getvalue()
+    assert "error:" not in out.getvalue()  # said once, as the chat's exit error, not also as a REPL line
+    assert "/help for commands" in out.getvalue() and "Ctrl-D or /exit quits" not in out.getvalue()
+
+
 def test_quitting_before_the_model_has_loaded_waits_for_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
     # Python must not shut down while OpenVINO still runs on the opening's thread.
     finished = threading.Event()
