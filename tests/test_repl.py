@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -15,7 +16,7 @@ import pexpect
 import pytest
 from pexpect.popen_spawn import PopenSpawn
 
-from conftest import OVCHAT, embedded_gguf
+from conftest import OVCHAT, copy_of, embedded_gguf
 from ovchat.model import Model
 from ovchat.options import GenerationOptions
 from ovchat.repl import Repl
@@ -119,6 +120,23 @@ def test_chat_runs_a_gguf_file(model_dir: Path, spawn: Callable[..., PopenSpawn]
     assert "Paris" in ask(chat, "What is the capital of France?")
     chat.sendline("/exit")
     chat.expect(pexpect.EOF)
+
+
+def test_a_model_that_fails_to_load_ends_the_chat_while_nothing_is_typed(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # The prompt is up before the model loads (ovchat.opening); the failure must not wait for Enter.
+    broken = copy_of(model_dir, tmp_path, replace=("openvino_model.bin",), drop=("manifest.json",))
+    os.truncate(broken / "openvino_model.bin", 1_000_000)
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "dumb"}
+    command = [sys.executable, "-c", PTY_RELAY, str(OVCHAT), "chat", "--model", str(broken)]
+    child = PopenSpawn(command, cwd=str(tmp_path), encoding="utf-8", timeout=60, env=env)
+    child.logfile_read = sys.stdout
+    child.expect_exact("/help for commands")
+    child.expect_exact("ovchat: error: cannot load the model")
+    child.expect(pexpect.EOF)
+    assert child.wait() == 1
+    assert "Traceback" not in str(child.before)
 
 
 def test_ctrl_c_at_the_prompt_does_not_quit_and_ctrl_d_does(chat: PopenSpawn) -> None:

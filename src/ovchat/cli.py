@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -121,7 +123,33 @@ def chat(system: str | None, resume: Path | None, **kwargs: Any) -> None:
 
     notice = f"[resumed {len(messages or [])} messages from {resume}]" if resume else None
     enable_line_editing()
-    Repl(Opening(files, device, open_session)).run(notice)
+    Repl(Opening(files, device, open_session, exit_on_failure(sys.stdin))).run(notice)
+
+
+def exit_on_failure(stdin: TextIO) -> Callable[[Exception], None]:
+    """For the chat's opening: a model that cannot be opened ends the process at once, with the
+    error's one line and exit code 1, even while input() reads a line; the terminal is left as
+    the chat found it (readline changes its modes while it reads)."""
+    import termios
+
+    try:
+        terminal = termios.tcgetattr(stdin.fileno()) if stdin.isatty() else None
+    except (termios.error, ValueError, OSError):
+        terminal = None
+
+    def fail(exc: Exception) -> None:
+        if not isinstance(exc, OvchatError):
+            return  # a bug: the REPL raises it, traceback and all
+        if terminal is not None:
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(stdin.fileno(), termios.TCSADRAIN, terminal)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        code = _fail(str(exc), exc.exit_code)  # as the CLI's error edge says it (OvchatGroup)
+        sys.stderr.flush()
+        os._exit(code)  # Python's shutdown would wait for input() to return
+
+    return fail
 
 
 @cli.command()

@@ -2,54 +2,47 @@
 
 `ovchat chat` shows its prompt as soon as the model's files are checked; the model loads, and
 then pays OpenVINO's one-time set-up (model.warm_up_pipeline), behind it. A message sent before
-then waits for the load. A load that fails ends the chat with its error at once, even while the
-user is typing: the opening interrupts the line being read with SIGINT, and the REPL, seeing the
-failure, raises it instead of treating the Ctrl-C as the user's.
+then waits for the load. A load that fails is handed to `on_failure` on the opening's thread: the
+CLI ends the process there with the error's one line, even while the user is typing: a line that
+input() is reading cannot be interrupted otherwise (a SIGINT the opening sent to its own process
+was followed by a SIGSEGV once in the test suite). Without `on_failure` the REPL raises the error
+at its next step.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from ovchat.device import DeviceConfig
 from ovchat.model import ModelFiles
 from ovchat.session import ChatSession
-
-# CPython's readline notices a SIGINT only while it waits in select(): one that lands just
-# before is seen at the next key. So a failed load keeps interrupting until the REPL has seen it.
-INTERRUPT_EVERY_S = 0.2
 
 
 class Opening:
     """A ChatSession that `open_session` makes on a thread started by start(); session() waits."""
 
     def __init__(
-        self, files: ModelFiles, device: DeviceConfig, open_session: Callable[[], ChatSession]
+        self,
+        files: ModelFiles,
+        device: DeviceConfig,
+        open_session: Callable[[], ChatSession],
+        on_failure: Callable[[Exception], None] | None = None,
     ) -> None:
         self.files, self.device = files, device
-        self._open = open_session
+        self._open, self._on_failure = open_session, on_failure
         self._session: ChatSession | None = None
         self.error: Exception | None = None  # why the model could not be opened
         self._ready = threading.Event()  # a session or an error
         self._stop = threading.Event()  # quitting: cut the warm-up short
         self._done = threading.Event()  # the thread has ended
-        self._lock = threading.Lock()
-        self._reading = False
-        self._seen = threading.Event()  # the REPL has seen the error
         self._thread = threading.Thread(target=self._run, name="ovchat-open", daemon=True)
 
     @classmethod
     def of(cls, session: ChatSession) -> Opening:
         """An opening for a session already made (its warm-up still runs on the thread)."""
         return cls(session.model.files, session.model.device, lambda: session)
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
 
     def start(self) -> None:
         self._thread.start()
@@ -58,10 +51,11 @@ class Opening:
         try:
             try:
                 self._session = self._open()
-            except Exception as exc:  # reported on the REPL's thread, as its own errors are
+            except Exception as exc:
                 self.error = exc
+                if self._on_failure is not None:
+                    self._on_failure(exc)  # before the REPL can see it: one report, not two
                 self._ready.set()
-                self._interrupt_reading()
                 return
             self._ready.set()
             with contextlib.suppress(Exception):  # only a head start: the first answer reports it clearly
@@ -80,27 +74,8 @@ class Opening:
         return self._session
 
     def raise_error(self) -> None:
-        if self.error is not None:
-            self._seen.set()
+        if self.error is not None and self._ready.is_set():
             raise self.error
-
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[None]:
-        """Around input(): a failed load may interrupt it (KeyboardInterrupt)."""
-        with self._lock:
-            self._reading = True
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._reading = False
-
-    def _interrupt_reading(self) -> None:
-        while not self._seen.is_set() and not self._stop.is_set():
-            with self._lock:
-                if self._reading:
-                    os.kill(os.getpid(), signal.SIGINT)
-            self._seen.wait(INTERRUPT_EVERY_S)
 
     def close(self) -> None:
         """Stop the warm-up and wait for the thread: Python must not shut down while OpenVINO still

@@ -109,9 +109,7 @@ class Repl:
                 self.say()
                 break
             except KeyboardInterrupt:
-                self.say()
-                self.opening.raise_error()  # the Ctrl-C was a failed load's (ovchat.opening)
-                self.say("(Ctrl-C: use /exit or Ctrl-D to quit)")
+                self.say("\n(Ctrl-C: use /exit or Ctrl-D to quit)")
                 continue
             except UnicodeDecodeError:
                 self.say("error: that line is not valid UTF-8 text")
@@ -129,7 +127,7 @@ class Repl:
                 self.say("\n[interrupted]")
 
     def read_message(self) -> str:
-        line = self.read_line(PROMPT)
+        line = input(PROMPT)
         if not line.lstrip().startswith(BLOCK):
             return line
         first = line.lstrip()[len(BLOCK) :]
@@ -137,15 +135,11 @@ class Repl:
             return first[: -len(BLOCK)]
         lines = [first] if first else []
         while True:
-            line = self.read_line(CONTINUATION)
+            line = input(CONTINUATION)
             if line.rstrip().endswith(BLOCK):
                 lines.append(line.rstrip()[: -len(BLOCK)])
                 return "\n".join(lines).strip("\n")
             lines.append(line)
-
-    def read_line(self, prompt: str) -> str:
-        with self.opening.reading():
-            return input(prompt)
 
     def answer(self, text: str) -> Reply:
         session, cancel = self.session, threading.Event()  # the model first: it may still be loading

@@ -6,10 +6,9 @@ The real model's chat in a real terminal is tests/test_repl.py's.
 from __future__ import annotations
 
 import io
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fake_model import fake_model
@@ -54,33 +53,32 @@ def test_a_message_sent_while_the_model_loads_waits_for_it(monkeypatch: pytest.M
     assert text.index(">>> ") < text.index("(loading the model…)") < text.index("echo: hello there")
 
 
-@pytest.fixture
-def ctrl_c_handler() -> Iterator[None]:
-    """Python's own SIGINT handler, as `ovchat` has it: a shell that starts the suite in the
-    background (`cmd &`) makes it ignore SIGINT, and Python then installs none."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
+def test_a_failed_load_is_reported_while_the_user_is_still_typing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI's on_failure ends the process there (cli.exit_on_failure; test_repl.py has it for real).
+    failures: list[Exception] = []
+    failed = threading.Event()
 
-
-@pytest.mark.usefixtures("ctrl_c_handler")
-def test_a_failed_load_ends_the_chat_with_its_error_while_the_user_types(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
     def open_session() -> ChatSession:
         time.sleep(0.1)  # the prompt is up and waiting for a line by then
         raise ModelError("cannot load the model at /models/fake-model: broken")
 
+    def on_failure(exc: Exception) -> None:
+        failures.append(exc)
+        failed.set()
+
+    seen: list[bool] = []
+
     def typing(prompt: str = "") -> str:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:  # a person who has not pressed Enter yet
-            time.sleep(0.01)
-        raise EOFError  # the chat would end quietly: the failure was never reported
+        seen.append(failed.wait(WAIT_S))  # a person who has not pressed Enter
+        raise EOFError
 
     monkeypatch.setattr("builtins.input", typing)
+    model = fake_model()
     out = io.StringIO()
-    with pytest.raises(ModelError, match="broken"):
-        Repl(opening(open_session), out).run()
+    Repl(Opening(model.files, model.device, open_session, on_failure), out).run()
+    assert seen == [True] and [str(e) for e in failures] == [
+        "cannot load the model at /models/fake-model: broken"
+    ]
     assert out.getvalue().startswith("ovchat: fake-model on CPU")  # the banner came first
 
 
