@@ -9,6 +9,7 @@ answers, GenAI's streaming, the chat template) stays in the end-to-end tests.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,3 +90,22 @@ def fake_model(context_length: int | None = 1000, name: str = "fake-model") -> M
         DeviceConfig(),
         load_seconds=0.0,
     )
+
+
+def typed_lines(
+    out: io.StringIO, *lines: str, each: Callable[[], None] | None = None
+) -> Callable[[str], str]:
+    """An input() that prints its prompt to `out`, returns `lines` in turn (calling `each` before
+    each one), then raises EOFError: a person typing, then pressing Ctrl-D."""
+    typed = iter(lines)
+
+    def typing(prompt: str = "") -> str:
+        out.write(prompt)
+        line = next(typed, None)
+        if line is None:
+            raise EOFError
+        if each is not None:
+            each()
+        return line
+
+    return typing

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fake_model import FakePipeline, fake_model
+from fake_model import FakePipeline, fake_model, typed_lines
 
 import ovchat.cli
 from ovchat.cli import cli
@@ -33,17 +33,8 @@ def chat(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., tuple
 
     def run(*lines: str, model: Model | None = None, system: str | None = None) -> tuple[str, Model]:
         model = model or fake_model()
-        typed = iter(lines)
-
-        def typing(prompt: str = "") -> str:
-            out.write(prompt)
-            line = next(typed, None)
-            if line is None:
-                raise EOFError
-            return line
-
         out = io.StringIO()
-        monkeypatch.setattr("builtins.input", typing)
+        monkeypatch.setattr("builtins.input", typed_lines(out, *lines))
         Repl(ChatSession(model, GenerationOptions(), system), out).run()
         return out.getvalue(), model
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from fake_model import fake_model
+from fake_model import fake_model, typed_lines
 
 from ovchat.errors import ModelError
 from ovchat.opening import Opening
@@ -34,19 +34,12 @@ def test_a_message_sent_while_the_model_loads_waits_for_it(monkeypatch: pytest.M
         assert loaded.wait(WAIT_S)  # the model "loads" until the first message is typed
         return ChatSession(fake_model(), GenerationOptions())
 
-    typed = iter(["hello there"])
-
-    def typing(prompt: str = "") -> str:
-        out.write(prompt)
-        line = next(typed, None)
-        if line is None:
-            raise EOFError
+    def typed() -> None:
         threading.Timer(0.05, loaded.set).start()  # the load ends while the message waits
         prompted.set()
-        return line
 
     out = io.StringIO()
-    monkeypatch.setattr("builtins.input", typing)
+    monkeypatch.setattr("builtins.input", typed_lines(out, "hello there", each=typed))
     Repl(opening(open_session), out).run()
     text = out.getvalue()
     assert prompted.is_set()
@@ -89,17 +82,8 @@ def test_a_message_waiting_for_a_load_that_fails_ends_the_chat_with_the_error_on
         time.sleep(0.1)  # the message is typed by then, and waits
         raise ModelError("cannot load the model at /models/fake-model: broken")
 
-    typed = iter(["hello there", "/help"])
-
-    def typing(prompt: str = "") -> str:
-        out.write(prompt)
-        line = next(typed, None)
-        if line is None:
-            raise EOFError
-        return line
-
     out = io.StringIO()
-    monkeypatch.setattr("builtins.input", typing)
+    monkeypatch.setattr("builtins.input", typed_lines(out, "hello there", "/help"))
     with pytest.raises(ModelError, match="broken"):
         Repl(opening(open_session), out).run()
     assert "(loading the model…)" in out.getvalue()
