@@ -23,6 +23,12 @@ model = open_model(sys.argv[1], DeviceConfig(attention_backend="SDPA", cache_dir
 chat = ChatSession(model, GenerationOptions(max_new_tokens=8, temperature=0))
 chat.send("What is the capital of France?")
 print("answered", flush=True)
+sys.stdin.readline()
+# Every mapped page dropped by hand, then another answer: what stays now is what a step reads in
+# place on this CPU (an AMX Xeon: the tied embedding, about 28 MB of 93; a Zen 4 EPYC: 53 MB).
+model.pages.drop()
+chat.send("And of Spain?")
+print("answered again", flush=True)
 sys.stdin.read()
 """
 
@@ -61,13 +67,18 @@ def test_the_mapped_weights_are_not_kept_resident_beside_the_repacked_copy(
             assert probe.stdout and probe.stdin
             said = probe.stdout.readline()
             size, rss = mapped_kb(probe.pid, [model_dir, cache_dir]) if said else (0, 0)
+            probe.stdin.write("\n")
+            probe.stdin.flush()
+            said_again = probe.stdout.readline()
+            _, in_place = mapped_kb(probe.pid, [model_dir, cache_dir]) if said_again else (0, 0)
             probe.stdin.close()
-            assert probe.wait(timeout=300) == 0 and said, probe.stderr and probe.stderr.read()[-2000:]
+            assert probe.wait(timeout=300) == 0 and said_again, probe.stderr and probe.stderr.read()[-2000:]
     weights_kb = (model_dir / "openvino_model.bin").stat().st_size // 1024
     assert size >= weights_kb * 0.9, (size, rss)  # the weights are mapped...
-    # ...but after the answer at most the tables read in place (the tied embedding, ~28 of 98 MB)
-    # are resident; without the PageDropper all of it stays.
-    assert rss < weights_kb * 0.4, (size, rss)
+    # ...but after the answer only the pages a step reads in place are resident (how many is the
+    # CPU plugin's choice: measured by hand above); without the PageDropper all of them stay.
+    assert in_place < weights_kb * 0.9, (size, in_place)  # the plugin copied some: there is a copy to drop
+    assert rss <= in_place + 4096, (size, rss, in_place)
 
 
 def test_a_ready_server_holds_the_weights_once_before_any_request(model_dir: Path) -> None:
