@@ -67,9 +67,10 @@ def test_the_mapped_weights_are_not_kept_resident_beside_the_repacked_copy(
             assert probe.stdout and probe.stdin
             said = probe.stdout.readline()
             size, rss = mapped_kb(probe.pid, [model_dir, cache_dir]) if said else (0, 0)
-            probe.stdin.write("\n")
-            probe.stdin.flush()
-            said_again = probe.stdout.readline()
+            if said:  # a probe that died says nothing more: its stderr is reported below
+                probe.stdin.write("\n")
+                probe.stdin.flush()
+            said_again = probe.stdout.readline() if said else ""
             _, in_place = mapped_kb(probe.pid, [model_dir, cache_dir]) if said_again else (0, 0)
             probe.stdin.close()
             assert probe.wait(timeout=300) == 0 and said_again, probe.stderr and probe.stderr.read()[-2000:]
