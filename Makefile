@@ -68,12 +68,20 @@ build/venv-deploy-check/.installed: scripts/deploy/requirements-deploy-check.txt
 test: setup model lint system-deps deploy-check-env test-fixtures
 	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -v --durations=30
 
-# What the suite builds from, made once and cached under build/ (the tests ask again: a no-op): llama.cpp's
-# tools (compiled from the llama-cpp-python sdist), the fixture GGUFs, the SmolLM2s dressed as each
-# architecture. About 4 min from a fresh clone on 2 cores, most of it the compile.
+# What the suite builds from, made once and cached under build/ (the tests ask again: a no-op, the
+# build's fingerprint check): llama.cpp's tools (compiled from the llama-cpp-python sdist), the fixture
+# GGUFs, the SmolLM2s dressed as each architecture, and the three models the suite builds from those
+# files with their gates, by the same commands its session fixtures run (tests/test_build_gguf.py: Q8_0
+# and the Q4_K_M mix; tests/test_build_archs.py: Phi-3 from its GGUF). About 10 min from a fresh clone
+# on 2 cores: the compile and the three builds.
+FIXTURE_BUILD := HF_HUB_OFFLINE=1 $(BUILD_VENV)/bin/ovchat-build
 test-fixtures: model
 	scripts/dev/gguf_fixtures.sh Q8_0 Q4_K_M Q4_K_S Q2_K
-	$(BUILD_VENV)/bin/python scripts/dev/arch_fixtures.py "$$(ls -d build/sources/SmolLM2-135M-Instruct.Q4_1-*/ | head -1)"
+	$(FIXTURE_BUILD) build/fixtures/gguf/smollm2-Q8_0.gguf --out-dir build/test-gguf/models
+	$(FIXTURE_BUILD) build/fixtures/gguf/smollm2-Q4_K_M.gguf --out-dir build/test-gguf/models
+	archs=$$($(BUILD_VENV)/bin/python scripts/dev/arch_fixtures.py \
+		"$$(ls -d build/sources/SmolLM2-135M-Instruct.Q4_1-*/ | head -1)") && \
+		$(FIXTURE_BUILD) "$$archs/smollm2-phi3-Q8_0.gguf" --out-dir build/test-archs/models
 
 # The unit layer: no model, no server, no build env.
 test-fast: setup

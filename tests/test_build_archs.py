@@ -11,7 +11,7 @@ builds past optimum-intel's transformers cap, which the build lifts for it (opti
 The default suite builds one representative, Phi-3 from its GGUF (fused q/k/v and gate/up, real
 weights, a file openvino-genai's own reader refuses). `make test-archs` (OVCHAT_TEST_ARCHS=1) builds
 the whole matrix. Builds are cached under build/test-archs/models: a second run is the
-fingerprint check only.
+fingerprint check only (`make test-fixtures` builds the Phi-3 one before `make test`'s pytest).
 """
 
 from __future__ import annotations
@@ -200,8 +200,9 @@ def check_architecture(
         assert greedy_ids(folder, prompts) == greedy_ids(original, prompts)
 
 
-# Two builds of 135 M with their gates (the file's and the llama original's): 7 minutes each on a
-# loaded 2-core machine, more than the suite's 900 s per test.
+# Two builds of 135 M with their gates (the file's and the llama original's), which `make test` makes
+# before pytest starts (`make test-fixtures`); run alone, 7 minutes each on a loaded 2-core machine,
+# more than the suite's 900 s per test.
 @pytest.mark.timeout(2400)
 def test_phi3_from_its_gguf_builds_chats_and_answers_as_the_llama_original(
     build_of: Callable[[str, str], Path], llama_original: Callable[[str], Path]

@@ -2,7 +2,8 @@
 built with their own grid by default; a type the IR cannot carry exactly is refused in one line.
 
 The fixtures (scripts/dev/gguf_fixtures.sh) and the builds are cached under build/: a second run
-is the gate-free fingerprint check only."""
+is the gate-free fingerprint check only. `make test` makes both before pytest starts (`make
+test-fixtures`, by the same commands as the fixtures below); pytest alone makes what is missing."""
 
 from __future__ import annotations
 
