@@ -199,20 +199,36 @@ def test_sigterm_stops_the_export_and_leaves_nothing_behind(model_dir: Path, tmp
     assert not any(Path(f"/proc/{child}").exists() for child in children), "the export kept running"
 
 
+def in_hub_cache(folder: Path, home: Path, repo: str) -> Path:
+    """`folder` moved into a Hugging Face cache under `home` as `hf download` leaves it: the snapshot's
+    files are links into blobs/ (the cache lives under ~/.cache, whose name once hid every file)."""
+    cache = home / ".cache" / "huggingface" / "hub" / f"models--{repo.replace('/', '--')}"
+    snapshot = cache / "snapshots" / ("5f3a" * 10)
+    snapshot.mkdir(parents=True)
+    (cache / "blobs").mkdir()
+    for file in sorted(folder.iterdir()):
+        blob = cache / "blobs" / sha256(file)
+        file.rename(blob)
+        os.symlink(os.path.relpath(blob, snapshot), snapshot / file.name)
+    return snapshot
+
+
 def test_random_phi3_checkpoint_builds_and_runs(model_dir: Path, tmp_path: Path) -> None:
-    checkpoint = tmp_path / "phi3-random"
+    made_at = tmp_path / "made"
     made = subprocess.run(
         [
             str(BUILD_PYTHON),
             str(ROOT / "tests" / "fixtures" / "make_random_phi3.py"),
             str(hf_source_folder()),
-            str(checkpoint),
+            str(made_at),
         ],
         capture_output=True,
         text=True,
         env=build_env(),
     )
     assert made.returncode == 0, made.stderr[-2000:]
+    # Built from where `hf download` keeps checkpoints, and named after its repository.
+    checkpoint = in_hub_cache(made_at, tmp_path, "ovchat/phi3-random")
     # Default export flags; random weights cannot answer a question nor be judged for fidelity.
     result = run_build(str(checkpoint), "--out-dir", str(tmp_path), "--no-chat-check", "--skip-fidelity")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -95,8 +95,19 @@ def default_name(source: Source, flags: ExportFlags, profile: str | None, weight
         base = EMBEDDED_NAME
     elif source.kind == "hub":
         base = source.ref.split("/")[-1]
+    elif source.kind == "gguf":
+        base = Path(source.ref).stem
     else:
-        base = Path(source.ref).stem if source.kind == "gguf" else Path(source.ref).name
+        base = checkpoint_name(Path(source.ref))
     slug = re.sub(r"[^a-z0-9.]+", "-", base.lower()).strip("-")
     suffix = f"-{profile}" if profile else ""
     return f"{slug}-{weights or flags.weight_format}{suffix}"
+
+
+def checkpoint_name(folder: Path) -> str:
+    """A checkpoint folder's model name: the repository's for a snapshot in the Hugging Face cache
+    (models--ORG--NAME/snapshots/REVISION, where `hf download` keeps it), else the folder's own."""
+    repo = folder.parent.parent.name
+    if folder.parent.name == "snapshots" and repo.startswith("models--"):
+        return repo.split("--")[-1]
+    return folder.name

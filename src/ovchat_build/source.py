@@ -130,20 +130,28 @@ def download_hub(repo_id: str) -> Path:
 
 
 def weight_files(source: Source) -> list[Path]:
-    """The input files whose content defines the build (hashed into the fingerprint)."""
+    """The input files whose content defines the build (hashed into the fingerprint).
+
+    A folder's own `.cache` (what `hf download --local-dir` leaves beside the files) is not an input;
+    the folders above it are no business of ours: the Hugging Face cache itself lives under
+    ~/.cache/huggingface, and a checkpoint there is a checkpoint like any other."""
     assert source.path is not None
     if source.path.is_file():
         return [source.path]
-    return sorted(p for p in source.path.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    return sorted(
+        p for p in source.path.rglob("*") if p.is_file() and ".cache" not in p.relative_to(source.path).parts
+    )
 
 
 def hash_inputs(source: Source) -> tuple[Source, list[dict[str, Any]]]:
     """Each input file's name, size and sha256, and the source with its digest over them."""
     assert source.path is not None
     base = source.path if source.path.is_dir() else source.path.parent
+    files = weight_files(source)
+    if not files:
+        raise BuildError(f"{source.ref} holds no files to build from")
     inputs = [
-        {"file": str(p.relative_to(base)), "size": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in weight_files(source)
+        {"file": str(p.relative_to(base)), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in files
     ]
     digest = hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
     return Source(source.kind, source.ref, source.path, digest), inputs
