@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ovchat.contract import DEFAULT_MODEL_NAME
-from ovchat.device import DeviceConfig
-from ovchat.model import Model, open_model
+from ovchat.model.contract import DEFAULT_MODEL_NAME
+from ovchat.model.device import DeviceConfig
+from ovchat.model.pipeline import Model, open_model
 
 if TYPE_CHECKING:
     from servers import Server

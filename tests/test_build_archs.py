@@ -29,7 +29,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import BUILD_PYTHON, ROOT, build_env, hf_source_folder, run_build
-from ovchat.cli import cli
+from ovchat.cli.main import cli
 
 MODELS = ROOT / "build" / "test-archs" / "models"
 GGUF_MODELS = ROOT / "build" / "test-gguf" / "models"  # test_build_gguf.py's builds, shared

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import embedded_gguf
-from ovchat.cli import cli
+from ovchat.cli.main import cli
 
 
 def run(*args: str, input: str | None = None) -> tuple[int, str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from conftest import embedded_gguf
-from ovchat.cli import cli
+from ovchat.cli.main import cli
 
 FRANCE = "What is the capital of France?"
 
@@ -45,7 +45,7 @@ def test_device_options_reach_the_pipeline_and_it_still_answers(model_dir: Path,
         FRANCE,
     )
     assert "Paris" in data["text"]
-    # Paged attention on the CPU loads faster without the compiled-model cache (ovchat.device)...
+    # Paged attention on the CPU loads faster without the compiled-model cache (ovchat.model.device)...
     assert not cache.exists() or not any(cache.iterdir())
     data = ask_json(model_dir, "--attention-backend", "SDPA", "--cache-dir", str(cache), "-t", "0", FRANCE)
     assert "Paris" in data["text"]

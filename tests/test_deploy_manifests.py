@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
-from ovchat.server.cli import serve
+from ovchat.cli.serve import serve
 from ovchat.server.metrics import ServerMetrics
 
 ROOT = Path(__file__).resolve().parent.parent

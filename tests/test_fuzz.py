@@ -22,10 +22,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from ovchat.device import DeviceConfig
-from ovchat.model import ModelFiles
+from ovchat.model.device import DeviceConfig
+from ovchat.model.pipeline import ModelFiles
 from ovchat.server.app import create_app
-from ovchat.server.engine import Engine
+from ovchat.server.engine.engine import Engine
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.settings import EngineConfig, ServerSettings
 from servers import Server, start_server

@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import BUILD_PYTHON, ROOT, build_env, run_build
-from ovchat.cli import cli
+from ovchat.cli.main import cli
 
 MODELS = ROOT / "build" / "llama.cpp" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp" / "models"
 CHECK = ROOT / "scripts" / "dev" / "gguf_vocab_check.py"

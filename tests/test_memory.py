@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/p
 PROBE = """
 import sys
 from ovchat import ChatSession, GenerationOptions, open_model
-from ovchat.device import DeviceConfig
+from ovchat.model.device import DeviceConfig
 
 model = open_model(sys.argv[1], DeviceConfig(attention_backend="SDPA", cache_dir=sys.argv[2]))
 chat = ChatSession(model, GenerationOptions(max_new_tokens=8, temperature=0))

@@ -13,10 +13,10 @@ import httpx
 import openvino_genai as ov_genai
 import pytest
 
-from ovchat.device import PROMPT_LOOKUP_NGRAM, PROMPT_LOOKUP_TOKENS, DeviceConfig
-from ovchat.model import open_model
+from ovchat.chat.session import ChatSession
+from ovchat.model.device import PROMPT_LOOKUP_NGRAM, PROMPT_LOOKUP_TOKENS, DeviceConfig
+from ovchat.model.pipeline import open_model
 from ovchat.options import GenerationOptions
-from ovchat.session import ChatSession
 from servers import Server, start_server
 from test_cli_options import ask_json, run
 

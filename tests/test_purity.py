@@ -30,7 +30,7 @@ def test_running_ovchat_imports_none_of_them(model_dir: Path) -> None:
     never = (*FORBIDDEN, *SERVER_ONLY, BUILD_PACKAGE)
     code = (
         "import sys\n"
-        "from ovchat.cli import cli\n"
+        "from ovchat.cli.main import cli\n"
         f"sys.argv = ['ovchat', 'ask', '--model', {str(model_dir)!r}, '-n', '4', 'hi']\n"
         "try:\n    cli()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {never!r})\n"
@@ -46,7 +46,7 @@ def test_the_command_skips_openvinos_model_converter(model_dir: Path) -> None:
     """`ovchat` never converts models: importing openvino's converter cost 60-80 ms of each cold start."""
     code = (
         "import sys\n"
-        "from ovchat.cli import main\n"
+        "from ovchat.cli.main import main\n"
         f"sys.argv = ['ovchat', 'ask', '--model', {str(model_dir)!r}, '-n', '2', 'hi']\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('openvino.tools.ovc') and sys.modules[m])\n"

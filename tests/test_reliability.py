@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from ovchat.server.json_schemas import check_json_schema
+from ovchat.server.protocol.json_schema import check_json_schema
 from servers import Server, start_server
 
 KEY = "reliability-key"

@@ -17,10 +17,10 @@ import pytest
 from pexpect.popen_spawn import PopenSpawn
 
 from conftest import OVCHAT, copy_of, embedded_gguf
-from ovchat.model import Model
+from ovchat.chat.session import ChatSession
+from ovchat.cli.repl import Repl
+from ovchat.model.pipeline import Model
 from ovchat.options import GenerationOptions
-from ovchat.repl import Repl
-from ovchat.session import ChatSession
 
 PROMPT = ">>> "
 
@@ -125,7 +125,7 @@ def test_chat_runs_a_gguf_file(model_dir: Path, spawn: Callable[..., PopenSpawn]
 def test_a_model_that_fails_to_load_ends_the_chat_while_nothing_is_typed(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    # The prompt is up before the model loads (ovchat.opening); the failure must not wait for Enter.
+    # The prompt is up before the model loads (ovchat.cli.opening); the failure must not wait for Enter.
     broken = copy_of(model_dir, tmp_path, replace=("openvino_model.bin",), drop=("manifest.json",))
     os.truncate(broken / "openvino_model.bin", 1_000_000)
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "dumb"}

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ovchat.device import DeviceConfig
+from ovchat.chat.session import ChatSession, complete_raw
 from ovchat.errors import ContextError, OptionsError, TranscriptError
-from ovchat.model import Model, open_model
+from ovchat.model.device import DeviceConfig
+from ovchat.model.pipeline import Model, open_model
 from ovchat.options import GenerationOptions
-from ovchat.session import ChatSession, complete_raw
 
 GREEDY = GenerationOptions(max_new_tokens=48, temperature=0.0)
 

@@ -18,10 +18,10 @@ import openvino_genai as ov_genai
 import pytest
 
 from conftest import OVCHAT
-from ovchat.chat_template import ToolFormat, tool_format
-from ovchat.tool_calls import parse_answer
-from ovchat.tool_prompt import tool_chat_prompt
-from ovchat.tool_use import Tool, ToolUse
+from ovchat.prompt.template import ToolFormat, tool_format
+from ovchat.prompt.tools.fallback import tool_chat_prompt
+from ovchat.prompt.tools.hermes import parse_answer
+from ovchat.prompt.tools.use import Tool, ToolUse
 from servers import Server, start_server
 
 WEATHER_SCHEMA = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from ovchat.contract import DEFAULT_MODEL_NAME
+from ovchat.model.contract import DEFAULT_MODEL_NAME
 
 PIP = ("--disable-pip-version-check", "-q")
 SOURCE_FILES = ("pyproject.toml", "README.md", "src")  # what setuptools needs to build the wheel

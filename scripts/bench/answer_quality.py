@@ -4,7 +4,7 @@
 Two prompt sets: prompts/chosen.json (the probes used while choosing the build) and
 prompts/heldout.json (written before any measurement and never used to choose anything).
 Every answer is greedy, at most MAX_TOKENS tokens; it counts as degenerate when it runs to the
-limit repeating itself (ovchat.endings.is_degenerate, the build gate's own rule).
+limit repeating itself (ovchat.prompt.endings.is_degenerate, the build gate's own rule).
 
 usage (runtime env): build/venv/bin/python scripts/bench/answer_quality.py --gguf FILE \\
         [--model NAME_OR_DIR ...] [--write FIDELITY.md]
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import openvino_genai as ov_genai
 
-from ovchat.device import DeviceConfig
-from ovchat.endings import is_degenerate
-from ovchat.model import open_model
+from ovchat.model.device import DeviceConfig
+from ovchat.model.pipeline import open_model
+from ovchat.prompt.endings import is_degenerate
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = Path(__file__).resolve().with_name("prompts")

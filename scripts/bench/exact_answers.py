@@ -19,7 +19,7 @@ import torch
 from answer_quality import MAX_TOKENS, PROMPTS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ovchat.endings import is_degenerate
+from ovchat.prompt.endings import is_degenerate
 
 
 def main(argv: list[str]) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ovchat.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
+from ovchat.model.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
 from ovchat_build.export import PROFILES, REFERENCE, ExportFlags, run_export
 from ovchat_build.fidelity import measure
 from ovchat_build.gguf_grid import apply_grid

@@ -26,7 +26,7 @@ from pathlib import Path
 from answer_quality import PROMPTS, Answer, count_degenerate, llamacpp_answers, ovchat_answers
 from report import machine
 
-from ovchat.model import open_model
+from ovchat.model.pipeline import open_model
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "build" / "fixtures" / "gguf"

@@ -4,7 +4,7 @@
 
 Each round starts both in a fresh pseudo-terminal (order alternating) and times process start →
 its prompt on the screen (ovchat's ">>> ", llama-cli's "> "), then quits with Ctrl-D. ovchat runs
-the default model's IR (the model loads behind its prompt: ovchat.opening), llama-cli the GGUF the
+the default model's IR (the model loads behind its prompt: ovchat.cli.opening), llama-cli the GGUF the
 IR was built from, both on 2 threads. Medians with min–max.
 """
 

@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ovchat.contract import (
+from ovchat.model.contract import (
     DEFAULT_MODEL_NAME,
     MANIFEST_FILE,
     MODEL_FILES,

@@ -327,7 +327,7 @@ def run_once(tag: str, volume: str, api_key: str | None = None) -> Run:
         healthcheck_rc = podman("healthcheck", "run", container, check=False).returncode
         answer, keyless = ask(port, api_key), keyless_status(port)
         inside = json.loads(podman("exec", container, "python", "-c", INSPECT).stdout)
-        # `serve` does not use the compiled-model cache on the CPU (see ovchat.device); `ask` does:
+        # `serve` does not use the compiled-model cache on the CPU (see ovchat.model.device); `ask` does:
         # the cold run's compiles into the volume, the warm run's loads from it.
         began = time.monotonic()
         podman("exec", container, "ovchat", "ask", "-n", "4", "-t", "0", "Hi")

@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 HF=$(ls -d "$ROOT"/build/sources/SmolLM2-135M-Instruct.Q4_1-*/ 2>/dev/null | head -1 || true)
 if [[ -z "$HF" ]]; then
     "$PYTHON" - <<'EOF'
-from ovchat.contract import sha256_file
+from ovchat.model.contract import sha256_file
 from ovchat_build.source import resolve_source
 from ovchat_build.source_cache import stage_hf_checkpoint
 source = resolve_source(None)

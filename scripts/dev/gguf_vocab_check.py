@@ -4,7 +4,7 @@ For each `ggml-vocab-NAME.gguf` named (llama.cpp's models/ folder, with its `.in
 tokenizer as the build's GGUF import does, write its tokenizer.json, convert that with
 openvino-tokenizers as optimum-cli's export does, and run each text through openvino-genai's
 Tokenizer over the IR, as the runtime does. The fields are read by the runtime's own GGUF head
-reader (ovchat.gguf_meta: 0.35 s for Llama 3's vocabulary, where gguf's reader, the build's, takes
+reader (ovchat.model.gguf_head: 0.35 s for Llama 3's vocabulary, where gguf's reader, the build's, takes
 9 s); the names given as "compare" are read by both, which must agree.
 
 Prints one JSON object: per name, either {"refused": message} or {"add_bos", "bos_id", "plain",
@@ -36,7 +36,7 @@ def cases(vocab: Path) -> list[tuple[str, list[int]]]:
 
 def fields(vocab: Path, compare: bool) -> dict[str, Any]:
     """The tokenizer fields of `vocab` (checked against gguf's reader if `compare`)."""
-    from ovchat.gguf_meta import read_gguf_metadata
+    from ovchat.model.gguf_head import read_gguf_metadata
     from ovchat_build.gguf_tokenizer import FIELDS
 
     found = read_gguf_metadata(vocab, set(FIELDS))

@@ -19,29 +19,29 @@ from ovchat.errors import (
 )
 
 if TYPE_CHECKING:
-    from ovchat.device import DeviceConfig
-    from ovchat.model import Model, ModelFiles, find_model, open_model
+    from ovchat.chat.session import ChatSession, Reply, TurnMetrics, complete_raw
+    from ovchat.model.device import DeviceConfig
+    from ovchat.model.pipeline import Model, ModelFiles, find_model, open_model
     from ovchat.options import GenerationOptions
-    from ovchat.session import ChatSession, Reply, TurnMetrics, complete_raw
-    from ovchat.tool_calls import ToolCall
-    from ovchat.tool_use import Tool, ToolChoice, ToolUse
+    from ovchat.prompt.tools.hermes import ToolCall
+    from ovchat.prompt.tools.use import Tool, ToolChoice, ToolUse
 
 __version__ = "0.1.0"
 _LAZY = {
-    "DeviceConfig": "ovchat.device",
-    "Model": "ovchat.model",
-    "ModelFiles": "ovchat.model",
-    "find_model": "ovchat.model",
-    "open_model": "ovchat.model",
+    "DeviceConfig": "ovchat.model.device",
+    "Model": "ovchat.model.pipeline",
+    "ModelFiles": "ovchat.model.pipeline",
+    "find_model": "ovchat.model.pipeline",
+    "open_model": "ovchat.model.pipeline",
     "GenerationOptions": "ovchat.options",
-    "ChatSession": "ovchat.session",
-    "Reply": "ovchat.session",
-    "TurnMetrics": "ovchat.session",
-    "complete_raw": "ovchat.session",
-    "Tool": "ovchat.tool_use",
-    "ToolCall": "ovchat.tool_calls",
-    "ToolChoice": "ovchat.tool_use",
-    "ToolUse": "ovchat.tool_use",
+    "ChatSession": "ovchat.chat.session",
+    "Reply": "ovchat.chat.session",
+    "TurnMetrics": "ovchat.chat.session",
+    "complete_raw": "ovchat.chat.session",
+    "Tool": "ovchat.prompt.tools.use",
+    "ToolCall": "ovchat.prompt.tools.hermes",
+    "ToolChoice": "ovchat.prompt.tools.use",
+    "ToolUse": "ovchat.prompt.tools.use",
 }
 __all__ = [
     "ChatSession",

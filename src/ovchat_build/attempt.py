@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ovchat.contract import EMBEDDED_SAMPLING, GENERATION_CONFIG_FILE
+from ovchat.model.contract import EMBEDDED_SAMPLING, GENERATION_CONFIG_FILE
 from ovchat_build.checkout import portable
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError

@@ -17,7 +17,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ovchat.contract import models_home
+from ovchat.model.contract import models_home
 from ovchat_build.checkout import DEFAULT_OUT
 from ovchat_build.errors import BuildError, Stopped
 from ovchat_build.export import ExportFlags

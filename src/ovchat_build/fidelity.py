@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ovchat.endings import is_degenerate
+from ovchat.prompt.endings import is_degenerate
 from ovchat_build.checkout import GATE_CACHE
 from ovchat_build.eval_set import TEXTS_DIR, EvalSequence, load_prompts, load_sequences
 from ovchat_build.gate import DEFAULT_MIN_AGREEMENT, FidelityError, check

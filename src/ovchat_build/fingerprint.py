@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ovchat.contract import Manifest, ManifestError
+from ovchat.model.contract import Manifest, ManifestError
 
 PACKAGE = Path(__file__).resolve().parent
 # What a GGUF's converted checkpoint depends on.

@@ -1,4 +1,4 @@
-"""The manifest a finished build writes into its folder (ovchat.contract.Manifest), and its summary."""
+"""The manifest a finished build writes into its folder (ovchat.model.contract.Manifest), and its summary."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ovchat.contract import MANIFEST_FILE, FileEntry, Manifest, sha256_file
+from ovchat.model.contract import MANIFEST_FILE, FileEntry, Manifest, sha256_file
 from ovchat_build.attempt import Outcome
 from ovchat_build.checkout import portable
 from ovchat_build.source import Source

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ovchat.contract import EMBEDDED_NAME
+from ovchat.model.contract import EMBEDDED_NAME
 from ovchat_build.errors import BuildError
 from ovchat_build.export import PROFILES, ExportFlags, flags_summary
 from ovchat_build.gate import DEFAULT_MIN_AGREEMENT

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ovchat.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE, sha256_file
+from ovchat.model.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE, sha256_file
 from ovchat_build.errors import BuildError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

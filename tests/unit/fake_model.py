@@ -18,9 +18,9 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from ovchat.device import DeviceConfig
-from ovchat.messages import Message
-from ovchat.model import Model, ModelFiles
+from ovchat.model.device import DeviceConfig
+from ovchat.model.pipeline import Model, ModelFiles
+from ovchat.prompt.messages import Message
 
 
 class FakeTokenizer:

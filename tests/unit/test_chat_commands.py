@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 from fake_model import FakePipeline, fake_model, typed_lines
 
-import ovchat.cli
-from ovchat.cli import cli
-from ovchat.model import Model
+import ovchat.cli.main
+from ovchat.chat.session import TRANSCRIPT_FORMAT, ChatSession
+from ovchat.cli.main import cli
+from ovchat.cli.repl import HELP, Repl
+from ovchat.model.pipeline import Model
 from ovchat.options import GenerationOptions
-from ovchat.repl import HELP, Repl
-from ovchat.session import TRANSCRIPT_FORMAT, ChatSession
 
 Chat = Callable[..., str]
 
@@ -133,7 +133,7 @@ def test_an_answer_cut_by_max_new_tokens_says_length(chat: Any) -> None:
 @pytest.fixture
 def ask(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """`ovchat ask ARGS` on the fake model, through click."""
-    monkeypatch.setattr(ovchat.cli, "load_model", lambda kwargs, **how: fake_model())
+    monkeypatch.setattr(ovchat.cli.main, "load_model", lambda kwargs, **how: fake_model())
     monkeypatch.setenv("OVCHAT_SERVER", "")
 
     def run(*args: str, stdin: str = "") -> Any:

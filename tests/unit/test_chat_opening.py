@@ -1,4 +1,4 @@
-"""`ovchat chat` shows its prompt before the model has loaded (ovchat.opening), on a fake model.
+"""`ovchat chat` shows its prompt before the model has loaded (ovchat.cli.opening), on a fake model.
 
 The real model's chat in a real terminal is tests/test_repl.py's.
 """
@@ -13,11 +13,11 @@ from collections.abc import Callable
 import pytest
 from fake_model import fake_model, typed_lines
 
+from ovchat.chat.session import ChatSession
+from ovchat.cli.opening import Opening
+from ovchat.cli.repl import Repl
 from ovchat.errors import ModelError
-from ovchat.opening import Opening
 from ovchat.options import GenerationOptions
-from ovchat.repl import Repl
-from ovchat.session import ChatSession
 
 WAIT_S = 10.0  # far longer than any step here takes; a test that needs it has failed
 

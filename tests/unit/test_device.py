@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ovchat import device
-from ovchat.device import DeviceConfig, cpu_quota, describe_threads
 from ovchat.errors import DeviceError
+from ovchat.model import device
+from ovchat.model.device import DeviceConfig, cpu_quota, describe_threads
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 

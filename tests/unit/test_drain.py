@@ -13,7 +13,7 @@ import httpx
 from test_engine_scheduler import MAX_FAILED_STEPS, make_engine
 
 from ovchat.server.app import create_app
-from ovchat.server.engine import Engine
+from ovchat.server.engine.engine import Engine
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.settings import ServerSettings
 

@@ -16,11 +16,11 @@ from typing import Any
 import openvino_genai as ov_genai
 import pytest
 
-from ovchat.device import DeviceConfig
 from ovchat.errors import ContextError, GenerationError, OvchatError, RequestRejected, Unavailable
-from ovchat.model import ModelFiles
+from ovchat.model.device import DeviceConfig
+from ovchat.model.pipeline import ModelFiles
 from ovchat.options import GenerationOptions
-from ovchat.server.engine import (
+from ovchat.server.engine.engine import (
     MAX_FAILED_STEPS,
     Delta,
     Done,

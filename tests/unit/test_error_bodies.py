@@ -13,9 +13,9 @@ from test_engine_scheduler import POISON, make_engine
 
 from ovchat.errors import ContextError, GenerationError, OptionsError, OvchatError, Unavailable
 from ovchat.server.app import create_app
-from ovchat.server.errors import error_reply
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.schemas import HttpRefusal
+from ovchat.server.protocol.errors import error_reply
+from ovchat.server.protocol.openai.requests import HttpRefusal
 from ovchat.server.settings import ServerSettings
 
 

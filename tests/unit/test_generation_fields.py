@@ -14,12 +14,12 @@ import openvino_genai as ov_genai
 import pytest
 from click.testing import CliRunner
 
-from ovchat.cli import cli
-from ovchat.cli_options import generation_options, options_from_cli
+from ovchat.cli.main import cli
+from ovchat.cli.options import generation_options, options_from_cli
+from ovchat.cli.remote import request_body
 from ovchat.errors import OptionsError, OvchatError, RequestRejected
 from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind, cli_flag, specs_of
-from ovchat.remote import request_body
-from ovchat.server.schemas import ChatRequest, CompletionRequest
+from ovchat.server.protocol.openai.requests import ChatRequest, CompletionRequest
 
 OPENAI = {name: spec.openai for name, spec in FIELD_SPECS.items() if spec.openai}
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ovchat.contract import checkout_models, find_named, model_folders, models_home
+from ovchat.model.contract import checkout_models, find_named, model_folders, models_home
 
 ROOT = Path(__file__).resolve().parents[2]
 

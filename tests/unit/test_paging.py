@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ovchat import paging
-from ovchat.paging import PageDropper, read_only_mappings, weight_files
+from ovchat.model import paging
+from ovchat.model.paging import PageDropper, read_only_mappings, weight_files
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc: Linux")
 SIZE = 4 * 1024 * 1024

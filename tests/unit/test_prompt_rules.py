@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from ovchat.budget import answer_budget, fit_conversation
-from ovchat.endings import finish_reason, is_degenerate
 from ovchat.errors import ContextError, OptionsError, plain_message
-from ovchat.messages import Message, check_messages
 from ovchat.options import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
+from ovchat.prompt.budget import answer_budget, fit_conversation
+from ovchat.prompt.endings import finish_reason, is_degenerate
+from ovchat.prompt.messages import Message, check_messages
 
 
 class WordTokenizer:

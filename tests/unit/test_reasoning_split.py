@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from ovchat.reasoning import Part, ReasoningSplitter, opens_thinking, split_whole
-from ovchat.server.schemas import ChatRequest, HttpRefusal
+from ovchat.prompt.reasoning import Part, ReasoningSplitter, opens_thinking, split_whole
+from ovchat.server.protocol.openai.requests import ChatRequest, HttpRefusal
 
 ANSWERS = [
     ("<think>Paris is the capital.</think>\n\nParis.", False, ("Paris is the capital.", "Paris.")),

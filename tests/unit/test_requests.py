@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from ovchat.budget import answer_budget
 from ovchat.errors import (
     ContextError,
     GenerationError,
@@ -17,11 +16,12 @@ from ovchat.errors import (
     Unavailable,
 )
 from ovchat.options import GenerationOptions
-from ovchat.server.errors import error_reply
-from ovchat.server.jobs import GenerationRequest
-from ovchat.server.json_schemas import check_json_schema, unsupported_regex
-from ovchat.server.recovery import culprit_error
-from ovchat.server.schemas import ChatRequest, CompletionRequest, HttpRefusal
+from ovchat.prompt.budget import answer_budget
+from ovchat.server.engine.jobs import GenerationRequest
+from ovchat.server.engine.recovery import culprit_error
+from ovchat.server.protocol.errors import error_reply
+from ovchat.server.protocol.json_schema import check_json_schema, unsupported_regex
+from ovchat.server.protocol.openai.requests import ChatRequest, CompletionRequest, HttpRefusal
 
 
 def chat(**fields: Any) -> ChatRequest:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from test_engine_scheduler import make_engine
 
 from ovchat.server.app import create_app
-from ovchat.server.gate import route_paths
+from ovchat.server.guard import route_paths
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.routes import API, PROTECTED
 from ovchat.server.settings import ServerSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ovchat.server.cli import serve
+from ovchat.cli.serve import serve
 from ovchat.server.settings import EngineConfig, ServerSettings
 
 # flag (click's parameter name) -> the field it sets

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ovchat.tool_calls import (
+from ovchat.prompt.tools.hermes import (
     ArgumentsPiece,
     CallStarted,
     ContentPiece,

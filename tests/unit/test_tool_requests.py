@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from ovchat.errors import RequestRejected
-from ovchat.server.errors import error_reply
-from ovchat.server.recovery import culprit_error
-from ovchat.server.schemas import ChatRequest, HttpRefusal
-from ovchat.server.tool_requests import MAX_TOOLS
-from ovchat.tool_calls import parse_answer
-from ovchat.tool_prompt import fallback_turns, native_turns
-from ovchat.tool_use import ToolChoice
+from ovchat.prompt.tools.fallback import fallback_turns, native_turns
+from ovchat.prompt.tools.hermes import parse_answer
+from ovchat.prompt.tools.use import ToolChoice
+from ovchat.server.engine.recovery import culprit_error
+from ovchat.server.protocol.errors import error_reply
+from ovchat.server.protocol.openai.requests import ChatRequest, HttpRefusal
+from ovchat.server.protocol.openai.tools import MAX_TOOLS
 
 WEATHER: dict[str, Any] = {
     "type": "function",

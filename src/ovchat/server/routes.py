@@ -10,13 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from ovchat.server.answering import respond
-from ovchat.server.bodies import ChatCompletion, ErrorBody, Health, ModelList, TextCompletion
-from ovchat.server.engine import Engine, EngineState
+from ovchat.server.engine.engine import Engine, EngineState
 from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
-from ovchat.server.schemas import ChatRequest, CompletionRequest
-from ovchat.server.settings import ServerSettings
-from ovchat.server.tokens import (
+from ovchat.server.protocol.llama_server import (
     ApplyTemplateRequest,
     Detokenized,
     DetokenizeRequest,
@@ -24,7 +20,17 @@ from ovchat.server.tokens import (
     TokenizeRequest,
     Tokens,
 )
-from ovchat.server.wire import ReplyWriter
+from ovchat.server.protocol.openai.requests import ChatRequest, CompletionRequest
+from ovchat.server.protocol.openai.responses import (
+    ChatCompletion,
+    ErrorBody,
+    Health,
+    ModelList,
+    TextCompletion,
+)
+from ovchat.server.protocol.openai.writer import ReplyWriter
+from ovchat.server.respond import respond
+from ovchat.server.settings import ServerSettings
 
 # Each server-sent event carries one JSON chunk as its data, the last one the text [DONE].
 SSE = {

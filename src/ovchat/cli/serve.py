@@ -1,0 +1,233 @@
+"""`ovchat serve`: the command line of the HTTP server. FastAPI and uvicorn load only when it runs."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ovchat.cli.options import device_config, model_options
+from ovchat.errors import OvchatError
+from ovchat.model.device import DeviceConfig
+from ovchat.server.settings import EngineConfig, ServerSettings, field_default
+
+if TYPE_CHECKING:
+    from ovchat.model.pipeline import ModelFiles
+
+SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
+
+
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="OVCHAT_HOST",
+    help="Address to bind; use 0.0.0.0 to accept other machines (then set --api-key).",
+)
+@click.option(
+    "--port", "-p", default=8000, show_default=True, type=click.IntRange(0, 65535), envvar="OVCHAT_PORT"
+)
+@click.option(
+    "--api-key",
+    envvar="OVCHAT_API_KEY",
+    metavar="KEY",
+    help="Require 'Authorization: Bearer KEY' (not /health, /live, the chat page) [env OVCHAT_API_KEY].",
+)
+@click.option("--cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN (repeatable).")
+@click.option(
+    "--web-ui/--no-web-ui",
+    default=field_default(ServerSettings, "web_ui"),
+    show_default=True,
+    help="Serve the browser chat page at / (it asks for the API key when the server has one).",
+)
+@click.option(
+    "--max-batch",
+    default=field_default(EngineConfig, "max_batch"),
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests generated together.",
+)
+@click.option(
+    "--max-queue",
+    default=field_default(EngineConfig, "max_queue"),
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Requests waiting for a slot before new ones get 503.",
+)
+@click.option(
+    "--prefill-chunk",
+    default=field_default(EngineConfig, "prefill_chunk"),
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="Prompt tokens per engine step (smaller: a more responsive server, slower prefill).",
+)
+@click.option(
+    "--kv-cache-gb",
+    default=field_default(EngineConfig, "kv_cache_gb"),
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Upper bound of the KV cache, which takes memory as it is first used and keeps it.",
+)
+@click.option(
+    "--kv-cache-tokens",
+    type=click.IntRange(min=256),
+    help="An exact KV cache capacity in tokens instead (less memory; also the longest request).",
+)
+@click.option(
+    "--prefix-cache/--no-prefix-cache",
+    default=field_default(EngineConfig, "prefix_cache"),
+    show_default=True,
+    help="Reuse the computed start of a prompt seen before (each turn of a chat resends the history).",
+)
+@click.option(
+    "--max-tokens-limit",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The most tokens one answer may ask for (max_tokens above it gets 400).",
+)
+@click.option(
+    "--max-body-bytes",
+    default=field_default(ServerSettings, "max_body_bytes"),
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Larger request bodies get 413.",
+)
+@click.option(
+    "--shutdown-timeout",
+    default=field_default(ServerSettings, "shutdown_timeout"),
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="On SIGTERM, seconds running requests get to finish before they are cancelled.",
+)
+@click.option(
+    "--drain-delay",
+    default=field_default(ServerSettings, "drain_delay"),
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="On SIGTERM, seconds /health answers 503 while requests are still served, before the shutdown "
+    "starts (longer than a load balancer takes to notice; a second SIGTERM ends it).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@model_options(attention_backend=False)
+def run_server(
+    host: str,
+    port: int,
+    api_key: str | None,
+    cors: tuple[str, ...],
+    web_ui: bool,
+    max_batch: int,
+    max_queue: int,
+    prefill_chunk: int,
+    kv_cache_gb: int,
+    kv_cache_tokens: int | None,
+    prefix_cache: bool,
+    max_tokens_limit: int,
+    max_body_bytes: int,
+    shutdown_timeout: int,
+    drain_delay: float,
+    log_level: str,
+    **kwargs: Any,
+) -> None:
+    """Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests."""
+    require_serve_extra()
+    from ovchat.model.device import check_device
+    from ovchat.model.pipeline import find_model
+
+    check_port(host, port)  # before the slow model load, and in one line
+    model = find_model(kwargs.pop("model"))
+    device = device_config(kwargs)
+    check_device(device)
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
+    if model.import_note:
+        logging.getLogger("ovchat.server").warning("%s", model.import_note)
+    engine_config = EngineConfig(
+        max_batch=max_batch,
+        max_queue=max_queue,
+        prefill_chunk=prefill_chunk,
+        kv_cache_gb=kv_cache_gb,
+        kv_cache_tokens=kv_cache_tokens,
+        prefix_cache=prefix_cache,
+        max_tokens_ceiling=max_tokens_limit,
+    )
+    settings = ServerSettings(
+        model.name, api_key or None, cors, max_body_bytes, shutdown_timeout, web_ui, drain_delay
+    )
+    serve_until_stopped(model, device, engine_config, settings, host, port, log_level)
+
+
+def require_serve_extra() -> None:
+    """Fail in plain words when FastAPI or uvicorn is missing, before any slow work."""
+    try:
+        import uvicorn  # noqa: F401
+
+        import ovchat.server.app  # noqa: F401
+    except ImportError:
+        raise OvchatError(f"`ovchat serve`: {SERVE_EXTRA}") from None
+
+
+def serve_until_stopped(
+    model: ModelFiles,
+    device: DeviceConfig,
+    engine_config: EngineConfig,
+    settings: ServerSettings,
+    host: str,
+    port: int,
+    log_level: str,
+) -> None:
+    """Run the server until SIGTERM, Ctrl-C or an engine that gave up (then fail with its reason)."""
+    import uvicorn
+
+    from ovchat.server.app import GracefulServer, create_app
+    from ovchat.server.engine.engine import Engine, EngineState
+    from ovchat.server.metrics import ServerMetrics
+
+    metrics = ServerMetrics()
+    engine = Engine(model, device, engine_config, metrics)
+    leaving = threading.Event()  # set by SIGTERM: /health says 503 from then on
+    holder: list[uvicorn.Server] = []
+
+    def stop_on_fatal(_: str) -> None:
+        for server in holder:
+            server.should_exit = True
+
+    app = create_app(engine, settings, metrics, on_fatal=stop_on_fatal, leaving=leaving)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+    )
+    holder.append(GracefulServer(config, engine, settings.drain_delay, leaving))
+    holder[0].run()
+    if engine.state == EngineState.FAILED:
+        raise OvchatError(engine.error or "the model failed to load")
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail in plain words when the address cannot be listened on (uvicorn would log a few lines)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OvchatError(f"{host}:{port} is in use: stop what runs there or choose --port") from None
+            raise OvchatError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+# Annotated so that type checkers know it without following the decorators (ovchat.cli.main imports it).
+SERVE_HELP = f"{run_server.__doc__}\n\nWithout FastAPI, {SERVE_EXTRA}."
+serve: click.Command = click.command("serve", help=SERVE_HELP)(run_server)
