@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from conftest import DEFAULT_MODEL_NAME, OVCHAT
+from ovchat import TurnMetrics
+from ovchat.cli.ask import AskResult
 from servers import Server, free_port, start_server
 
 KEY = "ask-server-test-key"
@@ -39,25 +42,30 @@ def test_ask_streams_the_servers_answer_without_loading_a_model(server: Server) 
     result = ask("-t", "0", "--json", QUESTION, env={"OVCHAT_SERVER": server.base, "OVCHAT_API_KEY": KEY})
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout)
+    assert set(reply) == {f.name for f in fields(AskResult)}  # the shape a local answer has
+    assert set(reply["metrics"]) == {f.name for f in fields(TurnMetrics)}
     assert "Paris" in reply["text"] and reply["finish_reason"] == "stop"
     assert reply["model"] == DEFAULT_MODEL_NAME and reply["server"] == server.base
-    assert reply["input_tokens"] > 5 and 0 < reply["output_tokens"] < 64
-    assert 0 < reply["ttft_ms"] <= reply["generate_ms"]
+    assert reply["load_seconds"] is None and reply["reasoning"] is None
+    metrics = reply["metrics"]
+    assert metrics["input_tokens"] > 5 and 0 < metrics["output_tokens"] < 64
+    assert 0 < metrics["ttft_ms"] <= metrics["generate_ms"] and metrics["tokens_per_s"] > 0
 
 
 def test_options_system_prompt_and_raw_reach_the_server(server: Server) -> None:
     base = ("--server", f"{server.base}/v1", "--api-key", KEY, "--json")  # an OpenAI-style base URL works
     reply = json.loads(ask(*base, "-t", "0", "-n", "3", "--ignore-eos", "Tell me a story.").stdout)
-    assert reply["output_tokens"] == 3 and reply["finish_reason"] == "length"
+    assert reply["metrics"]["output_tokens"] == 3 and reply["finish_reason"] == "length"
     stopped = json.loads(
         ask(*base, "-t", "0", "--stop", "5", "Count from 1 to 10, separated by commas.").stdout
     )
     assert "4" in stopped["text"] and "6" not in stopped["text"]
     short = json.loads(ask(*base, "-t", "0", "-n", "1", "-s", "Be brief.", QUESTION).stdout)
     long = json.loads(ask(*base, "-t", "0", "-n", "1", "-s", "Be brief. " * 20, QUESTION).stdout)
-    assert long["input_tokens"] >= short["input_tokens"] + 40  # the system prompt went into the template
+    # The system prompt went into the template.
+    assert long["metrics"]["input_tokens"] >= short["metrics"]["input_tokens"] + 40
     raw = json.loads(ask(*base, "--raw", "-t", "0", "-n", "8", "The capital of France is").stdout)
-    assert raw["text"].strip() and raw["output_tokens"] <= 8
+    assert raw["text"].strip() and raw["metrics"]["output_tokens"] <= 8
 
 
 def test_what_a_server_cannot_do_is_one_clear_line(server: Server, model_dir: Path) -> None:

@@ -23,7 +23,7 @@ from schemathesis.checks import (
 )
 
 from ovchat.model.device import DeviceConfig
-from ovchat.model.pipeline import ModelFiles
+from ovchat.model.files import ModelFiles
 from ovchat.server.app import create_app
 from ovchat.server.engine.engine import Engine
 from ovchat.server.metrics import ServerMetrics

@@ -16,13 +16,12 @@ from servers import OVCHAT
 
 SAVER = """
 import sys
-import openvino_genai as ov_genai
 from ovchat import ChatSession, DeviceConfig, open_model
 session = ChatSession(open_model(sys.argv[1], DeviceConfig(attention_backend="SDPA")))
 path = sys.argv[2]
 for version in range(10**9):
     words = f"version {version} " * 50_000  # about 1 MB per save: a wide window to land a kill in
-    session.history = ov_genai.ChatHistory([{"role": "user", "content": words}])
+    session.set_system_prompt(words)
     session.save(path)
     if version == 0:
         print("saving", flush=True)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ovchat.model.contract import MANIFEST_FILE, MODEL_FILES, FileEntry, Manifest
-from ovchat.model.pipeline import find_model
+from ovchat.model.files import find_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT = ROOT / "scripts" / "deploy" / "export_ovms.py"

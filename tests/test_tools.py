@@ -18,9 +18,8 @@ import openvino_genai as ov_genai
 import pytest
 
 from conftest import OVCHAT
-from ovchat.prompt.template import ToolFormat, tool_format
-from ovchat.prompt.tools.fallback import tool_chat_prompt
-from ovchat.prompt.tools.hermes import parse_answer
+from ovchat.prompt.answer import read_whole
+from ovchat.prompt.template import ToolFormat, render, tool_format
 from ovchat.prompt.tools.use import Tool, ToolUse
 from servers import Server, start_server
 
@@ -213,9 +212,10 @@ def test_a_template_that_speaks_tools_renders_them_itself(model_dir: Path) -> No
     }
     history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]}]
     history.append({"role": "tool", "tool_call_id": "c1", "content": "-3 C"})
-    prompt = tool_chat_prompt(tokenizer, history, use, ToolFormat.NATIVE)
+    prompt = render(tokenizer, ToolFormat.NATIVE, history, use)
     assert "# Tools" in prompt and '"name": "get_weather"' in prompt  # the template's own words
-    assert parse_answer(prompt.split("<|im_start|>assistant\n")[1])[1][0].arguments == '{"city": "Oslo"}'
+    replayed = read_whole(prompt.split("<|im_start|>assistant\n")[1], calls=True).answer("stop")
+    assert replayed.calls[0].arguments == '{"city": "Oslo"}'
     assert "<tool_response>\n-3 C\n</tool_response>" in prompt
 
 

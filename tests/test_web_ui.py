@@ -23,12 +23,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from conftest import DEFAULT_MODEL_NAME, require_programs
 from ovchat.model.device import DeviceConfig
-from ovchat.model.pipeline import ModelFiles
+from ovchat.model.files import ModelFiles
 from ovchat.server.app import create_app
 from ovchat.server.engine.engine import Engine
-from ovchat.server.guard import ServerSettings
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.settings import EngineConfig
+from ovchat.server.settings import EngineConfig, ServerSettings
 from servers import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -19,31 +19,50 @@ from ovchat.errors import (
 )
 
 if TYPE_CHECKING:
-    from ovchat.chat.session import ChatSession, Reply, TurnMetrics, complete_raw
-    from ovchat.model.device import DeviceConfig
-    from ovchat.model.pipeline import Model, ModelFiles, find_model, open_model
+    from ovchat.chat.core import Reply, TurnMetrics
+    from ovchat.chat.session import ChatSession, complete_raw
+    from ovchat.chat.transcript import read_transcript
+    from ovchat.model.bench import BenchReport, bench_model
+    from ovchat.model.catalog import Catalog, ModelEntry, list_models
+    from ovchat.model.device import DeviceConfig, check_device
+    from ovchat.model.facts import describe_model
+    from ovchat.model.files import ModelFiles, find_model
+    from ovchat.model.pipeline import Model, open_model
     from ovchat.options import GenerationOptions
+    from ovchat.prompt.messages import is_text
     from ovchat.prompt.tools.hermes import ToolCall
     from ovchat.prompt.tools.use import Tool, ToolChoice, ToolUse
 
 __version__ = "0.1.0"
+# The public API, by the module each name lives in; cli/ uses the library through these names only.
 _LAZY = {
-    "DeviceConfig": "ovchat.model.device",
-    "Model": "ovchat.model.pipeline",
-    "ModelFiles": "ovchat.model.pipeline",
-    "find_model": "ovchat.model.pipeline",
-    "open_model": "ovchat.model.pipeline",
-    "GenerationOptions": "ovchat.options",
+    "BenchReport": "ovchat.model.bench",
+    "Catalog": "ovchat.model.catalog",
     "ChatSession": "ovchat.chat.session",
-    "Reply": "ovchat.chat.session",
-    "TurnMetrics": "ovchat.chat.session",
-    "complete_raw": "ovchat.chat.session",
+    "DeviceConfig": "ovchat.model.device",
+    "GenerationOptions": "ovchat.options",
+    "Model": "ovchat.model.pipeline",
+    "ModelEntry": "ovchat.model.catalog",
+    "ModelFiles": "ovchat.model.files",
+    "Reply": "ovchat.chat.core",
     "Tool": "ovchat.prompt.tools.use",
     "ToolCall": "ovchat.prompt.tools.hermes",
     "ToolChoice": "ovchat.prompt.tools.use",
     "ToolUse": "ovchat.prompt.tools.use",
+    "TurnMetrics": "ovchat.chat.core",
+    "bench_model": "ovchat.model.bench",
+    "check_device": "ovchat.model.device",
+    "complete_raw": "ovchat.chat.session",
+    "describe_model": "ovchat.model.facts",
+    "find_model": "ovchat.model.files",
+    "is_text": "ovchat.prompt.messages",
+    "list_models": "ovchat.model.catalog",
+    "open_model": "ovchat.model.pipeline",
+    "read_transcript": "ovchat.chat.transcript",
 }
 __all__ = [
+    "BenchReport",
+    "Catalog",
     "ChatSession",
     "ContextError",
     "DeviceConfig",
@@ -51,6 +70,7 @@ __all__ = [
     "GenerationError",
     "GenerationOptions",
     "Model",
+    "ModelEntry",
     "ModelError",
     "ModelFiles",
     "OptionsError",
@@ -63,9 +83,15 @@ __all__ = [
     "TranscriptError",
     "TurnMetrics",
     "__version__",
+    "bench_model",
+    "check_device",
     "complete_raw",
+    "describe_model",
     "find_model",
+    "is_text",
+    "list_models",
     "open_model",
+    "read_transcript",
 ]
 
 

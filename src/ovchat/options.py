@@ -257,6 +257,8 @@ def specs_of(options_class: type[GenerationOptions]) -> dict[str, FieldSpec]:
 
 
 FIELD_SPECS: dict[str, FieldSpec] = specs_of(GenerationOptions)
+# The fields a request to a server may set, by their request names (OpenAI's, or vLLM's for extras).
+OPENAI_NAMES: dict[str, str] = {name: spec.openai for name, spec in FIELD_SPECS.items() if spec.openai}
 
 
 def cli_flag(name: str) -> str:

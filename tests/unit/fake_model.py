@@ -1,15 +1,19 @@
 """A stand-in for an opened model, so the CLI and the REPL run in milliseconds (like the engine's `opener`).
 
-The pipeline answers "echo: <the last user message>", one word a token, streamed word by word; it
-honours max_new_tokens and a streamer's STOP, as GenAI's LLMPipeline does. The tokenizer counts
-one token per word. Everything ovchat builds around the pipeline (ChatSession, Repl, the click
-commands, GenerationConfig, ChatHistory) is the real thing; what only the real model proves (its
-answers, GenAI's streaming, the chat template) stays in the end-to-end tests.
+The pipeline answers "echo: <the last user message>", streamed piece by piece; it takes token ids,
+as GenAI's LLMPipeline does through ovchat's one generation path, and honours max_new_tokens and a
+streamer's STOP. The tokenizer is lossless and counts about one token per word (a word and the
+space before it); the template frames each message as `<role>content</role> `, so the pipeline reads
+back which conversation it was asked to answer. Everything ovchat builds around the pipeline
+(ChatSession, the prompt plan, Repl, the click commands, GenerationConfig) is the real thing; what
+only the real model proves (its answers, GenAI's streaming, the chat template) stays in the
+end-to-end tests.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,22 +23,43 @@ from typing import Any
 import openvino_genai as ov_genai
 
 from ovchat.model.device import DeviceConfig
-from ovchat.model.pipeline import Model, ModelFiles
+from ovchat.model.files import ModelFiles
+from ovchat.model.pipeline import Model
 from ovchat.prompt.messages import Message
+
+PIECE = re.compile(r"\s*\S+|\s+")  # a word with the space before it (as BPE tokens), or an end of spaces
+TURN = re.compile(r"<(system|user|assistant|tool)>(.*?)</\1> ", re.S)
+VOCABULARY: dict[str, int] = {}
+PIECES: dict[int, str] = {}
 
 
 class FakeTokenizer:
-    """One token per word; the template frames each message as `<role> content`."""
+    """Lossless: decode(encode(text)) == text; one id per word and the space before it."""
+
+    chat_template = "{{ fake: frames each message as <role>content</role> }}"
 
     def encode(self, text: str, add_special_tokens: bool = True) -> Any:
-        ids = [len(word) for word in text.split()]
+        ids = [VOCABULARY.setdefault(piece, len(VOCABULARY)) for piece in PIECE.findall(text)]
+        for piece, number in VOCABULARY.items():
+            PIECES.setdefault(number, piece)
         return SimpleNamespace(input_ids=SimpleNamespace(data=[ids]))
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-        return " ".join("x" * i for i in ids)
+        return "".join(PIECES[i] for i in ids)
 
-    def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        return " ".join(f"<{m['role']}> {m['content']}" for m in messages) + " <assistant>"
+    def apply_chat_template(
+        self,
+        messages: list[Message],
+        add_generation_prompt: bool = True,
+        tools: Any = None,
+        extra_context: Any = None,
+    ) -> str:
+        return "".join(f"<{m['role']}>{m['content']}</{m['role']}> " for m in messages) + "<assistant>"
+
+
+def read_back(prompt: str) -> list[Message]:
+    """The messages a prompt of FakeTokenizer's template holds."""
+    return [{"role": role, "content": content} for role, content in TURN.findall(prompt)]
 
 
 def timing(value: float) -> Any:
@@ -58,18 +83,20 @@ class FakePipeline:
         pass
 
     def generate(self, inputs: Any, config: ov_genai.GenerationConfig, streamer: Any = None) -> Any:
-        messages = inputs.get_messages() if isinstance(inputs, ov_genai.ChatHistory) else []
+        tokenizer = FakeTokenizer()
+        messages = read_back(tokenizer.decode([int(i) for i in inputs.data[0]]))
+        users = [m for m in messages if m["role"] == "user"]
         self.answers.append(messages)
-        words = self.reply(messages).split() if messages else ["more", "text"]
-        out: list[str] = []
+        answer = self.reply(users) if users else "more text"
+        ids = tokenizer.encode(answer).input_ids.data[0]
+        out: list[int] = []
         reason = ov_genai.GenerationFinishReason.STOP
-        for number, word in enumerate(words):
+        for number, token in enumerate(ids):
             if number == config.max_new_tokens:
                 reason = ov_genai.GenerationFinishReason.LENGTH
                 break
-            out.append(word)
-            piece = word if number == 0 else " " + word
-            if streamer is not None and streamer(piece) == ov_genai.StreamingStatus.STOP:
+            out.append(token)
+            if streamer is not None and streamer(tokenizer.decode([token])) == ov_genai.StreamingStatus.STOP:
                 break
         perf = SimpleNamespace(
             get_num_input_tokens=lambda: sum(len(m["content"].split()) for m in messages),
@@ -79,7 +106,7 @@ class FakePipeline:
             get_throughput=lambda: timing(500.0),
             get_generate_duration=lambda: timing(3.0),
         )
-        return SimpleNamespace(texts=[" ".join(out)], finish_reasons=[reason], perf_metrics=perf)
+        return SimpleNamespace(tokens=[out], finish_reasons=[reason], perf_metrics=perf)
 
 
 def fake_model(context_length: int | None = 1000, name: str = "fake-model") -> Model:

@@ -2,7 +2,7 @@
 
 import mmap
 
-from ovchat.cli.bench import memory_mb
+from ovchat.model.bench import memory_mb
 
 SIZE = 64 * 1024 * 1024
 

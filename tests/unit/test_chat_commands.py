@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import pytest
 from click.testing import CliRunner
 from fake_model import FakePipeline, fake_model, typed_lines
 
-import ovchat.cli.main
-from ovchat.chat.session import TRANSCRIPT_FORMAT, ChatSession
+import ovchat.cli.ask
+from ovchat.chat.session import ChatSession
+from ovchat.chat.transcript import TRANSCRIPT_FORMAT
+from ovchat.cli.ask import AskResult
 from ovchat.cli.main import cli
 from ovchat.cli.repl import HELP, Repl
 from ovchat.model.pipeline import Model
@@ -133,7 +136,7 @@ def test_an_answer_cut_by_max_new_tokens_says_length(chat: Any) -> None:
 @pytest.fixture
 def ask(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """`ovchat ask ARGS` on the fake model, through click."""
-    monkeypatch.setattr(ovchat.cli.main, "load_model", lambda kwargs, **how: fake_model())
+    monkeypatch.setattr(ovchat.cli.ask, "load_model", lambda kwargs, **how: fake_model())
     monkeypatch.setenv("OVCHAT_SERVER", "")
 
     def run(*args: str, stdin: str = "") -> Any:
@@ -155,8 +158,10 @@ def test_ask_reads_the_prompt_from_stdin(ask: Any) -> None:
 def test_ask_json_reports_text_finish_reason_and_counts(ask: Any) -> None:
     result = ask("--json", "--max-new-tokens", "2", "one two three")
     data = json.loads(result.output)
+    assert set(data) == {f.name for f in fields(AskResult)}  # the shape `ask --server --json` has too
     assert data["text"] == "echo: one" and data["finish_reason"] == "length"
     assert data["metrics"]["output_tokens"] == 2 and data["model"] == "fake-model"
+    assert data["server"] is None and data["load_seconds"] == 0.0
 
 
 def test_ask_with_an_invalid_option_says_so_in_one_line(ask: Any) -> None:

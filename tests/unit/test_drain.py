@@ -5,7 +5,6 @@ The end-to-end proof (a real server, SIGTERM, a real load balancer) is in test_f
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +19,9 @@ from ovchat.server.settings import ServerSettings
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
 
 
-def call(engine: Engine, leaving: threading.Event, requests: Callable[[httpx.AsyncClient], Any]) -> Any:
+def call(engine: Engine, requests: Callable[[httpx.AsyncClient], Any]) -> Any:
     """Run `requests` against the app in process (no lifespan: the engine is already started)."""
-    app = create_app(engine, ServerSettings("m"), ServerMetrics(), leaving=leaving)
+    app = create_app(engine, ServerSettings("m"), ServerMetrics())
 
     async def go() -> Any:
         transport = httpx.ASGITransport(app=app)
@@ -34,17 +33,16 @@ def call(engine: Engine, leaving: threading.Event, requests: Callable[[httpx.Asy
 
 def test_a_leaving_server_says_503_on_health_and_still_answers_requests() -> None:
     engine, _ = make_engine()
-    leaving = threading.Event()
 
     async def requests(client: httpx.AsyncClient) -> list[httpx.Response]:
         before = await client.get("/health")
-        leaving.set()  # what SIGTERM does first when the server has a drain delay
+        engine.lifecycle.leave()  # what SIGTERM does first when the server has a drain delay
         health = await client.get("/health")
         answer = await client.post("/v1/chat/completions", json=CHAT)
         streamed = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
         return [before, health, answer, streamed, await client.get("/live")]
 
-    before, health, answer, streamed, live = call(engine, leaving, requests)
+    before, health, answer, streamed, live = call(engine, requests)
     assert before.status_code == 200 and before.json()["status"] == "ok"
     assert health.status_code == 503 and health.headers["Retry-After"] == "1"
     assert health.json()["status"] == "draining"
@@ -56,14 +54,13 @@ def test_a_leaving_server_says_503_on_health_and_still_answers_requests() -> Non
 
 def test_every_503_carries_retry_after() -> None:
     # A full queue's 503: test_server.py::test_a_full_queue_answers_503_with_retry_after.
-    leaving = threading.Event()
     draining, _ = make_engine()
     draining.drain()  # past the drain delay: the engine refuses new work
 
     async def refused(client: httpx.AsyncClient) -> list[httpx.Response]:
         return [await client.post("/v1/chat/completions", json=CHAT), await client.get("/health")]
 
-    shutting_down = call(draining, leaving, refused)
+    shutting_down = call(draining, refused)
     draining.close()
 
     failed, _ = make_engine(fail_always=True)
@@ -79,7 +76,7 @@ def test_every_503_carries_retry_after() -> None:
             await client.post("/v1/chat/completions", json=CHAT),
         ]
 
-    gave_up = call(failed, leaving, broken)
+    gave_up = call(failed, broken)
     failed.close()
 
     assert [r.json()["error"]["code"] for r in (shutting_down[0], gave_up[2])] == [

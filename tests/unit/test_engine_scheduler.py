@@ -18,19 +18,16 @@ import pytest
 
 from ovchat.errors import ContextError, GenerationError, OvchatError, RequestRejected, Unavailable
 from ovchat.model.device import DeviceConfig
-from ovchat.model.pipeline import ModelFiles
+from ovchat.model.files import ModelFiles
 from ovchat.options import GenerationOptions
-from ovchat.server.engine.engine import (
-    MAX_FAILED_STEPS,
-    Delta,
-    Done,
-    Engine,
-    EngineConfig,
-    EngineState,
-    GenerationRequest,
-    Job,
-)
+from ovchat.prompt.request import GenerationRequest
+from ovchat.prompt.template import ToolFormat
+from ovchat.server.engine.engine import Engine
+from ovchat.server.engine.jobs import Delta, Done, Job
+from ovchat.server.engine.lifecycle import EngineState
+from ovchat.server.engine.recovery import MAX_FAILED_STEPS
 from ovchat.server.metrics import ServerMetrics
+from ovchat.server.settings import EngineConfig
 
 POISON = "poison"
 
@@ -39,15 +36,19 @@ ANSWER_IDS = 1000  # the stand-in model answers with ids 1000 + n, shown as the 
 
 
 class LetterTokenizer:
-    """One token per character of the prompt; answer ids decode to letters."""
+    """One token per character of the prompt; answer ids decode to letters; no template to speak
+    tools in (the messages' contents joined, then ">")."""
 
-    def encode(self, text: str) -> list[int]:
+    tool_format = ToolFormat.NONE
+    thinks = False
+
+    def encode(self, text: str, *, add_special: bool = False) -> list[int]:
         return [ord(c) for c in text]
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+    def render(self, messages: list[dict[str, Any]], tools: Any = None, context: Any = None) -> str:
         return "".join(m["content"] for m in messages) + ">"
 
-    def decode(self, ids: list[int]) -> str:
+    def decode(self, ids: list[int], *, keep_special: bool = False) -> str:
         return "".join(chr(97 + (i - ANSWER_IDS) % 26) if i >= ANSWER_IDS else chr(i) for i in ids)
 
 

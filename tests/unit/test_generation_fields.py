@@ -101,7 +101,7 @@ def test_the_server_takes_every_openai_named_field_and_documents_its_bounds() ->
             assert schema[field].get(high, math.inf) == spec.high
     body = {"messages": [{"role": "user", "content": "hi"}]}
     request = ChatRequest.model_validate({**body, **{OPENAI[n]: _json(SAMPLES[n]) for n in OPENAI}})
-    assert request.engine_request().options == GenerationOptions(**{n: SAMPLES[n] for n in OPENAI})
+    assert request.generation_request().options == GenerationOptions(**{n: SAMPLES[n] for n in OPENAI})
     # A field OpenAI does not have is not a request field: a body naming it is ignored, as any extra.
     for name in FIELD_SPECS.keys() - OPENAI.keys():
         assert name not in ChatRequest.model_fields
@@ -114,7 +114,7 @@ def test_what_ask_server_sends_is_what_the_server_maps_back(raw: bool) -> None:
     route, body = request_body("hi", options, None, raw)
     assert {OPENAI[name] for name in OPENAI} <= set(body)
     model = CompletionRequest if route == "/v1/completions" else ChatRequest
-    assert model.model_validate(body).engine_request().options == options
+    assert model.model_validate(body).generation_request().options == options
     _, plain = request_body("hi", GenerationOptions(temperature=0.0, seed=0), None, raw)
     assert (plain["temperature"], plain["seed"]) == (0.0, 0), "0 is a value, not 'unset'"
     assert "stop" not in plain and "ignore_eos" not in plain
@@ -149,7 +149,7 @@ def test_an_out_of_range_min_p_is_one_clear_error_from_every_front_end() -> None
     chat = {"messages": [{"role": "user", "content": "hi"}], "min_p": 1.0}
     for body, model in [(chat, ChatRequest), ({"prompt": "hi", "min_p": 1.0}, CompletionRequest)]:
         with pytest.raises(RequestRejected) as rejected:
-            model.model_validate(body).engine_request()
+            model.model_validate(body).generation_request()
         assert (str(rejected.value), rejected.value.param) == (message, "min_p")
     bounds = ChatRequest.model_json_schema()["properties"]["min_p"]
     assert (bounds["minimum"], bounds["exclusiveMaximum"]) == (0.0, 1.0)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ovchat.errors import ModelError
+from ovchat.model.files import find_model
 from ovchat.model.gguf_cache import CONVERTED_FILES, Conversion, cached_ir, converted_folder
 from ovchat.model.gguf_head import read_gguf_head
-from ovchat.model.pipeline import find_model
 
 
 def gguf_head(path: Path, arch: str, tensors: dict[str, int]) -> Path:

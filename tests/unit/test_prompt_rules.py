@@ -8,19 +8,24 @@ import pytest
 
 from ovchat.errors import ContextError, OptionsError, plain_message
 from ovchat.options import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
-from ovchat.prompt.budget import answer_budget, fit_conversation
-from ovchat.prompt.endings import finish_reason, is_degenerate
+from ovchat.prompt.budget import Fit, answer_budget, fit_conversation
+from ovchat.prompt.endings import finish_reason, is_degenerate, with_calls
 from ovchat.prompt.messages import Message, check_messages
+from ovchat.prompt.tools.hermes import ToolCall
 
 
-class WordTokenizer:
-    """One token per word; the template frames each message in two tokens."""
+def encode(text: str) -> list[int]:
+    """One token per word."""
+    return [len(word) for word in text.split()]
 
-    def encode(self, text: str) -> list[int]:
-        return [len(word) for word in text.split()]
 
-    def chat_prompt(self, messages: list[Message]) -> str:
-        return " ".join(f"<{m['role']}> {m['content']} </>" for m in messages) + " <assistant>"
+def render(messages: list[Message]) -> str:
+    """The template frames each message in two tokens."""
+    return " ".join(f"<{m['role']}> {m['content']} </>" for m in messages) + " <assistant>"
+
+
+def fit(messages: list[Message], context: int | None, requested: int | None) -> Fit:
+    return fit_conversation(messages, render, encode, context, requested)
 
 
 def turns(*texts: str) -> list[Message]:
@@ -61,27 +66,42 @@ def test_budget_ceiling_caps_the_default_and_refuses_more() -> None:
 
 def test_fit_keeps_a_conversation_that_fits_untouched() -> None:
     messages = [{"role": "system", "content": "Be brief."}, *turns("hi", "hello", "how are you")]
-    fit = fit_conversation(messages, WordTokenizer(), 1000, 8)
-    assert (fit.messages, fit.dropped, fit.max_new_tokens) == (messages, 0, 8)
+    fitted = fit(messages, 1000, 8)
+    assert (fitted.messages, fitted.dropped, fitted.max_new_tokens) == (messages, 0, 8)
+    assert fitted.prompt == render(messages)
 
 
 def test_fit_drops_whole_oldest_exchanges_but_never_the_system_prompt() -> None:
     system = {"role": "system", "content": "Be brief."}
     messages = [system, *turns("one two three four", "five six seven eight", "nine ten", "eleven", "last")]
-    fit = fit_conversation(messages, WordTokenizer(), 20, 4)
-    assert fit.messages[0] == system and fit.messages[-1]["content"] == "last"
-    assert fit.dropped % 2 == 0 and fit.dropped > 0  # user + assistant pairs
-    assert len(WordTokenizer().encode(WordTokenizer().chat_prompt(fit.messages))) + fit.max_new_tokens <= 20
+    fitted = fit(messages, 20, 4)
+    assert fitted.messages[0] == system and fitted.messages[-1]["content"] == "last"
+    assert fitted.dropped % 2 == 0 and fitted.dropped > 0  # user + assistant pairs
+    assert fitted.ids == encode(fitted.prompt) and fitted.prompt == render(fitted.messages)
+    assert len(fitted.ids) + fitted.max_new_tokens <= 20
+
+
+def test_fit_drops_a_tool_exchange_whole_so_no_result_outlives_its_call() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "one two three four five"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "six seven eight nine"},
+        {"role": "assistant", "content": "ten eleven"},
+        {"role": "user", "content": "last"},
+    ]
+    fitted = fit(messages, 12, 4)
+    assert fitted.dropped == 4 and fitted.messages == messages[4:]
 
 
 def test_fit_cuts_the_answer_budget_only_when_the_last_message_alone_is_left() -> None:
-    fit = fit_conversation(turns("a b c d e f g h"), WordTokenizer(), 14, 100)
-    assert fit.dropped == 0 and fit.max_new_tokens == 14 - 11
+    fitted = fit(turns("a b c d e f g h"), 14, 100)
+    assert fitted.dropped == 0 and fitted.max_new_tokens == 14 - 11
 
 
 def test_fit_refuses_a_single_message_larger_than_the_context() -> None:
     with pytest.raises(ContextError, match="context window is 10"):
-        fit_conversation(turns("word " * 20), WordTokenizer(), 10, None)
+        fit(turns("word " * 20), 10, None)
 
 
 @pytest.mark.parametrize(
@@ -97,10 +117,11 @@ def test_finish_reasons(genai: str, cancelled: bool, expected: str) -> None:
     assert finish_reason(genai, cancelled) == expected
 
 
-def test_without_genai_s_reason_a_used_up_budget_is_length() -> None:
-    assert finish_reason(None, generated=6, budget=6) == "length"
-    assert finish_reason(None, generated=5, budget=6) == "stop"
-    assert finish_reason(None, True, generated=6, budget=6) == "cancelled"
+def test_an_answer_that_made_a_whole_call_finishes_with_tool_calls() -> None:
+    whole, cut = ToolCall("f", "{}"), ToolCall("f", '{"a": ', complete=False)
+    assert with_calls("stop", [whole]) == "tool_calls"
+    assert with_calls("stop", [cut]) == "stop" and with_calls("stop", []) == "stop"
+    assert with_calls("length", [whole]) == "length"  # out of tokens is said as such
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
-from ovchat.prompt.reasoning import Part, ReasoningSplitter, opens_thinking, split_whole
-from ovchat.server.protocol.openai.requests import ChatRequest, HttpRefusal
+from ovchat.prompt.answer import read_whole
+from ovchat.prompt.reasoning import Part, ReasoningSplitter, opens_thinking
+from ovchat.server.protocol.errors import HttpRefusal
+from ovchat.server.protocol.openai.requests import ChatRequest
 
 ANSWERS = [
     ("<think>Paris is the capital.</think>\n\nParis.", False, ("Paris is the capital.", "Paris.")),
@@ -26,7 +28,8 @@ ANSWERS = [
 def test_any_split_gives_the_whole_answers_reasoning_and_content(
     text: str, thinking: bool, expected: tuple[str | None, str]
 ) -> None:
-    assert split_whole(text, thinking) == expected
+    whole = read_whole(text, thinking=thinking).answer("stop")
+    assert (whole.reasoning, whole.content) == expected
     for i in range(len(text) + 1):
         for j in range(i, len(text) + 1):
             splitter = ReasoningSplitter(thinking)
@@ -54,18 +57,18 @@ def chat(**fields: Any) -> ChatRequest:
 
 
 def test_reasoning_effort_none_turns_the_templates_thinking_off_and_kwargs_reach_the_template() -> None:
-    assert chat(reasoning_effort="none").engine_request().template_context == {"enable_thinking": False}
+    assert chat(reasoning_effort="none").generation_request().template_context == {"enable_thinking": False}
     kwargs = {"enable_thinking": True, "custom": [1]}
-    given = chat(chat_template_kwargs=kwargs, reasoning_effort="none").engine_request()
+    given = chat(chat_template_kwargs=kwargs, reasoning_effort="none").generation_request()
     assert given.template_context == kwargs  # the explicit kwargs win
-    assert chat().engine_request().template_context is None
+    assert chat().generation_request().template_context is None
     with pytest.raises(HttpRefusal) as caught:
-        chat(reasoning_effort="high").engine_request()
+        chat(reasoning_effort="high").generation_request()
     assert caught.value.param == "reasoning_effort" and 'only "none"' in str(caught.value)
 
 
 def test_chat_template_kwargs_cannot_stand_in_for_the_requests_own_fields() -> None:
     for name in ("messages", "tools", "add_generation_prompt"):
         with pytest.raises(HttpRefusal) as caught:
-            chat(chat_template_kwargs={name: 1}).engine_request()
+            chat(chat_template_kwargs={name: 1}).generation_request()
         assert caught.value.param == "chat_template_kwargs" and name in str(caught.value)

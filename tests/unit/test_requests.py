@@ -17,11 +17,11 @@ from ovchat.errors import (
 )
 from ovchat.options import GenerationOptions
 from ovchat.prompt.budget import answer_budget
-from ovchat.server.engine.jobs import GenerationRequest
+from ovchat.prompt.request import GenerationRequest
 from ovchat.server.engine.recovery import culprit_error
-from ovchat.server.protocol.errors import error_reply
+from ovchat.server.protocol.errors import HttpRefusal, error_reply
 from ovchat.server.protocol.json_schema import check_json_schema, unsupported_regex
-from ovchat.server.protocol.openai.requests import ChatRequest, CompletionRequest, HttpRefusal
+from ovchat.server.protocol.openai.requests import ChatRequest, CompletionRequest
 
 
 def chat(**fields: Any) -> ChatRequest:
@@ -38,7 +38,7 @@ def test_openai_names_map_onto_generation_options() -> None:
         presence_penalty=0.1,
         frequency_penalty=-0.1,
         ignore_eos=True,
-    ).engine_request()
+    ).generation_request()
     options = request.options
     assert (options.max_new_tokens, options.temperature, options.top_p, options.seed) == (10, 0.5, 0.9, 3)
     assert (options.stop, options.presence_penalty, options.frequency_penalty) == (("END",), 0.1, -0.1)
@@ -46,10 +46,11 @@ def test_openai_names_map_onto_generation_options() -> None:
 
 
 def test_no_max_tokens_means_the_default_budget_and_max_completion_tokens_wins() -> None:
-    assert chat().engine_request().options.max_new_tokens is None
+    assert chat().generation_request().options.max_new_tokens is None
     body = chat(max_tokens=10, max_completion_tokens=20)
     assert (
-        body.engine_request().options.max_new_tokens == 20 and body.max_tokens_name == "max_completion_tokens"
+        body.generation_request().options.max_new_tokens == 20
+        and body.max_tokens_name == "max_completion_tokens"
     )
 
 
@@ -60,7 +61,7 @@ def test_content_parts_join_and_developer_is_a_system_message() -> None:
             {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
         ]
     }
-    assert ChatRequest.model_validate(body).engine_request().messages == [
+    assert ChatRequest.model_validate(body).generation_request().messages == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "ab"},
     ]
@@ -81,7 +82,7 @@ def test_out_of_range_values_get_400_naming_the_openai_field(
     fields: dict[str, Any], param: str, message: str
 ) -> None:
     with pytest.raises(RequestRejected) as caught:
-        chat(**fields).engine_request()
+        chat(**fields).generation_request()
     assert caught.value.param == param and str(caught.value).startswith(message)
     response = error_reply(caught.value).response()
     body = json.loads(bytes(response.body))
@@ -103,7 +104,7 @@ def test_out_of_range_values_get_400_naming_the_openai_field(
 )
 def test_unsupported_fields_are_refused_by_name(fields: dict[str, Any], param: str) -> None:
     with pytest.raises(HttpRefusal) as caught:
-        chat(**fields).engine_request()
+        chat(**fields).generation_request()
     assert caught.value.param == param
 
 
@@ -113,21 +114,21 @@ def test_top_logprobs_above_what_the_engine_gives_is_refused_naming_the_limit() 
         CompletionRequest.model_validate({"prompt": "x", "logprobs": 3}),
     ):
         with pytest.raises(HttpRefusal) as caught:
-            request.engine_request()
+            request.generation_request()
         assert "at most 0" in str(caught.value) and "chosen token" in str(caught.value)
         assert caught.value.param in ("top_logprobs", "logprobs")
-    assert chat(logprobs=True, top_logprobs=0).engine_request().logprobs
-    assert not chat(logprobs=False).engine_request().logprobs
+    assert chat(logprobs=True, top_logprobs=0).generation_request().logprobs
+    assert not chat(logprobs=False).generation_request().logprobs
     for legacy, wanted in ((0, True), (True, True), (None, False), (False, False)):
         body = {"prompt": "x", "logprobs": legacy}
-        assert CompletionRequest.model_validate(body).engine_request().logprobs is wanted
+        assert CompletionRequest.model_validate(body).generation_request().logprobs is wanted
 
 
 def test_completions_take_one_non_empty_prompt() -> None:
-    assert CompletionRequest.model_validate({"prompt": ["x"]}).engine_request().prompt == "x"
+    assert CompletionRequest.model_validate({"prompt": ["x"]}).generation_request().prompt == "x"
     for prompt in ("", ["a", "b"]):
         with pytest.raises(HttpRefusal, match="prompt"):
-            CompletionRequest.model_validate({"prompt": prompt}).engine_request()
+            CompletionRequest.model_validate({"prompt": prompt}).generation_request()
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,17 @@ from ovchat.prompt.tools.hermes import (
     ToolCall,
     ToolCallParser,
     call_text,
-    parse_answer,
 )
 
 WEATHER = call_text("get_weather", '{"city": "Paris", "unit": "c"}')
+
+
+def parse_answer(text: str) -> tuple[str | None, list[ToolCall]]:
+    """A whole answer read by the parser alone: its content (None when there is none) and its calls."""
+    parser = ToolCallParser()
+    parser.feed(text)
+    parser.finish()
+    return parser.content or None, parser.calls
 
 
 def fed(pieces: list[str]) -> tuple[ToolCallParser, list[ParseEvent]]:

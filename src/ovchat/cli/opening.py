@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ovchat.chat.session import ChatSession
-from ovchat.model.device import DeviceConfig
-from ovchat.model.pipeline import ModelFiles
+if TYPE_CHECKING:
+    from ovchat import ChatSession, DeviceConfig, ModelFiles
 
 
 class Opening:

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ovchat.model.device import ATTENTION_BACKENDS, PERFORMANCE_HINTS, PRECISIONS, DeviceConfig
-from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind, cli_flag
+from ovchat import DeviceConfig, GenerationOptions
+from ovchat.cli.edge import note
+from ovchat.options import FIELD_SPECS, FieldSpec, Kind, cli_flag
 
 if TYPE_CHECKING:
-    from ovchat.model.pipeline import Model, ModelFiles
+    from ovchat import Model, ModelFiles
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -52,7 +53,10 @@ def model_options(attention_backend: bool = True) -> Decorator:
             help="OpenVINO device: CPU, GPU, NPU, AUTO ... [env OVCHAT_DEVICE]",
         ),
         click.option(
-            "--performance-hint", default="LATENCY", show_default=True, type=click.Choice(PERFORMANCE_HINTS)
+            "--performance-hint",
+            default="LATENCY",
+            show_default=True,
+            type=click.Choice(DeviceConfig.PERFORMANCE_HINTS),
         ),
         click.option(
             "--num-streams",
@@ -83,7 +87,7 @@ def _running_options(attention_backend: bool) -> list[Decorator]:
     decorators: list[Decorator] = [
         click.option(
             "--precision",
-            type=click.Choice(PRECISIONS),
+            type=click.Choice(DeviceConfig.PRECISIONS),
             envvar="OVCHAT_PRECISION",
             help="Inference precision [env OVCHAT_PRECISION; default: what the model's build verified, "
             "else the device's own].",
@@ -102,7 +106,7 @@ def _running_options(attention_backend: bool) -> list[Decorator]:
         decorators.append(
             click.option(
                 "--attention-backend",
-                type=click.Choice(ATTENTION_BACKENDS),
+                type=click.Choice(DeviceConfig.ATTENTION_BACKENDS),
                 help="SDPA loads faster; PA (paged attention) reuses the KV cache across chat turns.",
             )
         )
@@ -149,12 +153,12 @@ def device_config(kwargs: dict[str, Any], default_backend: str | None = None) ->
 
 def load_model(kwargs: dict[str, Any], default_backend: str | None = None) -> Model:
     """Open the model the options name, with their device settings."""
-    from ovchat.model.pipeline import open_model
+    from ovchat import open_model
 
     files, device = locate_model(kwargs, default_backend)
     model = open_model(files, device)
     if model.note:
-        click.echo(f"ovchat: note: {model.note}", err=True)
+        note(model.note)
     return model
 
 
@@ -162,10 +166,10 @@ def locate_model(
     kwargs: dict[str, Any], default_backend: str | None = None
 ) -> tuple[ModelFiles, DeviceConfig]:
     """The model the options name, its files checked but not loaded, and their device settings."""
-    from ovchat.model.pipeline import find_model
+    from ovchat import find_model
 
     device = device_config(kwargs, default_backend)
     files = find_model(kwargs.pop("model"))
     if files.import_note:
-        click.echo(f"ovchat: note: {files.import_note}", err=True)
+        note(files.import_note)
     return files, device

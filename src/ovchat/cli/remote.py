@@ -17,26 +17,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ovchat import GenerationOptions, TurnMetrics
 from ovchat.errors import OvchatError
-from ovchat.options import FIELD_SPECS, GenerationOptions, cli_flag
+from ovchat.options import FIELD_SPECS, OPENAI_NAMES, cli_flag
 
-# The request field a server takes for each GenerationOptions field; the others (top_k,
-# repetition_penalty) are not OpenAI fields: a server never sees them, so asking for them through
-# one is an error.
-OPENAI_FIELDS = {name: spec.openai for name, spec in FIELD_SPECS.items() if spec.openai}
+# The fields with no request name (top_k, repetition_penalty) are not OpenAI fields: a server never
+# sees them, so asking for them through one is an error.
 NOT_SENT = {name: cli_flag(name) for name, spec in FIELD_SPECS.items() if not spec.openai}
 TIMEOUT_S = 600.0  # a long answer on a busy server; the server itself bounds max_tokens
 
 
 @dataclass(frozen=True)
 class RemoteReply:
+    """What the server answered, in the shape a local answer has (TurnMetrics timed by the client)."""
+
     text: str
-    finish_reason: str  # stop | length | cancelled
+    reasoning: str | None
+    finish_reason: str  # stop | length | tool_calls
     model: str
-    input_tokens: int
-    output_tokens: int
-    ttft_ms: float
-    generate_ms: float
+    metrics: TurnMetrics
 
 
 def request_body(
@@ -51,7 +50,7 @@ def request_body(
             )
     body: dict[str, Any] = {"model": "ovchat", "stream": True, "stream_options": {"include_usage": True}}
     for name, value in given.items():  # a field left at its default is the server's default too
-        body[OPENAI_FIELDS[name]] = list(value) if isinstance(value, tuple) else value
+        body[OPENAI_NAMES[name]] = list(value) if isinstance(value, tuple) else value
     if raw:
         return "/v1/completions", {**body, "prompt": text}
     messages = ([{"role": "system", "content": system}] if system else []) + [
@@ -68,6 +67,7 @@ def ask_server(
     raw: bool = False,
     api_key: str | None = None,
     on_text: Callable[[str], None] | None = None,
+    on_reasoning: Callable[[str], None] | None = None,
 ) -> RemoteReply:
     """Stream one answer from the `ovchat serve` at `url`. Leaving early (Ctrl-C) closes the
     connection, and the server cancels the request."""
@@ -82,7 +82,7 @@ def ask_server(
         response = connection.getresponse()
         if response.status != 200:
             raise OvchatError(f"the server at {url} answered {response.status}: {_error_message(response)}")
-        return _read_stream(response, raw, started, on_text)
+        return _read_stream(response, raw, started, on_text, on_reasoning)
     except ValueError:
         raise OvchatError(f"the server at {url} did not answer as an OpenAI stream") from None
     except (OSError, http.client.HTTPException) as exc:
@@ -98,8 +98,10 @@ def _read_stream(
     raw: bool,
     started: float,
     on_text: Callable[[str], None] | None,
+    on_reasoning: Callable[[str], None] | None,
 ) -> RemoteReply:
     parts: list[str] = []
+    thoughts: list[str] | None = None
     reason, model, first = "stop", "", None
     usage: dict[str, Any] = {}
     for event in _events(response):
@@ -110,23 +112,33 @@ def _read_stream(
         model = event.get("model", model)
         usage = event.get("usage") or usage
         for choice in event.get("choices", []):
-            piece = choice.get("text") if raw else (choice.get("delta") or {}).get("content")
-            if piece:
+            delta = choice.get("delta") or {}
+            piece = choice.get("text") if raw else delta.get("content")
+            thought = None if raw else delta.get("reasoning_content")
+            if piece or thought:
                 first = first if first is not None else time.perf_counter()
+            if thought:
+                thoughts = [*(thoughts or []), thought]
+                if on_reasoning is not None:
+                    on_reasoning(thought)
+            if piece:
                 parts.append(piece)
                 if on_text is not None:
                     on_text(piece)
             reason = choice.get("finish_reason") or reason
     done = time.perf_counter()
-    return RemoteReply(
-        "".join(parts),
-        reason,
-        model,
-        int(usage.get("prompt_tokens", 0)),
-        int(usage.get("completion_tokens", 0)),
-        round(((first or done) - started) * 1000, 2),
-        round((done - started) * 1000, 2),
+    made = int(usage.get("completion_tokens", 0))
+    ttft, total = ((first or done) - started) * 1000, (done - started) * 1000
+    tpot = (total - ttft) / (made - 1) if made > 1 else 0.0
+    metrics = TurnMetrics(
+        input_tokens=int(usage.get("prompt_tokens", 0)),
+        output_tokens=made,
+        ttft_ms=round(ttft, 2),
+        tpot_ms=round(tpot, 2),
+        tokens_per_s=round(1000 / tpot, 2) if tpot else 0.0,
+        generate_ms=round(total, 2),
     )
+    return RemoteReply("".join(parts), "".join(thoughts) if thoughts else None, reason, model, metrics)
 
 
 def _events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:

@@ -7,11 +7,14 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO
 
-from ovchat.chat.session import ChatSession, Reply
+from ovchat.cli.interrupt import run_interruptibly
 from ovchat.cli.opening import Opening
 from ovchat.errors import OvchatError
+
+if TYPE_CHECKING:
+    from ovchat import ChatSession, Reply
 
 PROMPT = ">>> "
 CONTINUATION = "... "
@@ -27,38 +30,6 @@ A line starting with {BLOCK} begins a multi-line message; a line ending with {BL
   /load FILE         replace the conversation with a saved one
   /stats             figures for the last answer
   /exit              quit"""
-
-T = TypeVar("T")
-
-
-def run_interruptibly(work: Callable[[], T], cancel: threading.Event) -> T:
-    """Run `work` on a worker thread; Ctrl-C sets `cancel` and waits for it to wind down.
-
-    GenAI swallows a KeyboardInterrupt raised inside its streamer callback, so the main thread
-    catches it instead and the streamer returns STOP once it sees `cancel`.
-    """
-    outcome: dict[str, object] = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # re-raised on the main thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-
-    # Wait on our own Event, not Thread.join(): on CPython 3.11 a Ctrl-C that lands inside
-    # join() can mark the still-running thread as stopped, and is_alive() then lies.
-    threading.Thread(target=target, name="ovchat-generate", daemon=True).start()
-    while not done.is_set():
-        try:
-            done.wait(0.05)
-        except KeyboardInterrupt:
-            cancel.set()  # the streamer returns STOP at its next piece
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]  # type: ignore[return-value]
 
 
 class Repl:

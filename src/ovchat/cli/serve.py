@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import socket
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ovchat.cli.options import device_config, model_options
 from ovchat.errors import OvchatError
-from ovchat.model.device import DeviceConfig
 from ovchat.server.settings import EngineConfig, ServerSettings, field_default
-
-if TYPE_CHECKING:
-    from ovchat.model.pipeline import ModelFiles
 
 SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 
@@ -85,7 +78,7 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 )
 @click.option(
     "--max-tokens-limit",
-    default=4096,
+    default=field_default(EngineConfig, "max_tokens_ceiling"),
     show_default=True,
     type=click.IntRange(min=1),
     help="The most tokens one answer may ask for (max_tokens above it gets 400).",
@@ -140,8 +133,8 @@ def run_server(
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests."""
     require_serve_extra()
-    from ovchat.model.device import check_device
-    from ovchat.model.pipeline import find_model
+    from ovchat import check_device, find_model
+    from ovchat.server.run import check_port, serve_until_stopped
 
     check_port(host, port)  # before the slow model load, and in one line
     model = find_model(kwargs.pop("model"))
@@ -168,64 +161,9 @@ def run_server(
 def require_serve_extra() -> None:
     """Fail in plain words when FastAPI or uvicorn is missing, before any slow work."""
     try:
-        import uvicorn  # noqa: F401
-
-        import ovchat.server.app  # noqa: F401
+        import ovchat.server.run  # noqa: F401  (FastAPI, uvicorn)
     except ImportError:
         raise OvchatError(f"`ovchat serve`: {SERVE_EXTRA}") from None
-
-
-def serve_until_stopped(
-    model: ModelFiles,
-    device: DeviceConfig,
-    engine_config: EngineConfig,
-    settings: ServerSettings,
-    host: str,
-    port: int,
-    log_level: str,
-) -> None:
-    """Run the server until SIGTERM, Ctrl-C or an engine that gave up (then fail with its reason)."""
-    import uvicorn
-
-    from ovchat.server.app import GracefulServer, create_app
-    from ovchat.server.engine.engine import Engine, EngineState
-    from ovchat.server.metrics import ServerMetrics
-
-    metrics = ServerMetrics()
-    engine = Engine(model, device, engine_config, metrics)
-    leaving = threading.Event()  # set by SIGTERM: /health says 503 from then on
-    holder: list[uvicorn.Server] = []
-
-    def stop_on_fatal(_: str) -> None:
-        for server in holder:
-            server.should_exit = True
-
-    app = create_app(engine, settings, metrics, on_fatal=stop_on_fatal, leaving=leaving)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=log_level == "debug",
-        timeout_graceful_shutdown=settings.shutdown_timeout,
-    )
-    holder.append(GracefulServer(config, engine, settings.drain_delay, leaving))
-    holder[0].run()
-    if engine.state == EngineState.FAILED:
-        raise OvchatError(engine.error or "the model failed to load")
-
-
-def check_port(host: str, port: int) -> None:
-    """Fail in plain words when the address cannot be listened on (uvicorn would log a few lines)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise OvchatError(f"{host}:{port} is in use: stop what runs there or choose --port") from None
-            raise OvchatError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 # Annotated so that type checkers know it without following the decorators (ovchat.cli.main imports it).

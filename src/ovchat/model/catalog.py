@@ -1,14 +1,14 @@
-"""What `ovchat models` lists: every model in the model folders, and which one is the default."""
+"""Every model in the model folders, and which one is the default (what `ovchat models` lists)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ovchat.errors import ModelError
 from ovchat.model.contract import BUILD_HINT, Manifest, model_folders
-from ovchat.model.pipeline import find_model
+from ovchat.model.files import find_model
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,15 @@ class Catalog:
     models: list[ModelEntry]
     default: Path | None  # what a bare `ovchat chat` opens
     default_problem: str | None  # why there is none
+    build_hint: ClassVar[str] = BUILD_HINT  # how to make a model when there is none
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "folders": [str(f) for f in self.folders],
+            "default": str(self.default) if self.default else None,
+            "default_problem": self.default_problem,
+            "models": [{**asdict(e), "path": str(e.path), "folder": str(e.folder)} for e in self.models],
+        }
 
 
 def list_models() -> Catalog:
@@ -82,38 +91,3 @@ def _agreement(manifest: Manifest | None) -> float | None:
         return None
     value = manifest.fidelity.get("tokens", {}).get("top1_agreement")
     return float(value) if isinstance(value, int | float) else None
-
-
-def catalog_json(catalog: Catalog) -> dict[str, Any]:
-    return {
-        "folders": [str(f) for f in catalog.folders],
-        "default": str(catalog.default) if catalog.default else None,
-        "default_problem": catalog.default_problem,
-        "models": [{**asdict(e), "path": str(e.path), "folder": str(e.folder)} for e in catalog.models],
-    }
-
-
-def format_catalog(catalog: Catalog) -> list[str]:
-    """The listing as lines of text: a table, then where the default comes from."""
-    where = " and ".join(str(f) for f in catalog.folders)
-    if not catalog.models:
-        return [f"no models in {where}: {BUILD_HINT}"]
-    lines = [f"{'':2}{'NAME':34} {'SIZE':>9}  {'WEIGHTS':16} {'AGREEMENT':>9}  FOLDER"]
-    lines += [_row(entry) for entry in catalog.models]
-    lines.append(f"(looked in {where}, in that order)")
-    if catalog.default is not None:
-        lines.append(f"* the default, which a bare `ovchat chat` opens: {catalog.default}")
-    else:
-        lines.append(f"no default model: {catalog.default_problem}")
-    return lines
-
-
-def _row(entry: ModelEntry) -> str:
-    mark = "* " if entry.default else "  "
-    weights = entry.weight_format or "?"
-    if entry.profile:
-        weights += f" ({entry.profile})"
-    agreement = f"{entry.top1_agreement:.3f}" if entry.top1_agreement is not None else "-"
-    size = f"{entry.size_bytes / 1e6:.1f}MB"
-    row = f"{mark}{entry.name:34} {size:>9}  {weights:16} {agreement:>9}  {entry.folder}"
-    return f"{row}\n    unusable: {entry.problem}" if entry.problem else row

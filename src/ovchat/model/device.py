@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ovchat.errors import DeviceError
 from ovchat.model.contract import compiled_cache_home
@@ -28,6 +28,11 @@ PROMPT_LOOKUP_NGRAM = 3
 @dataclass(frozen=True)
 class DeviceConfig:
     """Where and how OpenVINO compiles the model."""
+
+    # The values each setting takes (the CLI offers them as choices).
+    PERFORMANCE_HINTS: ClassVar[tuple[str, ...]] = PERFORMANCE_HINTS
+    PRECISIONS: ClassVar[tuple[str, ...]] = PRECISIONS
+    ATTENTION_BACKENDS: ClassVar[tuple[str, ...]] = ATTENTION_BACKENDS
 
     device: str = "CPU"
     performance_hint: str = "LATENCY"

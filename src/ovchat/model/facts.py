@@ -1,4 +1,5 @@
-"""What `ovchat info` reports: the model, how it was built, and the devices here."""
+"""Facts about a model and this machine: how the model was built, its template, the devices here
+(what `ovchat info` prints)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import openvino_genai as ov_genai
 
 from ovchat.model.contract import GENERATION_CONFIG_FILE, Manifest
 from ovchat.model.device import describe_threads
+from ovchat.model.files import ModelFiles, find_model
 from ovchat.model.gguf_cache import cached_ir
 from ovchat.model.gguf_head import read_gguf_metadata
-from ovchat.model.pipeline import ModelFiles, find_model
 from ovchat.prompt.template import DESCRIPTIONS, tool_format, writes_thinking
 
 
-def describe(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
+def describe_model(spec: str | os.PathLike[str] | None) -> dict[str, Any]:
     """Facts about the model at `spec` (None: the default model) and this machine."""
     model = find_model(spec)
     facts: dict[str, Any] = {

@@ -1,13 +1,14 @@
 """The answer's budget in the context window, and fitting a conversation into it.
 
-Both generation paths follow these: the chat session (CLI, library) and the server's engine. Pure
-functions over a two-method tokenizer interface, so they are tested in milliseconds with a fake.
+The one generation core follows these for the chat session (CLI, library) and the server's engine
+alike (ovchat.prompt.plan). Pure functions over a render and an encode function, so they are tested
+in milliseconds with a fake.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from ovchat.errors import ContextError, OptionsError
 from ovchat.options import DEFAULT_MAX_NEW_TOKENS
@@ -15,18 +16,6 @@ from ovchat.prompt.messages import Message
 
 # A token covers at least one byte of text; the template may add a few tokens of its own.
 ADDED_TOKENS_MARGIN = 16
-
-
-class PromptTokenizer(Protocol):
-    """What fitting a conversation needs from a tokenizer (model.TextTokenizer is GenAI's)."""
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text` as the model sees it, adding no special tokens."""
-        ...
-
-    def chat_prompt(self, messages: list[Message]) -> str:
-        """The chat template applied to `messages`, ready for the assistant's answer."""
-        ...
 
 
 def answer_budget(
@@ -64,34 +53,47 @@ def answer_budget(
     return min(wanted, room)
 
 
+Render = Callable[[list[Message]], str]  # the prompt of some messages, ready for the answer
+Encode = Callable[[str], list[int]]  # a prompt's token ids, adding no special tokens
+
+
 @dataclass(frozen=True)
 class Fit:
-    """A conversation cut to the context window, and the answer's budget."""
+    """A conversation cut to the context window: its prompt, and the answer's budget."""
 
     messages: list[Message]
+    prompt: str
     dropped: int  # oldest messages left out
     max_new_tokens: int
+    ids: list[int] | None = None  # the prompt's ids, when fitting had to count them
 
 
 def fit_conversation(
-    messages: list[Message], tokenizer: PromptTokenizer, context: int | None, requested: int | None
+    messages: list[Message], render: Render, encode: Encode, context: int | None, requested: int | None
 ) -> Fit:
-    """Drop the oldest exchanges (never the system prompt nor the newest message) until the prompt
-    and the answer's budget fit the context; cut the budget only as a last resort."""
+    """Drop the oldest exchanges (never the system prompt nor the newest one) until the prompt and the
+    answer's budget fit the context; cut the budget only as a last resort.
+
+    An exchange runs from a user message to the next one, so an assistant's calls and the tools'
+    results go together: a result never stays behind without its call."""
     wanted = answer_budget(0, None, requested)
-    if context is None:
-        return Fit(messages, 0, wanted)
-    # If the bytes fit with a margin, the tokens do too: the common case needs no tokenizing.
-    if len(tokenizer.chat_prompt(messages).encode()) + ADDED_TOKENS_MARGIN + wanted <= context:
-        return Fit(messages, 0, wanted)
+    prompt = render(messages)
+    # If the bytes fit with a margin, the tokens do too: the common case needs no counting.
+    if context is None or len(prompt.encode()) + ADDED_TOKENS_MARGIN + wanted <= context:
+        return Fit(messages, prompt, 0, wanted)
     system = [m for m in messages[:1] if m["role"] == "system"]
     turns = messages[len(system) :]
-    dropped = 0
     while True:
-        prompt_tokens = len(tokenizer.encode(tokenizer.chat_prompt(system + turns)))
-        if prompt_tokens + wanted <= context or len(turns) == 1:
+        ids = encode(prompt)
+        cut = _first_exchange(turns)
+        if len(ids) + wanted <= context or cut == len(turns):
             break
-        # Drop a whole exchange (user + assistant) so the history stays well-formed.
-        cut = 2 if len(turns) > 2 and turns[1]["role"] == "assistant" else 1
-        turns, dropped = turns[cut:], dropped + cut
-    return Fit(system + turns, dropped, answer_budget(prompt_tokens, context, requested))
+        turns = turns[cut:]
+        prompt = render(system + turns)
+    dropped = len(messages) - len(system) - len(turns)
+    return Fit(system + turns, prompt, dropped, answer_budget(len(ids), context, requested), ids)
+
+
+def _first_exchange(turns: list[Message]) -> int:
+    """How many messages the oldest exchange holds: up to the next user message."""
+    return next((i for i, m in enumerate(turns) if i > 0 and m["role"] == "user"), len(turns))

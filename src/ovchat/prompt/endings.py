@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ovchat.prompt.tools.hermes import ToolCall
+
 # A loop: the last LOOP_SPAN tokens (at least three periods) repeat with a period of at most LOOP_PERIOD.
 LOOP_PERIOD = 50
 LOOP_SPAN = 60
 
 
-def finish_reason(
-    genai_reason: str | None, cancelled: bool = False, *, generated: int = 0, budget: int | None = None
-) -> str:
-    """Why an answer ended, as every front end reports it: stop, length or cancelled.
-
-    `genai_reason` is GenAI's GenerationFinishReason name, or None where GenAI gives none (token
-    input returns EncodedResults): then an answer that used its whole `budget` ran out of length."""
+def finish_reason(genai_reason: str, cancelled: bool = False) -> str:
+    """Why an answer ended, as every front end reports it: stop, length or cancelled
+    (`genai_reason`: GenAI's GenerationFinishReason name)."""
     if cancelled:
         return "cancelled"
-    if genai_reason is None:
-        return "length" if budget is not None and generated >= budget else "stop"
     return "length" if genai_reason.upper() == "LENGTH" else "stop"
+
+
+def with_calls(reason: str, calls: Iterable[ToolCall]) -> str:
+    """The finish reason of an answer that may hold calls: "tool_calls" once it made a whole one
+    (an answer that ran out of tokens inside its call still says "length")."""
+    return "tool_calls" if reason == "stop" and any(c.complete for c in calls) else reason
 
 
 def is_degenerate(tokens: list[int], hit_limit: bool) -> bool:

@@ -1,11 +1,12 @@
-"""Chat messages as ovchat takes them: {role, content} text with a known role."""
+"""Chat messages as ovchat takes them: OpenAI's shape, {role, content} text with a known role, and
+for tool use an assistant's `tool_calls` (arguments as JSON text) and a tool's `tool_call_id`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-Message = dict[str, str]
-ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result (tool_call_id), from the library
+Message = dict[str, Any]
+ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result (tool_call_id)
 
 
 def is_text(text: str) -> bool:
@@ -31,7 +32,12 @@ def check_messages(messages: object) -> list[Message]:
     return [_kept(m) for m in messages]
 
 
-def _kept(message: dict[str, Any]) -> Any:
+def has_tool_turns(messages: list[Message]) -> bool:
+    """Some message carries calls or a tool's result."""
+    return any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
+
+
+def _kept(message: dict[str, Any]) -> Message:
     """The message's role and content, and the calls or the call id of a tool turn."""
     kept = {"role": message["role"], "content": message["content"]}
     for key in ("tool_calls", "tool_call_id"):

@@ -98,12 +98,3 @@ def _tag_start(text: str, tag: str) -> int:
         if tag.startswith(text[-size:]):
             return size
     return 0
-
-
-def split_whole(text: str, thinking: bool) -> tuple[str | None, str]:
-    """A whole answer's reasoning (None when no block was opened) and its content."""
-    splitter = ReasoningSplitter(thinking)
-    pieces = splitter.feed(text) + splitter.finish()
-    reasoning = "".join(p for part, p in pieces if part is Part.REASONING)
-    content = "".join(p for part, p in pieces if part is Part.CONTENT)
-    return (reasoning if splitter.reasoned else None), content

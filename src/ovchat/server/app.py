@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -37,12 +36,9 @@ def create_app(
     settings: ServerSettings,
     metrics: ServerMetrics,
     on_fatal: Callable[[str], None] | None = None,
-    leaving: threading.Event | None = None,
 ) -> FastAPI:
-    """The FastAPI app over a (not yet started) engine; the lifespan starts and stops it.
-
-    Once `leaving` is set (SIGTERM's drain period), /health says 503 while requests are still served."""
-    replica = Replica(engine, settings, metrics, leaving or threading.Event())
+    """The FastAPI app over a (not yet started) engine; the lifespan starts and stops it."""
+    replica = Replica(engine, settings, metrics)
     app = FastAPI(
         title="ovchat",
         version=__version__,
@@ -113,23 +109,16 @@ class GracefulServer(uvicorn.Server):
     load balancer's health checks take the replica out before it stops listening; a second SIGTERM
     ends the wait. Then the engine drains: new requests get 503, running answers finish."""
 
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        engine: Engine,
-        drain_delay: float,
-        leaving: threading.Event | None = None,
-    ) -> None:
+    def __init__(self, config: uvicorn.Config, engine: Engine, drain_delay: float) -> None:
         super().__init__(config)
         self.engine = engine
         self.drain_delay = drain_delay
-        self.leaving = leaving or threading.Event()
         self._stop_at: float | None = None  # when the drain period ends
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and self.drain_delay > 0 and self._stop_at is None:
             # A signal handler must not block: on_tick ends the period on the event loop.
-            self.leaving.set()
+            self.engine.lifecycle.leave()
             self._stop_at = time.monotonic() + self.drain_delay
             log.info("SIGTERM: /health answers 503; serving %g s more, then shutting down", self.drain_delay)
             return
@@ -141,7 +130,6 @@ class GracefulServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     def _shut_down(self, sig: int, frame: FrameType | None) -> None:
-        self.leaving.set()
         self.engine.drain()
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM and sig in self._captured_signals:

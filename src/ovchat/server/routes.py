@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from ovchat.server.engine.engine import Engine, EngineState
+from ovchat.server.engine.engine import Engine
 from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
+from ovchat.server.protocol.errors import ErrorBody
 from ovchat.server.protocol.llama_server import (
     ApplyTemplateRequest,
     Detokenized,
@@ -19,16 +19,17 @@ from ovchat.server.protocol.llama_server import (
     TemplatedPrompt,
     TokenizeRequest,
     Tokens,
+    with_pieces,
 )
 from ovchat.server.protocol.openai.requests import ChatRequest, CompletionRequest
 from ovchat.server.protocol.openai.responses import (
     ChatCompletion,
-    ErrorBody,
     Health,
+    ModelCard,
     ModelList,
     TextCompletion,
 )
-from ovchat.server.protocol.openai.writer import ReplyWriter
+from ovchat.server.protocol.openai.writer import ChatWriter, CompletionWriter
 from ovchat.server.respond import respond
 from ovchat.server.settings import ServerSettings
 
@@ -67,15 +68,14 @@ PROTECTED: dict[str, Any] = {"security": [{"bearer": []}]}
 
 @dataclass(frozen=True)
 class Replica:
-    """What the routes answer from: this server's engine, settings and metrics, and whether it is leaving."""
+    """What the routes answer from: this server's engine, settings and metrics."""
 
     engine: Engine
     settings: ServerSettings
     metrics: ServerMetrics
-    leaving: threading.Event  # set by SIGTERM's drain period: /health says 503, requests are still served
 
     def ready(self) -> bool:
-        return self.engine.state == EngineState.READY and not self.leaving.is_set()
+        return self.engine.lifecycle.health().ready
 
 
 async def current_replica(request: Request) -> Replica:
@@ -114,68 +114,66 @@ async def generate(
     body: ChatRequest | CompletionRequest, request: Request, replica: Replica, *, chat: bool
 ) -> Any:
     """Both generation routes: the request to the engine, the answer as JSON or SSE."""
-    writer = ReplyWriter.new(chat, replica.settings.model_name)
-    return await respond(
-        replica.engine,
-        body.engine_request(),
-        writer,
-        request.receive,
-        body.stream,
-        body.include_usage,
-        body.name_fields,
-    )
+    wanted = body.generation_request()
+    kind = ChatWriter if chat else CompletionWriter
+    writer = kind(replica.settings.model_name, body.include_usage, wanted.logprobs)
+    return await respond(replica.engine, wanted, writer, request.receive, body.stream, body.refine)
 
 
 @API.post("/tokenize", response_model=Tokens, openapi_extra=PROTECTED, responses=ERRORS)
-async def tokenize(body: TokenizeRequest, replica: ReplicaOf) -> dict[str, Any]:
+async def tokenize(body: TokenizeRequest, replica: ReplicaOf) -> Tokens:
     """llama-server's /tokenize: the ids of `content` as the model counts them (with_pieces: each
     id's text, or its bytes when it holds part of a character)."""
-    return await replica.engine.on_tokenizer(body.work_for())
+    body.check()
+    ids = await replica.engine.tokenize(body.content, body.add_special)
+    return with_pieces(ids, await replica.engine.pieces(ids)) if body.with_pieces else Tokens(tokens=ids)
 
 
 @API.post("/detokenize", response_model=Detokenized, openapi_extra=PROTECTED, responses=ERRORS)
-async def detokenize(body: DetokenizeRequest, replica: ReplicaOf) -> dict[str, Any]:
+async def detokenize(body: DetokenizeRequest, replica: ReplicaOf) -> Detokenized:
     """llama-server's /detokenize: the text of `tokens`."""
-    return await replica.engine.on_tokenizer(body.work_for())
+    return Detokenized(content=await replica.engine.detokenize(body.tokens))
 
 
 @API.post("/apply-template", response_model=TemplatedPrompt, openapi_extra=PROTECTED, responses=ERRORS)
-async def apply_template(body: ApplyTemplateRequest, replica: ReplicaOf) -> dict[str, Any]:
+async def apply_template(body: ApplyTemplateRequest, replica: ReplicaOf) -> TemplatedPrompt:
     """llama-server's /apply-template: the prompt the chat template makes of `messages` (and `tools`)."""
-    return await replica.engine.on_tokenizer(body.work_for())
+    return TemplatedPrompt(prompt=await replica.engine.render(*body.arguments()))
 
 
 @API.get("/v1/models", response_model=ModelList, openapi_extra=PROTECTED, responses={401: ERRORS[401]})
-async def models(replica: ReplicaOf) -> dict[str, Any]:
-    card = {
-        "id": replica.settings.model_name,
-        "object": "model",
-        "created": 0,
-        "owned_by": "ovchat",
-        "context_length": replica.engine.context_length,
-        "tool_calls": tool_format.value if (tool_format := replica.engine.tool_format) else None,
-        "reasoning": replica.engine.thinks,
-    }
-    return {"object": "list", "data": [card]}
+async def models(replica: ReplicaOf) -> ModelList:
+    engine = replica.engine
+    card = ModelCard(
+        id=replica.settings.model_name,
+        object="model",
+        created=0,
+        owned_by="ovchat",
+        context_length=engine.context_length,
+        tool_calls=engine.tool_format.value if engine.tool_format else None,  # type: ignore[arg-type]
+        reasoning=engine.thinks,
+    )
+    return ModelList(object="list", data=[card])
 
 
 @API.get("/health", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
 async def health(replica: ReplicaOf) -> JSONResponse:
     """Readiness: 200 while the server takes requests; 503 while loading, recovering or draining."""
-    model = replica.settings.model_name
-    if replica.ready():
-        return JSONResponse({"status": "ok", "model": model})
-    state = replica.engine.state
-    status = EngineState.DRAINING if replica.leaving.is_set() and state == EngineState.READY else state
-    return JSONResponse({"status": status, "model": model}, status_code=503, headers=RETRY)
+    state = replica.engine.lifecycle.health()
+    answer = Health(status=state.status, model=replica.settings.model_name).model_dump()
+    return JSONResponse(
+        answer, status_code=200 if state.ready else 503, headers=None if state.ready else RETRY
+    )
 
 
 @API.get("/live", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
 async def live(replica: ReplicaOf) -> JSONResponse:
     """Liveness: 200 unless the engine gave up (then the process is on its way out)."""
-    if replica.engine.state != EngineState.FAILED:
-        return JSONResponse({"status": "alive"})
-    return JSONResponse({"status": "failed"}, status_code=503, headers=RETRY)
+    if replica.engine.lifecycle.alive:
+        return JSONResponse(Health(status="alive").model_dump(exclude_unset=True))
+    return JSONResponse(
+        Health(status="failed").model_dump(exclude_unset=True), status_code=503, headers=RETRY
+    )
 
 
 @API.get(

@@ -36,7 +36,7 @@ class EngineConfig:
     kv_cache_gb: int = 1  # the KV cache's upper bound: GenAI allocates it as blocks are first used
     kv_cache_tokens: int | None = None  # an exact capacity instead, in tokens (blocks of KV_BLOCK_TOKENS)
     prefix_cache: bool = True  # reuse the KV blocks of a prompt prefix seen before (multi-turn chats)
-    max_tokens_ceiling: int | None = None  # the most tokens one answer may ask for
+    max_tokens_ceiling: int | None = 4096  # the most tokens one answer may ask for (None: no limit)
 
 
 def field_default(of: type[Any], name: str) -> Any:

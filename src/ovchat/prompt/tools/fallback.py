@@ -1,11 +1,11 @@
-"""The prompt of a chat that carries tools: the model's own template when it speaks tools, else
-ovchat's fallback.
+"""Messages that carry tools, calls and results, as a template takes them: the model's own template
+when it speaks tools (native_turns), else ovchat's fallback (fallback_turns).
 
 Messages come in OpenAI's shape (assistant `tool_calls` with `arguments` as JSON text, `role: tool`
 results with `tool_call_id`). A NATIVE template gets them as they are, `arguments` parsed into
 objects (templates `tojson` them) and each result named after its call. The FALLBACK, for templates
 that know nothing of tools (the embedded SmolLM2's ChatML), writes them as plain turns in one fixed
-Hermes-style shape: the tools in the system message, each call as tool_calls.call_text (the format
+Hermes-style shape: the tools in the system message, each call as hermes.call_text (the format
 the grammar enforces and the parser reads), the results of consecutive tool messages in one user
 turn of `<tool_response>` blocks.
 """
@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ovchat.prompt.template import ToolFormat
+from ovchat.prompt.messages import Message
 from ovchat.prompt.tools.hermes import call_text
-from ovchat.prompt.tools.use import ToolUse
-
-Turn = dict[str, Any]
 
 FALLBACK_TOOLS = (
     "You may call one or more functions to assist with the user query. The functions are described "
@@ -31,31 +28,10 @@ FALLBACK_TOOLS = (
 RESULT = "<tool_response>\n{content}\n</tool_response>"
 
 
-def has_tool_turns(messages: list[Turn]) -> bool:
-    """Some message carries calls or a tool's result."""
-    return any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
-
-
-def tool_chat_prompt(
-    tokenizer: Any,
-    messages: list[Turn],
-    use: ToolUse | None,
-    form: ToolFormat,
-    context: dict[str, Any] | None = None,
-) -> str:
-    """The prompt for `messages` with the tools `use` shows (GenAI's Tokenizer renders it), and the
-    template's extra variables `context` (enable_thinking, ...)."""
-    shown = [t.as_openai() for t in use.tools] if use is not None and use.calls else []
-    if form is ToolFormat.NATIVE:
-        native = native_turns(messages)
-        return str(tokenizer.apply_chat_template(native, True, tools=shown or None, extra_context=context))
-    return str(tokenizer.apply_chat_template(fallback_turns(messages, shown), True, extra_context=context))
-
-
-def native_turns(messages: list[Turn]) -> list[Turn]:
+def native_turns(messages: list[Message]) -> list[Message]:
     """`messages` as tool-speaking templates take them."""
     names = _call_names(messages)
-    turns: list[Turn] = []
+    turns: list[Message] = []
     for message in messages:
         turn = dict(message)
         if message.get("tool_calls"):
@@ -72,10 +48,10 @@ def native_turns(messages: list[Turn]) -> list[Turn]:
     return turns
 
 
-def fallback_turns(messages: list[Turn], tools: list[dict[str, Any]]) -> list[Turn]:
+def fallback_turns(messages: list[Message], tools: list[dict[str, Any]]) -> list[Message]:
     """`messages` as plain system, user and assistant text turns, the `tools` described first."""
     names = _call_names(messages)
-    turns: list[Turn] = []
+    turns: list[Message] = []
     if tools:
         listed = "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools)
         described = FALLBACK_TOOLS.format(tools=listed)
@@ -106,7 +82,7 @@ def fallback_turns(messages: list[Turn], tools: list[dict[str, Any]]) -> list[Tu
     return [{"role": t["role"], "content": t["content"]} for t in turns]
 
 
-def _call_names(messages: list[Turn]) -> dict[str, str]:
+def _call_names(messages: list[Message]) -> dict[str, str]:
     """Each call's id -> its function's name, over the whole conversation."""
     return {
         call["id"]: call["function"]["name"]

@@ -37,7 +37,7 @@ class ToolCall:
     name: str
     arguments: str
     complete: bool = True  # False: the answer ended inside it (out of tokens)
-    id: str = ""  # given by whoever hands the call on (the server, ChatSession)
+    id: str = ""  # given by the answer reader (ovchat.prompt.answer)
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class ContentPiece:
 class CallStarted:
     index: int
     name: str
+    id: str = ""  # given by the answer reader (ovchat.prompt.answer)
 
 
 @dataclass(frozen=True)
@@ -201,11 +202,3 @@ def _read_call(body: str) -> ToolCall | None:
     if not isinstance(arguments, dict):
         return None
     return ToolCall(value["name"], json.dumps(arguments, ensure_ascii=False))
-
-
-def parse_answer(text: str) -> tuple[str | None, list[ToolCall]]:
-    """A whole answer's content (None when there is none) and calls."""
-    parser = ToolCallParser()
-    parser.feed(text)
-    parser.finish()
-    return parser.content or None, parser.calls

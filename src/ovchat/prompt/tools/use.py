@@ -1,11 +1,12 @@
 """What a request asks of tools, in ovchat's own words: the functions, how they may be called, and
 the grammar that holds a call to its function's schema.
 
-The grammar (GenAI's structural tags, run by xgrammar) starts when the answer writes `<tool_call>`:
-from there the call's head picks one of the functions and its arguments must fit that function's
-JSON schema, then the tag closes (tool_calls.CALL_END). REQUIRED (and a named function) makes the
-answer begin with exactly one call and end after it; AUTO lets the answer write text, and constrains
-each call it starts (one only when `parallel` is off); NONE has no grammar and shows no tools.
+The grammar starts when the answer writes `<tool_call>`: from there the call's head picks one of the
+functions and its arguments must fit that function's JSON schema, then the tag closes
+(hermes.CALL_END). REQUIRED (and a named function) makes the answer begin with exactly one call and
+end after it; AUTO lets the answer write text, and constrains each call it starts (one only when
+`parallel` is off); NONE has no grammar and shows no tools. CallGrammar describes it in plain data;
+ovchat.model.config turns it into GenAI's structural tags (run by xgrammar).
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import openvino_genai as ov_genai
-
 from ovchat.prompt.tools.hermes import CALL_END, CALL_OPEN, call_header
-
-Output = ov_genai.StructuredOutputConfig
 
 
 class ToolChoice(enum.Enum):
@@ -45,6 +42,25 @@ class Tool:
 
 
 @dataclass(frozen=True)
+class CallTag:
+    """One function's call: the text that opens it, its arguments' JSON schema, the text that closes it."""
+
+    begin: str
+    schema: str
+    end: str
+
+
+@dataclass(frozen=True)
+class CallGrammar:
+    """Once a trigger is written, what follows is one of the tags."""
+
+    triggers: tuple[str, ...]
+    tags: tuple[CallTag, ...]
+    at_least_one: bool  # the answer begins with a call
+    stop_after_first: bool  # and ends after it
+
+
+@dataclass(frozen=True)
 class ToolUse:
     """The tools a request offers and how they may be called."""
 
@@ -62,20 +78,17 @@ class ToolUse:
     def callable(self) -> tuple[Tool, ...]:
         return tuple(t for t in self.tools if self.function is None or t.name == self.function)
 
-    def grammar(self) -> ov_genai.StructuredOutputConfig | None:
-        """GenAI's structured output for these calls, or None (no call can be made)."""
+    @property
+    def shown(self) -> list[dict[str, Any]]:
+        """The tools the prompt shows the model (none under NONE: a small model shown them imitates calls)."""
+        return [t.as_openai() for t in self.tools] if self.calls else []
+
+    def grammar(self) -> CallGrammar | None:
+        """The grammar these calls are held to, or None (no call can be made)."""
         if not self.calls:
             return None
-        tags = [
-            Output.Tag(call_header(t.name), Output.JSONSchema(json.dumps(t.parameters)), CALL_END)
-            for t in self.callable
-        ]
+        tags = tuple(CallTag(call_header(t.name), json.dumps(t.parameters), CALL_END) for t in self.callable)
         forced = self.choice is ToolChoice.REQUIRED
-        triggered = Output.TriggeredTags(
-            triggers=[CALL_OPEN],
-            tags=tags,
-            at_least_one=forced,
-            stop_after_first=forced or not self.parallel,
+        return CallGrammar(
+            (CALL_OPEN,), tags, at_least_one=forced, stop_after_first=forced or not self.parallel
         )
-        config: ov_genai.StructuredOutputConfig = Output(structural_tags_config=triggered)
-        return config

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ovchat.server.engine.jobs import Delta, Job, TokenLogprob
-from ovchat.server.engine.token_bytes import PART, Decoder, TokenBytes
+from ovchat.prompt.tokens import PART, TokenLogprob
+from ovchat.server.engine.jobs import Delta, Job
+from ovchat.server.engine.token_bytes import Decoder, TokenBytes
 
 
 def post_new_text(

@@ -1,15 +1,15 @@
-"""The batching engine: one thread owns a ContinuousBatchingPipeline; answers stream back to asyncio.
+"""The engine thread over GenAI's ContinuousBatchingPipeline; answers stream back to asyncio.
 
 Every pipeline call (chat template, tokenizing, add_request, step, read, cancel) runs on the
 engine thread, so the event loop only parses, queues and streams, and the pipeline is never used
 from two threads at once. The HTTP side submits a GenerationRequest, cancels a Job, and awaits the
-job's events (ovchat.server.engine.jobs).
+job's events (jobs); the token routes' work goes through tokenize, detokenize and render.
 
-The parts, each in a module of its own: the queue of waiting jobs (queue), the batch that is
-stepped (scheduler), the text of each answer (detokenizer), and who is blamed and who continues
-when a step fails (recovery). This facade loads the pipeline, runs the loop and keeps the state
-/health reports: while it rebuilds the pipeline /health answers 503; if rebuilding fails, or steps
-keep failing, the engine reports itself failed and the server exits.
+The parts, each in a module of its own: where the engine is (lifecycle), the queue of waiting jobs
+(queue), the batch that is stepped (scheduler), the text of each answer (detokenizer), and who is
+blamed and who continues when a step fails (recovery). This facade loads the pipeline and runs the
+loop: while it rebuilds the pipeline /health answers 503; if rebuilding fails, or steps keep
+failing, the engine reports itself failed and the server exits.
 """
 
 from __future__ import annotations
@@ -24,56 +24,26 @@ from typing import Any, TypeVar
 
 import openvino_genai as ov_genai
 
-from ovchat.errors import OvchatError, Unavailable, plain_message
+from ovchat.errors import OvchatError, RequestRejected, Unavailable, plain_message
 from ovchat.model.device import DeviceConfig
-from ovchat.model.pipeline import ModelFiles, TextTokenizer, open_pipeline, request_defaults
+from ovchat.model.files import ModelFiles
+from ovchat.model.pipeline import TextTokenizer, open_pipeline, request_defaults
+from ovchat.prompt.messages import Message
+from ovchat.prompt.request import GenerationRequest
 from ovchat.prompt.template import ToolFormat
-from ovchat.server.engine.jobs import (
-    Accepted,
-    Delta,
-    Done,
-    Event,
-    Failed,
-    GenerationRequest,
-    Job,
-    Outcome,
-    StrEnum,
-    TokenizerTask,
-)
+from ovchat.prompt.tokens import Piece
+from ovchat.prompt.tools.use import ToolUse
+from ovchat.server.engine.jobs import Failed, Job, Outcome, TokenizerTask
+from ovchat.server.engine.lifecycle import EngineState, Lifecycle
 from ovchat.server.engine.queue import JobQueue
 from ovchat.server.engine.recovery import MAX_FAILED_STEPS, triage
-from ovchat.server.engine.scheduler import Scheduler
+from ovchat.server.engine.scheduler import EngineTokenizer, Scheduler
 from ovchat.server.engine.token_bytes import TokenBytes
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.settings import KV_BLOCK_TOKENS, EngineConfig
 
-__all__ = [
-    "MAX_FAILED_STEPS",
-    "Accepted",
-    "Delta",
-    "Done",
-    "Engine",
-    "EngineConfig",
-    "EngineState",
-    "Event",
-    "Failed",
-    "GenerationRequest",
-    "Job",
-]
-
 log = logging.getLogger("ovchat.server")
 Result = TypeVar("Result")
-
-
-class EngineState(StrEnum):
-    """Where the engine is; /health reports the value (and "ok" for READY)."""
-
-    LOADING = "loading"
-    READY = "ready"
-    RECOVERING = "recovering"  # rebuilding the pipeline after a failed step
-    DRAINING = "draining"  # refusing new requests, finishing the running ones
-    FAILED = "failed"  # gave up: the server exits
-    STOPPED = "stopped"
 
 
 def scheduler_config(config: EngineConfig) -> ov_genai.SchedulerConfig:
@@ -94,7 +64,7 @@ def scheduler_config(config: EngineConfig) -> ov_genai.SchedulerConfig:
     return scheduler
 
 
-Opener = Callable[[], tuple[Any, TextTokenizer]]
+Opener = Callable[[], tuple[Any, EngineTokenizer]]
 
 
 class Engine:
@@ -115,11 +85,10 @@ class Engine:
         self.device = device
         self.config = config
         self.metrics = metrics
-        self.state = EngineState.LOADING
-        self.error: str | None = None
+        self.lifecycle = Lifecycle()
         self.restarts = 0
         self._opener = opener or self._open_pipeline
-        self._queue = JobQueue(config.max_queue)
+        self._queue = JobQueue(config.max_queue, self.lifecycle)
         self._batch: Scheduler | None = None  # one per pipeline, made on the engine thread
         self._token_bytes = TokenBytes(None if model.is_gguf else model.path)  # kept across rebuilds
         self._failed_steps = 0
@@ -127,6 +96,10 @@ class Engine:
         self.thinks: bool | None = None  # whether the template writes a <think> block; known once loaded
         self._thread = threading.Thread(target=self._run, name="ovchat-engine", daemon=True)
         self._on_fatal: Callable[[str], None] | None = None
+
+    @property
+    def state(self) -> EngineState:
+        return self.lifecycle.state
 
     @property
     def running(self) -> int:
@@ -153,32 +126,7 @@ class Engine:
 
     def submit(self, request: GenerationRequest) -> Job:
         """Queue a request (call on the event loop); all the work on it happens on the engine thread."""
-        with self._queue.wake:
-            self._check_open()
-            return self._queue.put(request, free_slots=max(0, self.config.max_batch - self.running))
-
-    async def on_tokenizer(self, work: Callable[[Scheduler], Result]) -> Result:
-        """`work` run on the engine thread between two steps, with the pipeline's tokenizer and chat
-        template (the token routes): the tokenizer is never used from two threads at once."""
-        loop = asyncio.get_running_loop()
-        task = TokenizerTask(work, loop, loop.create_future())
-        with self._queue.wake:
-            self._check_open()
-            self._queue.put_task(task)
-        result: Result = await task.future
-        return result
-
-    def _check_open(self) -> None:
-        """Unavailable unless the engine takes new work (call holding the queue's lock)."""
-        if self._queue.stopping:
-            raise Unavailable("the server is shutting down: retry on another replica", "shutting_down")
-        if self.state in (EngineState.LOADING, EngineState.FAILED, EngineState.STOPPED):
-            raise Unavailable(
-                "the model is still loading: retry shortly"
-                if self.state == EngineState.LOADING
-                else "the model is not available",
-                "model_not_ready",
-            )
+        return self._queue.put(request, free_slots=max(0, self.config.max_batch - self.running))
 
     def cancel(self, job: Job) -> None:
         """Stop `job` at the engine's next step (safe to call at any time, more than once)."""
@@ -187,11 +135,7 @@ class Engine:
 
     def drain(self) -> None:
         """Refuse new requests from now on (SIGTERM): /health turns 503 so balancers look elsewhere."""
-        with self._queue.wake:
-            self._queue.stopping = True
-            if self.state == EngineState.READY:
-                self.state = EngineState.DRAINING
-            self._queue.wake.notify()
+        self.lifecycle.drain()
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new work, let running jobs finish for up to `timeout` s, then cancel the rest."""
@@ -199,11 +143,60 @@ class Engine:
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.is_alive():
-            self._queue.abort = True
-            self._queue.notify()
+            self.lifecycle.abort()
             self._thread.join()
-        if self.state != EngineState.FAILED:
-            self.state = EngineState.STOPPED
+        self.lifecycle.stopped()
+
+    # --- the token routes' work, on the engine thread between two steps -----------------------------
+
+    async def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        """The ids of `text` as a prompt's budget counts them (with the BOS and such if `add_special`)."""
+        return await self._on_tokenizer(lambda batch: batch.tokenizer.encode(text, add_special=add_special))
+
+    async def pieces(self, ids: list[int]) -> list[Piece]:
+        """Each token of `ids` on its own: its text, or its bytes when it holds part of a character."""
+        return await self._on_tokenizer(lambda batch: batch.token_bytes.pieces(batch.tokenizer, ids))
+
+    async def detokenize(self, ids: list[int], param: str = "tokens") -> str:
+        """The text of `ids`, special tokens kept (so it round-trips tokenize); an id outside the
+        vocabulary is the request's error, naming `param`."""
+
+        def work(batch: Scheduler) -> str:
+            vocabulary = batch.token_bytes.vocab_size()
+            for number, token in enumerate(ids):
+                if token < 0 or (vocabulary is not None and token >= vocabulary):
+                    raise RequestRejected(
+                        f"{param}[{number}]: {token} is not a token of this model "
+                        f"(ids go from 0 to {(vocabulary or 2**31) - 1})",
+                        param=param,
+                    )
+            return batch.tokenizer.decode(ids, keep_special=True)
+
+        return await self._on_tokenizer(work)
+
+    async def render(
+        self, messages: list[Message], tools: ToolUse | None = None, context: dict[str, Any] | None = None
+    ) -> str:
+        """The prompt the chat template makes of `messages`, as a chat answer reads it."""
+
+        def work(batch: Scheduler) -> str:
+            try:
+                return batch.tokenizer.render(messages, tools, context)
+            except RuntimeError as exc:
+                raise RequestRejected(
+                    f"the model's chat template refused the messages: {plain_message(exc)}", param="messages"
+                ) from None
+
+        return await self._on_tokenizer(work)
+
+    async def _on_tokenizer(self, work: Callable[[Scheduler], Result]) -> Result:
+        """`work` run on the engine thread between two steps, with the pipeline's tokenizer and chat
+        template: the tokenizer is never used from two threads at once."""
+        loop = asyncio.get_running_loop()
+        task = TokenizerTask(work, loop, loop.create_future())
+        self._queue.put_task(task)
+        result: Result = await task.future
+        return result
 
     # --- the engine thread -------------------------------------------------------------------
 
@@ -226,14 +219,13 @@ class Engine:
             self._token_bytes,
             request_defaults(pipeline, self.model, self.device) if self.device.prompt_lookup else None,
         )
-        self.tool_format = self._batch.tool_format
-        self.thinks = self._batch.thinks
+        self.tool_format, self.thinks = tokenizer.tool_format, tokenizer.thinks
 
     def _run(self) -> None:
         try:
             self._serve()
         finally:
-            done = self._queue.stopping and not self._running
+            done = self.lifecycle.stopping and not self._running
             if self.state not in (EngineState.FAILED, EngineState.STOPPED) and not done:
                 self._give_up("the engine thread stopped unexpectedly")  # /health must not say ok
 
@@ -243,7 +235,7 @@ class Engine:
         except OvchatError as exc:
             self._give_up(str(exc))
             return
-        self._settle()
+        self.lifecycle.loaded()
         log.info("model %s ready for continuous batching", self.model.name)
         while self._queue.wait_for_work(self._running):
             try:
@@ -269,14 +261,9 @@ class Engine:
             else:
                 self._recover(failure)
 
-    def _settle(self) -> None:
-        """Loaded: ready, or draining if a SIGTERM came meanwhile."""
-        with self._queue.wake:
-            self.state = EngineState.DRAINING if self._queue.stopping else EngineState.READY
-
     def _give_up(self, message: str) -> None:
         """The engine cannot go on: say so (health, on_fatal), then fail whatever is left."""
-        self.state, self.error = EngineState.FAILED, message
+        self.lifecycle.failed(message)
         log.error("%s", message)
         if self._on_fatal is not None:
             self._on_fatal(message)
@@ -302,8 +289,7 @@ class Engine:
         if self._failed_steps > MAX_FAILED_STEPS:
             self._give_up(f"the engine failed {self._failed_steps} steps in a row: {message}")
             return
-        with self._queue.wake:
-            self.state = EngineState.RECOVERING
+        self.lifecycle.recovering()
         self._batch = None
         gc.collect()  # the old pipeline's memory goes before the new one loads
         try:
@@ -312,4 +298,4 @@ class Engine:
             self._give_up(f"the engine could not be rebuilt: {exc}")
             return
         self.restarts += 1
-        self._settle()
+        self.lifecycle.loaded()

@@ -1,7 +1,7 @@
 """A request in flight on the engine: what the client asked for, and the events it hears back.
 
 Errors name fields as GenerationOptions and GenerationRequest do (max_new_tokens, json_schema):
-each front end renames them in its own words.
+each API renames them in its own words.
 
 The HTTP side awaits a Job's events: Accepted (or Failed) first, then Deltas, then Done. The engine
 thread posts them through the job's event loop, the only way it talks to asyncio.
@@ -11,55 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import openvino_genai as ov_genai
-
 from ovchat.errors import OvchatError, RequestRejected, plain_message
-from ovchat.options import GenerationOptions
-from ovchat.prompt.tools.fallback import Turn
-from ovchat.prompt.tools.use import ToolUse
+from ovchat.prompt.request import GenerationRequest
+from ovchat.prompt.tokens import TokenLogprob
+from ovchat.server.engine.lifecycle import StrEnum
 
 if TYPE_CHECKING:
+    import openvino_genai as ov_genai
+
     from ovchat.server.metrics import ServerMetrics
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """What a client asks for: chat `messages` (templated on the engine thread) or a raw `prompt`."""
-
-    options: GenerationOptions
-    messages: list[Turn] | None = None
-    prompt: str | None = None
-    json_schema: str | None = None
-    tools: ToolUse | None = None
-    logprobs: bool = False  # report each generated token's logprob (GenAI gives the chosen one's only)
-    template_context: dict[str, Any] | None = None  # the chat template's extra variables (enable_thinking)
-
-    @property
-    def constrained(self) -> bool:
-        """A grammar holds the answer (a JSON schema, or tool calls)."""
-        return self.json_schema is not None or (self.tools is not None and self.tools.calls)
 
 
 @dataclass(frozen=True)
 class Accepted:
     prompt_tokens: int
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    """One generated token and the logprob GenAI's sampler gave it."""
-
-    token: str  # its text; OpenAI's "bytes:\\x.." form when it holds part of a character
-    logprob: float
-    bytes: list[int] | None  # its UTF-8 bytes; None where the model's detokenizer cannot say
-    offset: int  # where its text starts in the answer, in characters
 
 
 @dataclass(frozen=True)
@@ -86,17 +56,6 @@ class Failed:
 
 
 Event = Accepted | Delta | Done | Failed
-
-
-if sys.version_info >= (3, 11):
-    StrEnum = enum.StrEnum
-else:  # pragma: no cover - Python 3.10, which pyproject still admits
-
-    class StrEnum(str, enum.Enum):
-        """enum.StrEnum before 3.11: a member is its value, in str() and f-strings too."""
-
-        def __str__(self) -> str:
-            return str(self.value)
 
 
 class Outcome(StrEnum):

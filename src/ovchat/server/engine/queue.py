@@ -1,28 +1,29 @@
 """The jobs waiting for a batch slot, and the condition the engine thread sleeps on.
 
 The event loop adds jobs and flags them cancelled; the engine thread takes them. Every change
-happens under `wake` (a Condition over an RLock, so the engine may hold it around a call here).
+happens under `wake` (a Condition over an RLock, so the engine may hold it around a call here), the
+same condition the lifecycle changes under: a drain or an abort wakes the engine too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import deque
 from collections.abc import Iterable
 
 from ovchat.errors import Unavailable
-from ovchat.server.engine.jobs import GenerationRequest, Job, TokenizerTask
+from ovchat.prompt.request import GenerationRequest
+from ovchat.server.engine.jobs import Job, TokenizerTask
+from ovchat.server.engine.lifecycle import Lifecycle
 
 
 class JobQueue:
-    """Waiting jobs in arrival order (continued jobs ahead of them), and the engine's stop flags."""
+    """Waiting jobs in arrival order (continued jobs ahead of them)."""
 
-    def __init__(self, max_queue: int) -> None:
+    def __init__(self, max_queue: int, lifecycle: Lifecycle) -> None:
         self.max_queue = max_queue
-        self.wake = threading.Condition()
-        self.stopping = False  # no new jobs; the engine thread ends once idle
-        self.abort = False  # cancel whatever is left as well
+        self.lifecycle = lifecycle
+        self.wake = lifecycle.wake
         self._waiting: deque[Job] = deque()
         self._tasks: deque[TokenizerTask] = deque()  # the token routes' work, run before the next step
         self._next_id = 0
@@ -31,8 +32,10 @@ class JobQueue:
         return len(self._waiting)
 
     def put(self, request: GenerationRequest, free_slots: int) -> Job:
-        """A new job at the back (call on the event loop); Unavailable when the queue is full."""
+        """A new job at the back (call on the event loop); Unavailable when the engine takes no work
+        now or the queue is full."""
         with self.wake:
+            self.lifecycle.check_accepting()
             if len(self._waiting) >= self.max_queue + free_slots:
                 raise Unavailable(
                     f"the server is busy ({len(self._waiting)} requests waiting): retry later", "queue_full"
@@ -44,8 +47,10 @@ class JobQueue:
         return job
 
     def put_task(self, task: TokenizerTask) -> None:
-        """Tokenizer work for the engine thread (call on the event loop); Unavailable when too much waits."""
+        """Tokenizer work for the engine thread (call on the event loop); Unavailable when the engine
+        takes no work now or too much waits."""
         with self.wake:
+            self.lifecycle.check_accepting()
             if len(self._tasks) > self.max_queue:
                 raise Unavailable(
                     f"the server is busy ({len(self._tasks)} tokenizer requests waiting): retry later",
@@ -72,12 +77,13 @@ class JobQueue:
     def wait_for_work(self, running: list[Job]) -> bool:
         """Block until there is something to do; False once stopping and idle (or aborted)."""
         with self.wake:
-            while not (self._waiting or self._tasks or running or self.stopping):
+            while not (self._waiting or self._tasks or running or self.lifecycle.stopping):
                 self.wake.wait()
-            if self.abort:
+            if self.lifecycle.aborting:
                 for job in [*self._waiting, *running]:
                     job.cancelled = True
-            return not (self.stopping and not self._waiting and not self._tasks and not running)
+            idle = not self._waiting and not self._tasks and not running
+            return not (self.lifecycle.stopping and idle)
 
     def next(self, running: Iterable[Job]) -> Job | None:
         """The next job to admit, or None; a suspect waits until no job in the batch is fresh, so

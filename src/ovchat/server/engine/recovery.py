@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass, field
 
 from ovchat.errors import GenerationError, OvchatError, RequestRejected, Unavailable
-from ovchat.server.engine.jobs import GenerationRequest, Job
+from ovchat.prompt.request import GenerationRequest
+from ovchat.server.engine.jobs import Job
 
 log = logging.getLogger("ovchat.server")
 MAX_FAILED_STEPS = 5  # failed steps in a row (no step succeeding between them) before giving up
@@ -56,7 +57,7 @@ def culprit_error(request: GenerationRequest, message: str) -> OvchatError:
     """What the job that broke the step is told: a schema GenAI's grammar cannot run is the client's."""
     if request.json_schema is not None:
         return RequestRejected(f"the json_schema schema cannot be used: {message}", param="json_schema")
-    if request.tools is not None and request.tools.calls:
+    if request.calls:
         return RequestRejected(f"the tools' parameters schemas cannot be used: {message}", param="tools")
     return GenerationError(f"generation failed: {message}")
 

@@ -8,24 +8,34 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-import openvino as ov
 import openvino_genai as ov_genai
 
 from ovchat.errors import OvchatError, RequestRejected, Unavailable, plain_message
-from ovchat.model.pipeline import TextTokenizer
-from ovchat.prompt.budget import answer_budget
+from ovchat.model.config import generation_config
+from ovchat.model.pipeline import token_input
 from ovchat.prompt.endings import finish_reason
-from ovchat.prompt.reasoning import opens_thinking
-from ovchat.prompt.template import tool_format, writes_thinking
-from ovchat.prompt.tools.fallback import Turn, has_tool_turns, tool_chat_prompt
-from ovchat.prompt.tools.use import ToolUse
+from ovchat.prompt.plan import PromptTokenizer, plan
+from ovchat.prompt.template import ToolFormat
 from ovchat.server.engine.detokenizer import post_new_text
 from ovchat.server.engine.jobs import Accepted, Done, Failed, Job, Outcome
 from ovchat.server.engine.queue import JobQueue
 from ovchat.server.engine.token_bytes import TokenBytes
 from ovchat.server.metrics import ServerMetrics
+
+
+class EngineTokenizer(PromptTokenizer, Protocol):
+    """The model's tokenizer as the engine uses it (ovchat.model.pipeline.TextTokenizer; the fast
+    tests' stand-in): planning, decoding, and what its template can do."""
+
+    tool_format: ToolFormat
+    thinks: bool
+
+    def encode(self, text: str, *, add_special: bool = False) -> list[int]: ...
+
+    def decode(self, ids: list[int], *, keep_special: bool = False) -> str: ...
+
 
 log = logging.getLogger("ovchat.server")
 
@@ -36,7 +46,7 @@ class Scheduler:
     def __init__(
         self,
         pipeline: Any,  # a ContinuousBatchingPipeline, or the fast tests' stand-in
-        tokenizer: TextTokenizer,
+        tokenizer: EngineTokenizer,
         metrics: ServerMetrics,
         max_batch: int,
         context_length: int | None,
@@ -54,9 +64,6 @@ class Scheduler:
         self.max_tokens_ceiling = max_tokens_ceiling
         self.running: list[Job] = []
         self.token_bytes = token_bytes or TokenBytes(None)
-        # How the template carries tools (the fast tests' stand-in tokenizer has none).
-        self.tool_format = tool_format(getattr(tokenizer, "tokenizer", None))
-        self.thinks = writes_thinking(getattr(tokenizer, "tokenizer", None))
 
     def admit(self, queue: JobQueue) -> None:
         """Move waiting jobs into the batch; a suspect goes in alone, so a failing step names it."""
@@ -68,7 +75,7 @@ class Scheduler:
                 continue
             assert job.config is not None
             try:
-                job.handle = self.pipeline.add_request(job.id, ov.Tensor([job.prompt_ids]), job.config)
+                job.handle = self.pipeline.add_request(job.id, token_input(job.prompt_ids), job.config)
             except Exception as exc:  # GenAI refused this request: it fails alone
                 error = RequestRejected(f"the request cannot be generated: {plain_message(exc)}")
                 job.end(Outcome.REJECTED, self.metrics, Failed(error))
@@ -94,48 +101,15 @@ class Scheduler:
         return True
 
     def _configure(self, job: Job) -> None:
+        """The request planned and mapped as ChatSession's are (ovchat.prompt.plan, ovchat.model.config),
+        taken as sent: one that does not fit is refused, never trimmed."""
         request = job.request
-        prompt = request.prompt
-        if request.messages is not None:
-            try:
-                prompt = self.chat_prompt(request.messages, request.tools, request.template_context)
-            except RuntimeError as exc:
-                raise RequestRejected(
-                    f"the model's chat template refused the messages: {plain_message(exc)}",
-                    param="messages",
-                ) from None
-        assert prompt is not None
-        job.thinking = request.messages is not None and opens_thinking(prompt)
-        job.prompt_ids = self.tokenizer.encode(prompt)
-        job.prompt_tokens = len(job.prompt_ids)
-        job.budget = answer_budget(
-            job.prompt_tokens,
-            self.context_length,
-            request.options.max_new_tokens,
-            strict=True,
-            ceiling=self.max_tokens_ceiling,
+        planned = plan(
+            request, self.tokenizer, self.context_length, fit=False, ceiling=self.max_tokens_ceiling
         )
-        job.config = request.options.to_config(self.base_config(), job.budget)
-        job.config.logprobs = 1 if request.logprobs else 0  # 1: the chosen token's, all GenAI gives
-        if request.json_schema is not None:
-            job.config.structured_output_config = ov_genai.StructuredOutputConfig(
-                json_schema=request.json_schema
-            )
-        elif request.tools is not None and (grammar := request.tools.grammar()) is not None:
-            job.config.structured_output_config = grammar
-        try:
-            job.config.validate()  # GenAI's own checks, on this thread, before add_request
-        except RuntimeError as exc:
-            raise RequestRejected(f"invalid generation settings: {plain_message(exc)}") from None
-
-    def chat_prompt(
-        self, messages: list[Turn], tools: ToolUse | None, context: dict[str, Any] | None = None
-    ) -> str:
-        """The templated prompt; with tools or tool turns, through the model's template or the
-        fallback; `context`: the template's extra variables."""
-        if tools is None and not has_tool_turns(messages) and not context:
-            return self.tokenizer.chat_prompt(messages)
-        return tool_chat_prompt(self.tokenizer.tokenizer, messages, tools, self.tool_format, context)
+        job.thinking = planned.thinking
+        job.prompt_ids, job.prompt_tokens, job.budget = planned.ids, len(planned.ids), planned.budget
+        job.config = generation_config(request, self.base_config(), planned.budget)
 
     def drop_cancelled(self, queue: JobQueue) -> None:
         """End the jobs whose clients have gone, waiting or running."""

@@ -9,42 +9,20 @@ token's bytes as they are. Loaded on first use, on the engine thread.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import openvino as ov
 
+from ovchat.prompt.tokens import PART, Piece
+
 log = logging.getLogger("ovchat.server")
 DETOKENIZER = "openvino_detokenizer.xml"
-PART = "\ufffd"  # what decode() makes of bytes that are not whole characters
 
 
 class Decoder(Protocol):
-    def decode(self, ids: list[int]) -> str: ...
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One token as text: its characters, or, when it holds part of one, the bytes it holds."""
-
-    text: str | None  # None: the token holds part of a character
-    raw: bytes | None  # None: this model's detokenizer cannot say (only ever for a partial token)
-
-    @property
-    def bytes(self) -> list[int] | None:
-        """Its UTF-8 bytes, as OpenAI's logprobs give them (None where unknown)."""
-        if self.raw is not None:
-            return list(self.raw)
-        return list(self.text.encode()) if self.text is not None else None
-
-
-def decode_kept(decoder: Decoder, ids: list[int]) -> str:
-    """The text of `ids` with special tokens kept (GenAI's tokenizer; the fast tests' stand-in
-    decodes as it does)."""
-    inner = getattr(decoder, "tokenizer", None)
-    return str(inner.decode(ids, skip_special_tokens=False)) if inner is not None else decoder.decode(ids)
+    def decode(self, ids: list[int], *, keep_special: bool = False) -> str: ...
 
 
 class TokenBytes:
@@ -70,7 +48,7 @@ class TokenBytes:
 
     def pieces(self, decoder: Decoder, ids: list[int]) -> list[Piece]:
         """Each token of `ids` on its own: its text when whole, else the bytes the IR holds for it."""
-        texts = [decode_kept(decoder, [i]) for i in ids]
+        texts = [decoder.decode([i], keep_special=True) for i in ids]
         raw = self.of(ids) if any(PART in t for t in texts) else None
         out = []
         for number, text in enumerate(texts):

@@ -1,4 +1,6 @@
-"""The one place where errors become HTTP: OpenAI's {"error": {message, type, param, code}} body.
+"""The one place where errors become HTTP: OpenAI's {"error": {message, type, param, code}} body,
+which every route answers with (an API with an error shape of its own renders its errors in its
+module, from the same ErrorReply).
 
 `error_reply` renders every failure once; a JSON response and an event inside a stream that has
 already started (its 200 sent) carry that same body, as vLLM's `create_error_response` does.
@@ -11,11 +13,42 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ovchat.errors import OptionsError, OvchatError, RequestRejected, Unavailable
-from ovchat.server.protocol.openai.requests import HttpRefusal
-from ovchat.server.protocol.openai.writer import sse
+from ovchat.server.protocol.stream import sse
+
+
+class HttpRefusal(OvchatError):
+    """A request the HTTP layer itself refuses (an unsupported field, a body too large, no key), with
+    its status and the field to blame; what the engine or the options refuse is RequestRejected or
+    OptionsError."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.param = param
+        self.code = code
+        self.error_type = error_type
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
 
 
 @dataclass(frozen=True)
@@ -48,7 +81,7 @@ def error_reply(exc: Exception) -> ErrorReply:
 
 
 def _body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return ErrorBody(error=ErrorDetail(message=message, type=kind, param=param, code=code)).model_dump()
 
 
 def _param(exc: OvchatError) -> str | None:

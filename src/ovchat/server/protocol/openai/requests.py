@@ -3,8 +3,8 @@
 The fields that carry generation options, their types and their documented bounds are derived from
 GenerationOptions' declarations; the values are checked there alone, and an out-of-range value comes
 back as a 400 that names the field by its OpenAI name. Below the HTTP layer errors name fields by
-their neutral names (GenerationOptions', GenerationRequest's); name_fields() is where they become
-the request's own.
+their neutral names (GenerationOptions', GenerationRequest's); refine() is where they become the
+request's own.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ovchat.errors import OptionsError, OvchatError, RequestRejected
-from ovchat.options import FIELD_SPECS, FieldSpec, GenerationOptions, Kind
-from ovchat.prompt.tools.fallback import Turn
-from ovchat.server.engine.engine import GenerationRequest
+from ovchat.errors import ContextError, OptionsError, OvchatError, RequestRejected
+from ovchat.options import FIELD_SPECS, OPENAI_NAMES, FieldSpec, GenerationOptions, Kind
+from ovchat.prompt.messages import Message
+from ovchat.prompt.request import GenerationRequest
+from ovchat.server.protocol.errors import HttpRefusal
 from ovchat.server.protocol.json_schema import check_json_schema
 from ovchat.server.protocol.openai.tools import (
     ToolCallSpec,
@@ -30,34 +31,10 @@ from ovchat.server.protocol.openai.tools import (
 )
 
 
-class HttpRefusal(OvchatError):
-    """A request the HTTP layer itself refuses (an unsupported field, a body too large, no key), with
-    its status and the field to blame; what the engine or the options refuse is RequestRejected or
-    OptionsError."""
-
-    def __init__(
-        self,
-        message: str,
-        status: int = 400,
-        param: str | None = None,
-        code: str | None = None,
-        error_type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.http_status = status
-        self.param = param
-        self.code = code
-        self.error_type = error_type
-
-
 class Strict(BaseModel):
     """No type coercion ("5" is not a number); unknown fields are ignored, as OpenAI's SDK adds some."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
-
-
-# The GenerationOptions fields a request may set, by their request names.
-OPENAI_NAMES = {name: spec.openai for name, spec in FIELD_SPECS.items() if spec.openai}
 
 
 def documented(spec: FieldSpec) -> Any:
@@ -102,10 +79,10 @@ class ChatMessage(Strict):
     tool_calls: list[ToolCallSpec] | None = None  # assistant
     tool_call_id: str | None = None  # tool
 
-    def as_dict(self) -> Turn:
+    def as_dict(self) -> Message:
         content = self.content or ""
         text = content if isinstance(content, str) else "".join(p.text for p in content)
-        turn: Turn = {"role": "system" if self.role == "developer" else self.role, "content": text}
+        turn: Message = {"role": "system" if self.role == "developer" else self.role, "content": text}
         if self.tool_calls and self.role == "assistant":
             turn["tool_calls"] = [call.as_dict() for call in self.tool_calls]
         if self.role == "tool":
@@ -195,6 +172,17 @@ class SamplingRequest(GenerationFields):
             named.param = names.get(named.param, named.param)
         return named
 
+    def refine(self, error: OvchatError) -> OvchatError:
+        """An error from below, as this request tells it: its fields by its names, and a prompt that
+        does not fit blamed on the field that holds it."""
+        if isinstance(error, ContextError):
+            return HttpRefusal(str(self.name_fields(error)), param=self.prompt_field, code=error.code)
+        return self.name_fields(error)
+
+    @property
+    def prompt_field(self) -> str:
+        return "prompt"
+
     def options(self) -> GenerationOptions:
         """The generation options this request asks for (None: the default); bad values -> 400."""
         values = {name: self.value(name) for name in OPENAI_NAMES}
@@ -233,6 +221,10 @@ class ChatRequest(SamplingRequest):
             )
 
     @property
+    def prompt_field(self) -> str:
+        return "messages"
+
+    @property
     def max_tokens_name(self) -> str:
         return "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
 
@@ -256,7 +248,7 @@ class ChatRequest(SamplingRequest):
         check_json_schema(schema)
         return json.dumps(schema)
 
-    def engine_request(self) -> GenerationRequest:
+    def generation_request(self) -> GenerationRequest:
         self.reject_unsupported()
         messages = [m.as_dict() for m in self.messages]
         check_tool_turns(messages)
@@ -317,7 +309,7 @@ class CompletionRequest(SamplingRequest):
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
-    def engine_request(self) -> GenerationRequest:
+    def generation_request(self) -> GenerationRequest:
         self.reject_unsupported()
         wanted = self.logprobs is not None and self.logprobs is not False  # 0 asks for the chosen token's
         return GenerationRequest(self.options(), prompt=self.text(), logprobs=wanted)

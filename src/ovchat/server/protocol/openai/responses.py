@@ -1,21 +1,16 @@
-"""OpenAI response bodies, as the OpenAPI document describes them (wire.py writes them)."""
+"""OpenAI's response shapes, declared once: the writer (openai.writer) builds these models and the
+routes document them, so the OpenAPI document and the wire cannot drift.
+
+A field is on the wire when the writer sets it, even to null (OpenAI's clients read `content: null`,
+`logprobs: null`); a field it leaves unset (`reasoning_content`, `tool_calls`) is absent: the
+writer dumps with exclude_unset.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, Field
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
 
 
 class Usage(BaseModel):
@@ -59,11 +54,14 @@ class ChatLogprobs(BaseModel):
     content: list[TokenLogprobBody] | None
 
 
+ChatFinish = Literal["stop", "length", "tool_calls"]
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AnswerMessage
     logprobs: ChatLogprobs | None
-    finish_reason: Literal["stop", "length", "tool_calls"]
+    finish_reason: ChatFinish
 
 
 class ChatCompletion(BaseModel):
@@ -73,6 +71,45 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+
+
+class FunctionDelta(BaseModel):
+    name: str | None = None  # in a call's first delta only
+    arguments: str
+
+
+class ToolCallDelta(BaseModel):
+    index: int
+    id: str | None = None  # in a call's first delta only, with type and the function's name
+    type: Literal["function"] | None = None
+    function: FunctionDelta
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None  # the first chunk's
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChatDelta
+    logprobs: ChatLogprobs | None
+    finish_reason: ChatFinish | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed chat answer."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = Field(
+        default=None, description="with stream_options.include_usage: null, then the last chunk's"
+    )
 
 
 class TextLogprobs(BaseModel):
@@ -98,6 +135,26 @@ class TextCompletion(BaseModel):
     model: str
     choices: list[TextChoice]
     usage: Usage
+
+
+class TextChunkChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: TextLogprobs | None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class TextCompletionChunk(BaseModel):
+    """One server-sent event of a streamed completion."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChunkChoice]
+    usage: Usage | None = Field(
+        default=None, description="with stream_options.include_usage: null, then the last chunk's"
+    )
 
 
 class ModelCard(BaseModel):

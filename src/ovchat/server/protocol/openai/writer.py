@@ -1,130 +1,211 @@
-"""OpenAI's wire format for one answer: the whole JSON body, or its server-sent-event chunks."""
+"""OpenAI's wire format for one answer: the whole body, or its server-sent-event chunks, built from
+the models of openai.responses (AnswerWriter, for chat.completion and text_completion).
+
+Logprobs ride with the chunk that carries their tokens' text; tokens that made no text yet (half a
+character) wait for the next one. A chat's reasoning streams as `delta.reasoning_content`, its calls
+as `delta.tool_calls` pieces (a call's index, id and name first, then its arguments in pieces).
+"""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from ovchat.server.engine.engine import Done
-from ovchat.server.engine.jobs import TokenLogprob
+from pydantic import BaseModel
 
-# A stream's or an answer's token logprobs; None: the client did not ask for them.
-Logprobs = list[TokenLogprob] | None
+from ovchat.errors import OvchatError
+from ovchat.prompt.answer import Answer, AnswerEvent, ReasoningPiece
+from ovchat.prompt.tokens import TokenLogprob, Usage
+from ovchat.prompt.tools.hermes import ArgumentsPiece, CallStarted, ContentPiece
+from ovchat.server.protocol.errors import error_reply
+from ovchat.server.protocol.openai import responses as body
+from ovchat.server.protocol.stream import sse
 
-
-@dataclass(frozen=True)
-class ReplyWriter:
-    """Writes one answer in OpenAI's wire shape, whole or as chunks: chat (`chat.completion`) or
-    plain text (`text_completion`)."""
-
-    chat: bool
-    model: str
-    id: str
-    created: int
-
-    @classmethod
-    def new(cls, chat: bool, model: str) -> ReplyWriter:
-        prefix = "chatcmpl" if chat else "cmpl"
-        return cls(chat, model, f"{prefix}-{uuid.uuid4().hex[:24]}", int(time.time()))
-
-    def _envelope(
-        self, choices: list[dict[str, Any]], chunk: bool, usage: dict[str, int] | None
-    ) -> dict[str, Any]:
-        kind = "chat.completion" if self.chat else "text_completion"
-        body: dict[str, Any] = {
-            "id": self.id,
-            "object": f"{kind}.chunk" if chunk and self.chat else kind,
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if usage is not None or not chunk:
-            body["usage"] = usage
-        return body
-
-    def chunk(
-        self,
-        text: str | None,
-        finish: str | None,
-        usage_field: bool,
-        first: bool = False,
-        logprobs: Logprobs = None,
-    ) -> bytes:
-        """One SSE event carrying new text (or, with `finish`, the end of the answer), and the
-        logprobs of the tokens it carries."""
-        if self.chat:
-            delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
-            if text:
-                delta["content"] = text
-            return self.delta_chunk(delta, finish, usage_field, logprobs)
-        choice = {"index": 0, "text": text or "", "logprobs": logprobs_body(False, logprobs)}
-        return self._choice_chunk(choice, finish, usage_field)
-
-    def delta_chunk(
-        self, delta: dict[str, Any], finish: str | None, usage_field: bool, logprobs: Logprobs = None
-    ) -> bytes:
-        """One chat SSE event carrying `delta` (content, or tool_calls pieces)."""
-        choice = {"index": 0, "delta": delta, "logprobs": logprobs_body(True, logprobs)}
-        return self._choice_chunk(choice, finish, usage_field)
-
-    def _choice_chunk(self, choice: dict[str, Any], finish: str | None, usage_field: bool) -> bytes:
-        body = self._envelope([{**choice, "finish_reason": finish}], True, None)
-        if usage_field:
-            body["usage"] = None  # the usage chunk comes last
-        return sse(body)
-
-    def usage_chunk(self, done: Done) -> bytes:
-        return sse(self._envelope([], True, usage(done)))
-
-    def whole(
-        self,
-        text: str,
-        done: Done,
-        message: dict[str, Any] | None = None,
-        finish: str | None = None,
-        logprobs: Logprobs = None,
-    ) -> dict[str, Any]:
-        """The non-streamed response body (a chat's `message` and `finish` reason, if given)."""
-        choice: dict[str, Any] = {"index": 0}
-        if self.chat:
-            choice["message"] = message or {"role": "assistant", "content": text}
-        else:
-            choice["text"] = text
-        choice["logprobs"] = logprobs_body(self.chat, logprobs)
-        choice["finish_reason"] = finish or done.finish_reason
-        return self._envelope([choice], False, usage(done))
+Logprobs = list[TokenLogprob] | None  # None: the client did not ask for them
 
 
-def logprobs_body(chat: bool, logprobs: Logprobs) -> dict[str, Any] | None:
-    """A choice's `logprobs`: chat's `content` list, or the legacy completions arrays; None when
-    not asked for. No alternatives: the engine reports only the chosen token's logprob."""
+def usage_body(usage: Usage) -> body.Usage:
+    return body.Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def chat_logprobs(logprobs: Logprobs) -> body.ChatLogprobs | None:
+    """A chat choice's `logprobs`; no alternatives: the engine reports only the chosen token's."""
     if logprobs is None:
         return None
-    if chat:
-        content = [
-            {"token": t.token, "logprob": t.logprob, "bytes": t.bytes, "top_logprobs": []} for t in logprobs
-        ]
-        return {"content": content}
-    return {
-        "tokens": [t.token for t in logprobs],
-        "token_logprobs": [t.logprob for t in logprobs],
-        "top_logprobs": None,
-        "text_offset": [t.offset for t in logprobs],
-    }
+    listed = [
+        body.TokenLogprobBody(token=t.token, logprob=t.logprob, bytes=t.bytes, top_logprobs=[])
+        for t in logprobs
+    ]
+    return body.ChatLogprobs(content=listed)
 
 
-def usage(done: Done) -> dict[str, int]:
-    total = done.prompt_tokens + done.completion_tokens
-    return {
-        "prompt_tokens": done.prompt_tokens,
-        "completion_tokens": done.completion_tokens,
-        "total_tokens": total,
-    }
+def text_logprobs(logprobs: Logprobs) -> body.TextLogprobs | None:
+    """A completion choice's legacy `logprobs` arrays."""
+    if logprobs is None:
+        return None
+    return body.TextLogprobs(
+        tokens=[t.token for t in logprobs],
+        token_logprobs=[t.logprob for t in logprobs],
+        top_logprobs=None,
+        text_offset=[t.offset for t in logprobs],
+    )
 
 
-def sse(body: dict[str, Any] | str) -> bytes:
-    data = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return f"data: {data}\n\n".encode()
+def wire(model: BaseModel) -> dict[str, Any]:
+    """A model as JSON data, with exactly the fields the writer set (nulls included)."""
+    return model.model_dump(exclude_unset=True)
+
+
+class _Writer:
+    """What chat and completion answers share: ids, the pending logprobs, the stream's end."""
+
+    media_type = "text/event-stream"
+    prefix = ""
+
+    def __init__(self, model: str, include_usage: bool = False, logprobs: bool = False) -> None:
+        self.id = f"{self.prefix}-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self._pending: Logprobs = [] if logprobs else None
+
+    def _take(self) -> Logprobs:
+        taken, self._pending = self._pending, [] if self._pending is not None else None
+        return taken
+
+    def _ids(self) -> dict[str, Any]:
+        return {"id": self.id, "created": self.created, "model": self.model}
+
+    def _head(self) -> dict[str, Any]:
+        head = self._ids()
+        if self.include_usage:
+            head["usage"] = None  # the usage chunk comes last
+        return head
+
+    def failure(self, error: OvchatError) -> list[bytes]:
+        return [error_reply(error).event(), sse("[DONE]")]
+
+
+class ChatWriter(_Writer):
+    """A chat answer: chat.completion, or chat.completion.chunk events."""
+
+    prefix = "chatcmpl"
+
+    def whole(self, answer: Answer, usage: Usage, logprobs: Logprobs) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": answer.content or (None if answer.calls else ""),
+        }
+        if answer.reasoning is not None:
+            message["reasoning_content"] = answer.reasoning
+        if answer.calls:
+            message["tool_calls"] = [
+                body.ToolCallBody(
+                    id=c.id,
+                    type="function",
+                    function=body.CalledFunctionBody(name=c.name, arguments=c.arguments),
+                )
+                for c in answer.calls
+            ]
+        choice = body.ChatChoice(
+            index=0,
+            message=body.AnswerMessage(**message),
+            logprobs=chat_logprobs(logprobs),
+            finish_reason=answer.finish_reason,  # type: ignore[arg-type]  # never "cancelled" here
+        )
+        completion = body.ChatCompletion(
+            **self._ids(), object="chat.completion", choices=[choice], usage=usage_body(usage)
+        )
+        return wire(completion)
+
+    def opening(self) -> list[bytes]:
+        return [self._chunk(body.ChatDelta(role="assistant", content=""), None, None)]
+
+    def events(self, events: list[AnswerEvent], logprobs: list[TokenLogprob]) -> list[bytes]:
+        if self._pending is not None:
+            self._pending.extend(logprobs)
+        return [self._chunk(self._delta(event), None, self._take()) for event in events]
+
+    def closing(self, answer: Answer, usage: Usage) -> list[bytes]:
+        out = [self._chunk(body.ChatDelta(), answer.finish_reason, self._take() or None)]
+        if self.include_usage:
+            last = body.ChatCompletionChunk(
+                **{**self._head(), "usage": usage_body(usage)}, object="chat.completion.chunk", choices=[]
+            )
+            out.append(sse(wire(last)))
+        return [*out, sse("[DONE]")]
+
+    @staticmethod
+    def _delta(event: AnswerEvent) -> body.ChatDelta:
+        if isinstance(event, ReasoningPiece):
+            return body.ChatDelta(reasoning_content=event.text)
+        if isinstance(event, ContentPiece):
+            return body.ChatDelta(content=event.text)
+        if isinstance(event, CallStarted):
+            function = body.FunctionDelta(name=event.name, arguments="")
+            call = body.ToolCallDelta(index=event.index, id=event.id, type="function", function=function)
+            return body.ChatDelta(tool_calls=[call])
+        assert isinstance(event, ArgumentsPiece)
+        pieces = body.ToolCallDelta(index=event.index, function=body.FunctionDelta(arguments=event.text))
+        return body.ChatDelta(tool_calls=[pieces])
+
+    def _chunk(self, delta: body.ChatDelta, finish: str | None, logprobs: Logprobs) -> bytes:
+        choice = body.ChunkChoice(
+            index=0,
+            delta=delta,
+            logprobs=chat_logprobs(logprobs),
+            finish_reason=finish,  # type: ignore[arg-type]
+        )
+        return sse(
+            wire(body.ChatCompletionChunk(**self._head(), object="chat.completion.chunk", choices=[choice]))
+        )
+
+
+class CompletionWriter(_Writer):
+    """A raw completion: text_completion, whole or as events."""
+
+    prefix = "cmpl"
+
+    def whole(self, answer: Answer, usage: Usage, logprobs: Logprobs) -> dict[str, Any]:
+        choice = body.TextChoice(
+            index=0,
+            text=answer.content,
+            logprobs=text_logprobs(logprobs),
+            finish_reason=answer.finish_reason,  # type: ignore[arg-type]
+        )
+        return wire(
+            body.TextCompletion(
+                **self._ids(), object="text_completion", choices=[choice], usage=usage_body(usage)
+            )
+        )
+
+    def opening(self) -> list[bytes]:
+        return [self._chunk("", None, None)]
+
+    def events(self, events: list[AnswerEvent], logprobs: list[TokenLogprob]) -> list[bytes]:
+        if self._pending is not None:
+            self._pending.extend(logprobs)
+        return [self._chunk(e.text, None, self._take()) for e in events if isinstance(e, ContentPiece)]
+
+    def closing(self, answer: Answer, usage: Usage) -> list[bytes]:
+        out = [self._chunk("", answer.finish_reason, self._take() or None)]
+        if self.include_usage:
+            last = body.TextCompletionChunk(
+                **{**self._head(), "usage": usage_body(usage)}, object="text_completion", choices=[]
+            )
+            out.append(sse(wire(last)))
+        return [*out, sse("[DONE]")]
+
+    def _chunk(self, text: str, finish: str | None, logprobs: Logprobs) -> bytes:
+        choice = body.TextChunkChoice(
+            index=0,
+            text=text,
+            logprobs=text_logprobs(logprobs),
+            finish_reason=finish,  # type: ignore[arg-type]
+        )
+        return sse(wire(body.TextCompletionChunk(**self._head(), object="text_completion", choices=[choice])))
