@@ -1,0 +1,179 @@
+"""The layers of src/ held as code (../shared/ARCHITECTURE.md): who may import whom, no import cycles,
+and the size a module and a function keep. Read from the source with `ast`, imports at any depth
+(lazy ones in functions too); imports under `if TYPE_CHECKING:` are annotations, not dependencies."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+GENAI = ("openvino_genai", "openvino")
+# What cli/ may use of the library: its public API (the lazy names of `ovchat`) and the stdlib-only
+# declarations it builds flags from; `serve` starts the server through its settings and entry.
+CLI_MAY_USE = ("ovchat", "ovchat.errors", "ovchat.options", "ovchat.server.settings", "ovchat.server.run")
+# Who may talk to GenAI and OpenVINO directly.
+GENAI_USERS = ("ovchat.model", "ovchat.chat", "ovchat.server.engine")
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules(package: str) -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((SRC / package).rglob("*.py"))}
+
+
+def _type_checking_blocks(tree: ast.Module) -> set[int]:
+    """The line numbers of imports inside `if TYPE_CHECKING:`."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            lines |= {n.lineno for child in node.body for n in ast.walk(child) if hasattr(n, "lineno")}
+    return lines
+
+
+def imports(path: Path, known: dict[str, Path]) -> Iterator[str]:
+    """Every module `path` imports at run time: `from a import b` counts as a.b when that is a module."""
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = _type_checking_blocks(tree)
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                inner = f"{node.module}.{alias.name}"
+                yield inner if inner in known else node.module
+
+
+def graph(package: str) -> dict[str, set[str]]:
+    known = modules(package)
+    return {name: set(imports(path, known)) for name, path in known.items()}
+
+
+def under(module: str, *packages: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+@pytest.mark.parametrize("package", ["ovchat", "ovchat_build"])
+def test_no_import_cycles(package: str) -> None:
+    edges = graph(package)
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str], seen: set[str]) -> None:
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in edges or nxt == node:
+                continue
+            if nxt in path:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in seen:
+                seen.add(nxt)
+                visit(nxt, [*path, nxt], seen)
+
+    for start in sorted(edges):
+        visit(start, [start], {start})
+    assert cycles == [], " | ".join(" -> ".join(c) for c in cycles[:5])
+
+
+def reachable(start: str, edges: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in edges.get(todo.pop(), set()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_prompt_is_pure_rules() -> None:
+    """prompt/ imports no other layer and no GenAI: its rules are tested with stand-ins in milliseconds."""
+    edges = graph("ovchat")
+    bad = [
+        f"{name} -> {target}"
+        for name in edges
+        if under(name, "ovchat.prompt")
+        for target in reachable(name, edges)
+        if under(target, "ovchat.model", "ovchat.chat", "ovchat.cli", "ovchat.server", *GENAI)
+    ]
+    assert bad == []
+
+
+def test_the_protocol_layer_never_reaches_genai() -> None:
+    """Each API's module maps requests and writes answers in ovchat's own words: no GenAI, even
+    through what it imports, and no engine."""
+    edges = graph("ovchat")
+    bad = [
+        f"{name} -> {target}"
+        for name in edges
+        if under(name, "ovchat.server.protocol")
+        for target in reachable(name, edges)
+        if under(target, *GENAI, "ovchat.server.engine", "ovchat.model", "ovchat.chat")
+    ]
+    assert bad == []
+
+
+def test_only_the_model_the_chat_core_and_the_engine_talk_to_genai() -> None:
+    edges = graph("ovchat")
+    bad = [
+        f"{name} imports {target}"
+        for name, targets in edges.items()
+        for target in targets
+        if under(target, *GENAI) and not under(name, *GENAI_USERS)
+    ]
+    assert bad == []
+
+
+def test_lower_layers_never_import_higher_ones() -> None:
+    order = ["ovchat.prompt", "ovchat.model", "ovchat.chat", "ovchat.server", "ovchat.cli"]
+    edges = graph("ovchat")
+    bad = []
+    for name, targets in edges.items():
+        layer = next((i for i, p in enumerate(order) if under(name, p)), None)
+        for target in targets:
+            higher = next((i for i, p in enumerate(order) if under(target, p)), None)
+            if layer is not None and higher is not None and higher > layer:
+                bad.append(f"{name} -> {target}")
+    # The server answers with the chat core's rules, never with ChatSession.
+    bad += [
+        f"{n} -> {t}"
+        for n, ts in edges.items()
+        if under(n, "ovchat.server")
+        for t in ts
+        if under(t, "ovchat.chat")
+    ]
+    assert bad == []
+
+
+def test_the_cli_uses_the_library_through_its_public_api() -> None:
+    edges = graph("ovchat")
+    bad = [
+        f"{name} -> {target}"
+        for name, targets in edges.items()
+        if under(name, "ovchat.cli")
+        for target in targets
+        if under(target, "ovchat") and not under(target, "ovchat.cli") and target not in CLI_MAY_USE
+    ]
+    assert bad == []
+
+
+def test_modules_and_functions_stay_small() -> None:
+    too_big = []
+    for package in ("ovchat", "ovchat_build"):
+        for name, path in modules(package).items():
+            text = path.read_text()
+            if len(text.splitlines()) > MAX_MODULE_LINES:
+                too_big.append(f"{name}: {len(text.splitlines())} lines")
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    length = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if length > MAX_FUNCTION_LINES:
+                        too_big.append(f"{name}.{node.name}: {length} lines")
+    assert too_big == []
