@@ -83,9 +83,9 @@ test-fixtures: model
 		"$$(ls -d build/sources/SmolLM2-135M-Instruct.Q4_1-*/ | head -1)") && \
 		$(FIXTURE_BUILD) "$$archs/smollm2-phi3-Q8_0.gguf" --out-dir build/test-archs/models
 
-# The unit layer: no model, no server, no build env.
+# The unit layer: no model, no server, no build env (every other test is marked slow: tests/conftest.py).
 test-fast: setup
-	$(VENV)/bin/pytest -q tests/unit
+	$(VENV)/bin/pytest -q -m "not slow"
 
 # Every architecture the build takes, from an HF folder and from a GGUF (tests/test_build_archs.py):
 # built, gated, chatted with through its own template; the dressed SmolLM2s answer as the original

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "tests" / "unit"
+# What opens the real model, builds it or starts a server: never in the unit layer.
+END_TO_END_FIXTURES = frozenset(
+    {"model_dir", "model", "manifest", "default_server", "model_copy", "small_context_model"}
+)
 BUILD_PYTHON = ROOT / "build" / "venv-build" / "bin" / "python"
 # The model build as users run it: the build env's console script (pyproject.toml, make build-env).
 BUILD_COMMAND = ROOT / "build" / "venv-build" / "bin" / "ovchat-build"
@@ -39,6 +44,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(config.stash.get(CACHE_KEY, ""), ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tiers: tests/unit is the fast layer (pure rules, request mapping, the engine and the CLI on
+    stand-ins: seconds, no model); every other test opens the real model, builds one, starts a server
+    or drives a real program, and is marked slow here, so `pytest -m "not slow"` builds nothing. A
+    unit test that asks for the real model is an error, not a slow unit test."""
+    for item in items:
+        if UNIT not in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+            continue
+        parametrized = set(getattr(getattr(item, "callspec", None), "params", {}))
+        heavy = END_TO_END_FIXTURES & (set(getattr(item, "fixturenames", ())) - parametrized)
+        if heavy:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {', '.join(sorted(heavy))}: tests that need the model live in tests/"
+            )
 
 
 def require_programs(*paths: str) -> None:

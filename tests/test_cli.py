@@ -138,9 +138,3 @@ def test_environment_variables_choose_model_and_device(model_dir: Path) -> None:
     )
     assert result.exit_code == 1
     assert "device 'NOPE' is not available" in result.stderr
-
-
-def test_help_is_there_for_every_command() -> None:
-    for command in ("", "ask", "chat", "info", "bench", "serve"):
-        code, out, _ = run(*([command] if command else []), "--help")
-        assert code == 0 and "Usage:" in out

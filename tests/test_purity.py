@@ -3,12 +3,9 @@ import the model build (ovchat_build), which may."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
-
-from conftest import ROOT
 
 FORBIDDEN = ("torch", "transformers", "optimum")
 BUILD_PACKAGE = "ovchat_build"
@@ -61,20 +58,3 @@ def test_the_command_skips_openvinos_model_converter(model_dir: Path) -> None:
         subprocess.run([sys.executable, "-c", library], capture_output=True, text=True).stdout.strip()
         == "True"
     )
-
-
-def test_no_runtime_module_imports_the_build() -> None:
-    """Every module of the runtime package, the server's included, read for imports of ovchat_build
-    or of the build-only libraries (at any depth, lazy imports in functions too)."""
-    found = []
-    for path in sorted((ROOT / "src" / "ovchat").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            found += [
-                f"{path.relative_to(ROOT)}:{node.lineno} {name}"
-                for name in names
-                if name.split(".")[0] in (BUILD_PACKAGE, *FORBIDDEN)
-            ]
-    assert found == []

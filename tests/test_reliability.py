@@ -235,6 +235,7 @@ def test_completions_mutations_are_client_errors_too(server: Server) -> None:
     assert good_answer(server)
 
 
+@pytest.mark.stress
 def test_a_disconnect_storm_leaves_nothing_running_and_memory_flat(server: Server) -> None:
     """100 streaming clients that hang up at random points, five times over."""
     rng = random.Random(7)
@@ -312,9 +313,35 @@ def test_sigterm_past_the_shutdown_timeout_cancels_the_rest_and_exits_0(model_di
     assert result.get("finish") is None and result.get("cut")  # cut off: its 3,000 tokens would take minutes
 
 
-def test_the_openai_sdk_retries_a_503_into_an_answer(server: Server) -> None:
-    client = openai.OpenAI(base_url=f"{server.base}/v1", api_key=KEY, max_retries=3)
-    reply = client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
-    )
-    assert reply.choices[0].message.content
+def test_the_openai_sdk_retries_a_503_into_an_answer(model_dir: Path) -> None:
+    """One batch slot and no queue: while a long answer holds the slot, the SDK's request gets 503 with
+    Retry-After; the SDK retries, and is answered once the slot is free."""
+    own = start_server(model_dir, "--max-batch", "1", "--max-queue", "0")
+    refused = {"path": "/v1/chat/completions", "code": "503"}
+    outcome: dict[str, Any] = {}
+    client = openai.OpenAI(base_url=f"{own.base}/v1", api_key="unused", max_retries=30)
+
+    def ask() -> None:
+        messages = [{"role": "user", "content": "Hi"}]
+        outcome["reply"] = client.chat.completions.create(model="m", messages=messages, max_tokens=4)
+
+    asker = threading.Thread(target=ask)
+    try:
+        held = {
+            "messages": [{"role": "user", "content": "Tell a story."}],
+            "max_tokens": 3000,
+            "ignore_eos": True,
+        }
+        with httpx.stream("POST", f"{own.base}/v1/chat/completions", json={**held, "stream": True}) as holder:
+            next(line for line in holder.iter_lines() if '"content":"' in line and '"content":""' not in line)
+            asker.start()  # the slot is taken: this request can only be refused for now
+            deadline = time.monotonic() + 60
+            while own.metric_or_zero("ovchat_requests_total", **refused) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert own.metric_or_zero("ovchat_requests_total", **refused) >= 1
+        # The long answer's client has gone: the server cancels it and frees the slot.
+        asker.join(timeout=120)
+        assert outcome["reply"].choices[0].message.content
+        assert own.metric("ovchat_requests_total", path="/v1/chat/completions", code="200") >= 1
+    finally:
+        own.stop()

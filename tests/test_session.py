@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ovchat.chat.session import ChatSession, complete_raw
-from ovchat.errors import ContextError, OptionsError, TranscriptError
+from ovchat.errors import ContextError, TranscriptError
 from ovchat.model.device import DeviceConfig
 from ovchat.model.pipeline import Model, open_model
 from ovchat.options import GenerationOptions
@@ -147,38 +147,6 @@ def test_prompt_that_cannot_fit_is_a_clear_error(small_context_model: Path) -> N
     with pytest.raises(ContextError, match="context window is 160"):
         session.send("word " * 400)
     assert session.messages == []
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"max_new_tokens": 0}, "max_new_tokens"),
-        ({"max_new_tokens": -1}, "max_new_tokens"),
-        ({"temperature": -0.5}, "temperature"),
-        ({"top_p": 0.0}, "top_p"),
-        ({"top_p": 1.5}, "top_p"),
-        ({"top_k": -1}, "top_k"),
-        ({"repetition_penalty": 0.0}, "repetition_penalty"),
-        ({"seed": -3}, "seed"),
-        ({"stop": ("",)}, "stop"),
-    ],
-)
-def test_invalid_options_are_rejected_in_plain_words(changes: dict, message: str) -> None:
-    with pytest.raises(OptionsError, match=message) as caught:
-        GenerationOptions(**changes)
-    assert ".cpp" not in str(caught.value)
-
-
-def test_set_from_text_parses_and_validates() -> None:
-    options = GenerationOptions().with_text_value("temperature", "0.7").with_text_value("top-k", "40")
-    assert (options.temperature, options.top_k) == (0.7, 40)
-    assert options.with_text_value("temperature", "none").temperature is None
-    assert options.with_text_value("stop", "END|STOP").stop == ("END", "STOP")
-    with pytest.raises(OptionsError, match="unknown option"):
-        options.with_text_value("warmth", "1")
-    with pytest.raises(OptionsError, match="needs a float"):
-        options.with_text_value("temperature", "hot")
-    assert options.with_text_value("max_new_tokens", "none").max_new_tokens is None  # back to the default
 
 
 def test_warm_up_leaves_the_next_answer_unchanged(model: Model) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -22,12 +21,6 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from conftest import DEFAULT_MODEL_NAME, require_programs
-from ovchat.model.device import DeviceConfig
-from ovchat.model.files import ModelFiles
-from ovchat.server.app import create_app
-from ovchat.server.engine.engine import Engine
-from ovchat.server.metrics import ServerMetrics
-from ovchat.server.settings import EngineConfig, ServerSettings
 from servers import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -266,17 +259,3 @@ def test_no_web_ui_answers_404_with_the_json_error_body(model_dir: Path) -> None
         assert httpx.get(f"{plain.base}/v1/models").status_code == 200
     finally:
         plain.stop()
-
-
-@pytest.mark.parametrize("web_ui", [True, False])
-def test_the_key_opens_exactly_the_page_paths_and_only_while_the_page_is_on(web_ui: bool) -> None:
-    # No model needed: the Gate answers before the engine is asked (the lifespan does not run).
-    metrics = ServerMetrics()
-    engine = Engine(ModelFiles(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
-    app = create_app(engine, ServerSettings("model", api_key="k", web_ui=web_ui), metrics)
-    client = TestClient(app)
-    for path in ("/", "/app.js", "/style.css"):
-        assert client.get(path).status_code == (200 if web_ui else 401), path
-    for path in ("/v1/models", "/metrics", "/index.html", "/app.js/", "/web/app.js", "/style.css/../metrics"):
-        assert client.get(path).status_code == 401, path
-    assert client.get("/", headers={"Authorization": "Bearer k"}).status_code == (200 if web_ui else 404)

@@ -167,3 +167,13 @@ def test_ask_json_reports_text_finish_reason_and_counts(ask: Any) -> None:
 def test_ask_with_an_invalid_option_says_so_in_one_line(ask: Any) -> None:
     result = ask("--top-p", "7", "hello")
     assert result.exit_code == 2 and "top_p" in result.output and "Traceback" not in result.output
+
+
+def test_a_thinking_models_reasoning_is_shown_apart_and_not_kept_as_its_answer(chat: Any) -> None:
+    model = fake_model()
+    pipeline: FakePipeline = model.pipeline  # type: ignore[assignment]
+    pipeline.reply = lambda messages: "<think>They greet me.</think>\n\nHello!"
+    out, _ = chat("hi", "/save talk.json", model=model)
+    assert "[thinking] They greet me.\n[answer]\nHello!" in out
+    saved = json.loads(Path("talk.json").read_text())["messages"]
+    assert saved[-1] == {"role": "assistant", "content": "Hello!"}

@@ -89,6 +89,17 @@ def test_set_parses_every_field_from_text() -> None:
         assert f"{name} = " in options.describe()
 
 
+def test_set_refuses_unknown_names_and_unparsable_values_and_none_resets() -> None:
+    options = GenerationOptions().with_text_value("temperature", "0.7")
+    assert options.with_text_value("temperature", "none").temperature is None
+    with pytest.raises(OptionsError, match="unknown option 'warmth'; options: max_new_tokens, "):
+        options.with_text_value("warmth", "1")
+    with pytest.raises(OptionsError, match="temperature needs a float value, not 'hot'"):
+        options.with_text_value("temperature", "hot")
+    with pytest.raises(OptionsError, match=r"top_k needs an int value, not '1\.5'"):
+        options.with_text_value("top_k", "1.5")
+
+
 def test_the_server_takes_every_openai_named_field_and_documents_its_bounds() -> None:
     schema = ChatRequest.model_json_schema()["properties"]
     for name, field in OPENAI.items():

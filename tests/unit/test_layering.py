@@ -12,6 +12,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 GENAI = ("openvino_genai", "openvino")
+BUILD_ONLY = ("torch", "transformers", "optimum")  # the build env's; the runtime env has none
 # What cli/ may use of the library: its public API (the lazy names of `ovchat`) and the stdlib-only
 # declarations it builds flags from; `serve` starts the server through its settings and entry.
 CLI_MAY_USE = ("ovchat", "ovchat.errors", "ovchat.options", "ovchat.server.settings", "ovchat.server.run")
@@ -162,6 +163,19 @@ def test_the_cli_uses_the_library_through_its_public_api() -> None:
         if under(target, "ovchat") and not under(target, "ovchat.cli") and target not in CLI_MAY_USE
     ]
     assert bad == []
+
+
+def test_no_runtime_module_imports_the_build_nor_torch() -> None:
+    """The runtime never needs the model build (ovchat_build) nor torch, transformers or optimum,
+    which only the build env has: not at any depth, lazy imports in functions included."""
+    edges = graph("ovchat")
+    found = [
+        f"{name} imports {target}"
+        for name, targets in edges.items()
+        for target in targets
+        if under(target, "ovchat_build", *BUILD_ONLY)
+    ]
+    assert found == []
 
 
 def test_modules_and_functions_stay_small() -> None:

@@ -4,17 +4,23 @@ OpenAPI document says so, without a list of its own."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from starlette.routing import Route
 from test_engine_scheduler import make_engine
 
+from ovchat.model.device import DeviceConfig
+from ovchat.model.files import ModelFiles
 from ovchat.server.app import create_app
+from ovchat.server.engine.engine import Engine
 from ovchat.server.guard import route_paths
 from ovchat.server.metrics import ServerMetrics
 from ovchat.server.routes import API, PROTECTED
-from ovchat.server.settings import ServerSettings
+from ovchat.server.settings import EngineConfig, ServerSettings
 
 ROUTES = {"/openapi.json", "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/live"}
 ROUTES |= {"/metrics", "/tokenize", "/detokenize", "/apply-template", "/", "/app.js", "/style.css"}
@@ -70,3 +76,17 @@ def test_a_route_added_later_is_known_and_keyed_as_its_declaration_says() -> Non
     app.add_api_route("/ping", lambda: None)
     paths = route_paths(app.routes)
     assert {"/v1/new", "/ping"} <= paths.known and "/v1/new" not in paths.open and "/ping" in paths.open
+
+
+@pytest.mark.parametrize("web_ui", [True, False])
+def test_the_key_opens_exactly_the_page_paths_and_only_while_the_page_is_on(web_ui: bool) -> None:
+    # No model needed: the Gate answers before the engine is asked (the lifespan does not run).
+    metrics = ServerMetrics()
+    engine = Engine(ModelFiles(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
+    app = create_app(engine, ServerSettings("model", api_key="k", web_ui=web_ui), metrics)
+    client = TestClient(app)
+    for path in ("/", "/app.js", "/style.css"):
+        assert client.get(path).status_code == (200 if web_ui else 401), path
+    for path in ("/v1/models", "/metrics", "/index.html", "/app.js/", "/web/app.js", "/style.css/../metrics"):
+        assert client.get(path).status_code == 401, path
+    assert client.get("/", headers={"Authorization": "Bearer k"}).status_code == (200 if web_ui else 404)

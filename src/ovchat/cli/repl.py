@@ -40,6 +40,7 @@ class Repl:
         self.out = out
         self._running = True
         self._noted = False
+        self._thinking = False  # the answer being streamed is in its reasoning
 
     @property
     def session(self) -> ChatSession:
@@ -114,7 +115,10 @@ class Repl:
 
     def answer(self, text: str) -> Reply:
         session, cancel = self.session, threading.Event()  # the model first: it may still be loading
-        reply = run_interruptibly(lambda: session.send(text, self.say_piece, cancel), cancel)
+        self._thinking = False
+        reply = run_interruptibly(
+            lambda: session.send(text, self.say_piece, cancel, on_reasoning=self.say_thought), cancel
+        )
         self.say()
         if reply.finish_reason == "cancelled":
             self.say("[stopped; the partial answer stays in the conversation]")
@@ -128,6 +132,16 @@ class Repl:
         return reply
 
     def say_piece(self, piece: str) -> None:
+        if self._thinking:  # the reasoning is over: the answer starts on a line of its own
+            self._thinking = False
+            self.say("\n[answer]")
+        self.say(piece, end="")
+
+    def say_thought(self, piece: str) -> None:
+        """A thinking model's reasoning, shown as it streams and marked apart from the answer."""
+        if not self._thinking:
+            self._thinking = True
+            self.say("[thinking] ", end="")
         self.say(piece, end="")
 
     def command(self, line: str) -> None:
