@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -91,3 +92,18 @@ def test_what_a_server_cannot_do_is_one_clear_line(server: Server, model_dir: Pa
         assert result.returncode == 1, (args, result.stderr)
         assert expected in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_asking_a_server_never_imports_openvino(server: Server) -> None:
+    """What makes `ask --server` fast: Python's start and one request, no OpenVINO import."""
+    code = (
+        "import sys\n"
+        "from ovchat.cli.main import cli\n"
+        f"sys.argv = ['ovchat', 'ask', '--server', {server.base!r}, '--api-key', {KEY!r}, '-n', '4', 'hi']\n"
+        "try:\n    cli()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('openvino', 'openvino_genai'))\n"
+        "print('OPENVINO:', ','.join(loaded))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "OPENVINO:"

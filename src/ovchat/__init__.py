@@ -19,7 +19,7 @@ from ovchat.errors import (
 )
 
 if TYPE_CHECKING:
-    from ovchat.chat.core import Reply, TurnMetrics
+    from ovchat.chat.reply import Reply, TurnMetrics
     from ovchat.chat.session import ChatSession, complete_raw
     from ovchat.chat.transcript import read_transcript
     from ovchat.model.bench import BenchReport, bench_model
@@ -44,12 +44,12 @@ _LAZY = {
     "Model": "ovchat.model.pipeline",
     "ModelEntry": "ovchat.model.catalog",
     "ModelFiles": "ovchat.model.files",
-    "Reply": "ovchat.chat.core",
+    "Reply": "ovchat.chat.reply",
     "Tool": "ovchat.prompt.tools.use",
     "ToolCall": "ovchat.prompt.tools.hermes",
     "ToolChoice": "ovchat.prompt.tools.use",
     "ToolUse": "ovchat.prompt.tools.use",
-    "TurnMetrics": "ovchat.chat.core",
+    "TurnMetrics": "ovchat.chat.reply",
     "bench_model": "ovchat.model.bench",
     "check_device": "ovchat.model.device",
     "complete_raw": "ovchat.chat.session",

@@ -5,6 +5,8 @@ and the size a module and a function keep. Read from the source with `ast`, impo
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,3 +193,17 @@ def test_modules_and_functions_stay_small() -> None:
                     if length > MAX_FUNCTION_LINES:
                         too_big.append(f"{name}.{node.name}: {length} lines")
     assert too_big == []
+
+
+def test_the_command_and_ask_server_import_no_openvino() -> None:
+    """`ovchat --help` and `ask --server` never pay for OpenVINO's import: the public names load lazily,
+    and what a remote answer fills in (TurnMetrics, Reply) is plain data."""
+    code = (
+        "import sys\n"
+        "import ovchat.cli.main, ovchat.cli.remote\n"
+        "from ovchat import Reply, TurnMetrics\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('openvino', 'openvino_genai')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

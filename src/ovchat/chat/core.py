@@ -12,10 +12,10 @@ import threading
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import openvino_genai as ov_genai
 
+from ovchat.chat.reply import Reply, TurnMetrics
 from ovchat.errors import GenerationError, plain_message
 from ovchat.model.config import generation_config
 from ovchat.model.pipeline import Model, token_input
@@ -23,31 +23,9 @@ from ovchat.prompt.answer import Answer, AnswerReader, ReasoningPiece, read_whol
 from ovchat.prompt.endings import finish_reason
 from ovchat.prompt.plan import Planned, plan
 from ovchat.prompt.request import GenerationRequest
-from ovchat.prompt.tools.hermes import ContentPiece, ToolCall
+from ovchat.prompt.tools.hermes import ContentPiece
 
 TextCallback = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TurnMetrics:
-    """Figures for one answer, from GenAI's perf_metrics (times in milliseconds)."""
-
-    input_tokens: int
-    output_tokens: int
-    ttft_ms: float
-    tpot_ms: float
-    tokens_per_s: float
-    generate_ms: float
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str  # what the answer says (its content: the reasoning and the calls' markup apart)
-    finish_reason: str  # stop | length | cancelled | tool_calls
-    metrics: TurnMetrics
-    dropped_messages: int = 0  # oldest messages dropped to fit the context window
-    tool_calls: tuple[ToolCall, ...] = ()  # the calls the answer makes (with tools)
-    reasoning: str | None = None  # its think block, when the template or the answer opened one
 
 
 class Streamer:

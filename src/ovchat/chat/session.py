@@ -7,7 +7,8 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from ovchat.chat.core import Reply, Streamer, TextCallback, generate, reset_kv_state
+from ovchat.chat.core import Streamer, TextCallback, generate, reset_kv_state
+from ovchat.chat.reply import Reply
 from ovchat.chat.transcript import read_transcript, write_transcript
 from ovchat.errors import OvchatError
 from ovchat.model.pipeline import Model, warm_up_pipeline
