@@ -1,7 +1,8 @@
 """The one exception family that carries user-facing messages.
 
-Each class also says how each front end answers it: the CLI's exit code, and the HTTP server's status,
-OpenAI error type and code (ovchat.server.protocol.errors renders the body from them, for JSON and SSE alike).
+Each class also says how each front end answers it: the CLI's exit code, and the HTTP server's
+status, OpenAI error type and code (ovchat.server.protocol.http_errors renders the body from them,
+for JSON and SSE alike).
 """
 
 from __future__ import annotations

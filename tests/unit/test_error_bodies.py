@@ -14,7 +14,7 @@ from test_engine_scheduler import POISON, make_engine
 from ovchat.errors import ContextError, GenerationError, OptionsError, OvchatError, Unavailable
 from ovchat.server.app import create_app
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.protocol.errors import HttpRefusal, error_reply
+from ovchat.server.protocol.http_errors import HttpRefusal, error_reply
 from ovchat.server.settings import ServerSettings
 
 

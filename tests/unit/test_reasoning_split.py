@@ -9,7 +9,7 @@ import pytest
 
 from ovchat.prompt.answer import read_whole
 from ovchat.prompt.reasoning import Part, ReasoningSplitter, opens_thinking
-from ovchat.server.protocol.errors import HttpRefusal
+from ovchat.server.protocol.http_errors import HttpRefusal
 from ovchat.server.protocol.openai.requests import ChatRequest
 
 ANSWERS = [

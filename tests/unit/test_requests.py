@@ -19,7 +19,7 @@ from ovchat.options import GenerationOptions
 from ovchat.prompt.budget import answer_budget
 from ovchat.prompt.request import GenerationRequest
 from ovchat.server.engine.recovery import culprit_error
-from ovchat.server.protocol.errors import HttpRefusal, error_reply
+from ovchat.server.protocol.http_errors import HttpRefusal, error_reply
 from ovchat.server.protocol.json_schema import check_json_schema, unsupported_regex
 from ovchat.server.protocol.openai.requests import ChatRequest, CompletionRequest
 

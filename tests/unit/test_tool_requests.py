@@ -14,7 +14,7 @@ from ovchat.prompt.tools.fallback import fallback_turns, native_turns
 from ovchat.prompt.tools.hermes import call_header
 from ovchat.prompt.tools.use import ToolChoice
 from ovchat.server.engine.recovery import culprit_error
-from ovchat.server.protocol.errors import HttpRefusal, error_reply
+from ovchat.server.protocol.http_errors import HttpRefusal, error_reply
 from ovchat.server.protocol.openai.requests import ChatRequest
 from ovchat.server.protocol.openai.tools import MAX_TOOLS
 

@@ -23,7 +23,7 @@ from ovchat.errors import OvchatError
 from ovchat.server.engine.engine import Engine
 from ovchat.server.guard import Gate, route_paths
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.protocol.errors import error_reply
+from ovchat.server.protocol.http_errors import error_reply
 from ovchat.server.routes import API, Replica
 from ovchat.server.settings import ServerSettings
 from ovchat.server.webui import add_web_ui

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.protocol.errors import HttpRefusal, error_reply
+from ovchat.server.protocol.http_errors import HttpRefusal, error_reply
 from ovchat.server.settings import ServerSettings
 from ovchat.server.webui import WEB_FILES
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ovchat.server.engine.engine import Engine
 from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
-from ovchat.server.protocol.errors import ErrorBody
+from ovchat.server.protocol.http_errors import ErrorBody
 from ovchat.server.protocol.llama_server import (
     ApplyTemplateRequest,
     Detokenized,

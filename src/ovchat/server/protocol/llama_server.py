@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from ovchat.prompt.messages import Message
 from ovchat.prompt.tokens import PART, Piece
 from ovchat.prompt.tools.use import ToolUse
-from ovchat.server.protocol.errors import HttpRefusal
+from ovchat.server.protocol.http_errors import HttpRefusal
 from ovchat.server.protocol.openai.requests import ChatMessage, Strict, template_kwargs
 from ovchat.server.protocol.openai.tools import ToolSpec, check_tool_turns, tool_use
 

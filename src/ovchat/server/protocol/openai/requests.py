@@ -20,7 +20,7 @@ from ovchat.errors import ContextError, OptionsError, OvchatError, RequestReject
 from ovchat.options import FIELD_SPECS, OPENAI_NAMES, FieldSpec, GenerationOptions, Kind
 from ovchat.prompt.messages import Message
 from ovchat.prompt.request import GenerationRequest
-from ovchat.server.protocol.errors import HttpRefusal
+from ovchat.server.protocol.http_errors import HttpRefusal
 from ovchat.server.protocol.json_schema import check_json_schema
 from ovchat.server.protocol.openai.tools import (
     ToolCallSpec,

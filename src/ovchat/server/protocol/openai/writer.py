@@ -18,7 +18,7 @@ from ovchat.errors import OvchatError
 from ovchat.prompt.answer import Answer, AnswerEvent, ReasoningPiece
 from ovchat.prompt.tokens import TokenLogprob, Usage
 from ovchat.prompt.tools.hermes import ArgumentsPiece, CallStarted, ContentPiece
-from ovchat.server.protocol.errors import error_reply
+from ovchat.server.protocol.http_errors import error_reply
 from ovchat.server.protocol.openai import responses as body
 from ovchat.server.protocol.stream import sse
 
