@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test test-fast lint bench bench-large bench-serve bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
+.PHONY: help setup build-env system-deps model chat test test-fast lint docs bench bench-large bench-serve bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-fast  the unit layer only (pure rules, request mapping, scheduler): seconds, no model"
 	@echo "make test-archs  every architecture (llama, mistral, qwen2, qwen3, phi3; gemma3 xfails) from an HF folder and a GGUF"
 	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
+	@echo "make docs   regenerate the reference tables in docs/ from the code (scripts/dev/reference.py)"
 	@echo "make model  build env + the default model (build/models/...)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
@@ -51,6 +52,11 @@ lint: setup
 	$(VENV)/bin/ruff check src scripts tests
 	$(VENV)/bin/ruff format --check src scripts tests
 	$(VENV)/bin/mypy
+
+# The option and field tables of docs/cli.md and docs/server-api.md, rendered from click and
+# ovchat.options between their markers (tests/unit/test_docs.py fails when they are stale).
+docs: setup
+	$(VENV)/bin/python scripts/dev/reference.py
 
 # The browser, container engine and load balancer the end-to-end tests drive (Debian packages).
 system-deps:

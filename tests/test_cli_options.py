@@ -1,4 +1,4 @@
-"""Every option the README lists for the `ovchat` commands changes what it says it changes."""
+"""Every option docs/cli.md lists for the `ovchat` commands changes what it says it changes."""
 
 from __future__ import annotations
 

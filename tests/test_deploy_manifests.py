@@ -26,13 +26,13 @@ from ovchat.server.metrics import ServerMetrics
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
 CONTAINERFILE = ROOT / "deploy" / "Containerfile"
-README = ROOT / "README.md"
+DEPLOY_GUIDE = ROOT / "docs" / "deploy.md"
 DEPLOY_VENV = ROOT / "build" / "venv-deploy-check"
 SERVICE_MONITOR_SCHEMA = Path(__file__).parent / "fixtures" / "servicemonitor-v1.schema.json"
 # The oldest Kubernetes whose pods have the preStop sleep action on by default, and the newest the
 # installed kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-# The largest RSS measured with --kv-cache-tokens 8192 (README: storms of disconnecting clients).
+# The largest RSS measured with --kv-cache-tokens 8192 (BENCHMARKS.md: storms of disconnecting clients).
 MEASURED_RSS_MB = 714
 # What the manifests skip, each with its reason inline (checkov.io/skipN annotations); a new skip,
 # like a new failure, fails the test.
@@ -191,13 +191,13 @@ def test_the_service_monitor_scrapes_the_service_with_the_api_key() -> None:
     }
 
 
-def test_the_readme_creates_the_secret_the_pods_read() -> None:
+def test_the_deploy_guide_creates_the_secret_the_pods_read() -> None:
     key_ref = env("OVCHAT_API_KEY")["valueFrom"]["secretKeyRef"]
     namespace = objects()["Namespace"]["metadata"]["name"]
     command = (
         f"kubectl -n {namespace} create secret generic {key_ref['name']} --from-literal={key_ref['key']}="
     )
-    assert command in README.read_text()
+    assert command in DEPLOY_GUIDE.read_text()
 
 
 def test_the_autoscaler_follows_the_queue_gauge_the_server_exports() -> None:

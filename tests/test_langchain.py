@@ -76,9 +76,9 @@ def test_the_tool_loop_through_langchain(chat: ChatOpenAI) -> None:
     assert final.content or final.tool_calls
 
 
-def test_the_readme_langchain_example_runs_as_written(default_server: Server, tmp_path: Path) -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme[readme.index("### Tool calls") :]
+def test_the_documented_langchain_example_runs_as_written(default_server: Server, tmp_path: Path) -> None:
+    guide = (Path(__file__).parents[1] / "docs" / "server-api.md").read_text()
+    section = guide[guide.index("## Tool calls") :]
     code = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "langchain" in block]
     assert code, "the tool calls section has no LangChain example"
     script = code[0].replace("http://127.0.0.1:8000/v1", f"{default_server.base}/v1")

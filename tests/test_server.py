@@ -102,7 +102,8 @@ def test_ignore_eos_generates_max_tokens_past_the_end_of_the_answer(client: open
 
 def test_streamed_chat_equals_the_whole_answer(client: openai.OpenAI) -> None:
     # A prompt's first answer computes its whole prefill; later ones reuse its KV blocks from the
-    # prefix cache, which shifts the kernels' rounding (README). So both compared answers reuse them.
+    # prefix cache, which shifts the kernels' rounding (docs/performance.md). So both compared
+    # answers reuse them.
     chat(client, "Why is the sky blue?", 24)
     whole = chat(client, "Why is the sky blue?", 24)
     stream = client.chat.completions.create(

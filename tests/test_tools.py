@@ -242,9 +242,9 @@ def test_a_native_template_carries_the_tools_and_the_loop(native: Server) -> Non
     assert final.choices[0].message.content or final.choices[0].message.tool_calls
 
 
-def test_the_readme_tool_example_runs_as_written(default_server: Server, tmp_path: Path) -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme[readme.index("### Tool calls") :]
+def test_the_documented_tool_example_runs_as_written(default_server: Server, tmp_path: Path) -> None:
+    guide = (Path(__file__).parents[1] / "docs" / "server-api.md").read_text()
+    section = guide[guide.index("## Tool calls") :]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code, "the tool calls section has no python example"
     script = code.group(1).replace("http://127.0.0.1:8000/v1", f"{default_server.base}/v1")
