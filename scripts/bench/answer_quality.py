@@ -23,11 +23,11 @@ from pathlib import Path
 
 import openvino_genai as ov_genai
 
+from lib.paths import ROOT
 from ovchat.model.device import DeviceConfig
 from ovchat.model.pipeline import open_model
 from ovchat.prompt.endings import is_degenerate
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = Path(__file__).resolve().with_name("prompts")
 LLAMA_PYTHON = ROOT / "build" / "venv-llamacpp" / "bin" / "python"
 MAX_TOKENS = 256

@@ -24,7 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from report import BUILD, machine, replace_section
+from lib.machine import machine
+from lib.paths import BUILD
+from lib.sections import replace_section
 
 BUILD_COMMAND = BUILD / "venv-build" / "bin" / "ovchat-build"
 STEP_DONE = re.compile(r"^\[build\] (\w+): ([\d.]+) s \(build ([\d.]+) s\)")

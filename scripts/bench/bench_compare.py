@@ -19,22 +19,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from report import (
-    BUILD,
-    NEW_TOKENS,
-    QUESTION,
-    ROOT,
-    WORKERS,
-    cell,
-    env_size_mb,
-    first_token_run,
-    machine,
-    memory_bandwidth_gbs,
-    replace_section,
-    wait_for_idle,
-)
+from lib.fresh_process import first_token_run
+from lib.machine import env_size_mb, machine, memory_bandwidth_gbs, wait_for_idle
+from lib.paths import BUILD, DEFAULT_MODEL, ROOT, WORKERS
+from lib.sections import replace_section
+from lib.stats import cell
+from lib.workload import NEW_TOKENS, QUESTION
 
-MODEL = BUILD / "models" / "smollm2-135m-instruct-int4"
+MODEL = DEFAULT_MODEL
 ENGINES = ("ovchat", "reference", "llamacpp")
 LABELS = {
     "ovchat": "ovchat (GenAI, int4 IR)",

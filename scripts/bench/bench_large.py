@@ -23,20 +23,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import gguf
-from report import (
-    BUILD,
-    NEW_TOKENS,
-    QUESTION,
-    WORKERS,
-    cell,
-    env_size_mb,
-    first_token_run,
-    machine,
-    memory_bandwidth_gbs,
-    output_run,
-    replace_section,
-    wait_for_idle,
-)
+
+from lib.fresh_process import first_token_run, output_run
+from lib.machine import env_size_mb, machine, memory_bandwidth_gbs, wait_for_idle
+from lib.paths import BUILD, WORKERS
+from lib.sections import replace_section
+from lib.stats import cell
+from lib.workload import NEW_TOKENS, QUESTION
 
 LARGE = BUILD / "bench-large"
 LARGE_GGUF = LARGE / "random-llama-1.1b.Q4_1.gguf"

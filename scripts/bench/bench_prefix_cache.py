@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from bench_serve import start_server
 
 DOCUMENT = (Path(__file__).parent / "fidelity_texts" / "prose_lighthouse.txt").read_text()[:2500]

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from report import machine, replace_section  # the benchmarks' shared readings (scripts/bench/)
+
+from lib.machine import machine
+from lib.sections import replace_section
 
 TOPICS = ["a lighthouse", "a robot", "the sea", "a mountain", "a city", "a forest", "a train", "the moon"]
 

@@ -16,9 +16,9 @@ import sys
 import time
 from typing import Any
 
-NEW_TOKENS = 128
+from lib.workload import NEW_TOKENS, QUESTION  # stdlib-only: importable from every engine's venv
+
 THREADS = 2
-QUESTION = "Write a short story about a lighthouse keeper."
 WORDS = ("the", "river", "ran", "past", "old", "stone", "walls", "while", "people", "walked", "to", "market",
          "and", "talked", "about", "rain", "bread", "music", "work", "long", "summer", "days", "that", "came",
          "before", "cold", "months", "of", "year")  # fmt: skip

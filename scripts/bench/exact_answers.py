@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import torch
-from answer_quality import MAX_TOKENS, PROMPTS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from answer_quality import MAX_TOKENS, PROMPTS
 from ovchat.prompt.endings import is_degenerate
 
 

@@ -24,8 +24,7 @@ from functools import partial
 from pathlib import Path
 
 from answer_quality import PROMPTS, Answer, count_degenerate, llamacpp_answers, ovchat_answers
-from report import machine
-
+from lib.machine import machine
 from ovchat.model.pipeline import open_model
 
 ROOT = Path(__file__).resolve().parents[2]

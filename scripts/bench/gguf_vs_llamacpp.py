@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.paths import FIDELITY, ROOT
+from lib.sections import replace_marked
 from ovchat_build.eval_set import TEXTS_DIR
 from ovchat_build.ir_model import IRModel
-
-ROOT = Path(__file__).resolve().parents[2]
 
 FIXTURES = ROOT / "build" / "fixtures" / "gguf"
 WORK = ROOT / "build" / "gguf-fidelity"
@@ -179,14 +179,8 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write(rows: list[Row], path: Path = ROOT / "FIDELITY.md") -> None:
-    text = path.read_text()
-    section = table(rows)
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text += f"\n{section}\n"
-    path.write_text(text)
+def write(rows: list[Row], path: Path = FIDELITY) -> None:
+    path.write_text(replace_marked(path.read_text(), BEGIN, END, table(rows)))
 
 
 def main(argv: list[str]) -> int:

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import pexpect
-from report import machine
+
+from lib.machine import machine
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from lib.paths import ROOT
+
 LLAMA = ROOT / "build" / "llama.cpp"
 TREE = LLAMA / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp"
 QUANTIZE = LLAMA / "build" / "bin" / "llama-quantize"

@@ -1,0 +1,10 @@
+"""The bench harness: what the benchmark scripts share, one module per job.
+
+paths (where the repository, build/ and the reports are), workload (what the benchmarks ask),
+machine (the CPU, how busy it is, its memory bandwidth, an env's size), fresh_process (one
+measurement in a fresh process), stats (medians, spreads, percentiles), sections (rewriting a
+marked section of BENCHMARKS.md or FIDELITY.md).
+
+Every module runs in every bench env (the engines' venvs import workload alone, so it stays
+stdlib-only).
+"""
