@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import openai
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_serve import start_server
+from lib.machine import cpu_model
+from lib.server import ServerProcess, ovchat_serve, start_on_free_port
 
 FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("city", {"type": "string"}),
@@ -195,13 +193,6 @@ def grammar_cost(
     return statistics.median(with_grammar), statistics.median(without), statistics.median(ratios), tokens
 
 
-def cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def report_calls(client: openai.OpenAI, offered: list[dict[str, Any]]) -> None:
     good, total, bad = validity(client, offered)
     print(
@@ -226,7 +217,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only-cost", action="store_true", help="measure the grammar's cost only")
     args = parser.parse_args()
-    process, url = (None, args.url) if args.url else start_server([])
+    server: ServerProcess | None = None
+    if not args.url:  # the default model, on a server of its own
+        server = start_on_free_port(ovchat_serve, what="ovchat serve", timeout=300, quiet=True)
+    url = server.url if server else args.url
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=300)
         offered = tools()
@@ -236,12 +230,12 @@ def main() -> None:
         slow, fast, ratio, tokens = grammar_cost(client, url, weather, args.rounds)
         print(
             f"\n## Grammar cost\n\n{1000 * slow:.2f} ms/token with the tool grammar vs {1000 * fast:.2f} "
-            f"without tools ({tokens} tokens): ratio {ratio:.2f} (median of {args.rounds}); CPU: {cpu()}"
+            f"without tools ({tokens} tokens): ratio {ratio:.2f} (median of {args.rounds}); "
+            f"CPU: {cpu_model()}"
         )
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 paths (where the repository, build/ and the reports are), workload (what the benchmarks ask),
 machine (the CPU, how busy it is, its memory bandwidth, an env's size), fresh_process (one
 measurement in a fresh process), stats (medians, spreads, percentiles), sections (rewriting a
-marked section of BENCHMARKS.md or FIDELITY.md).
+marked section of BENCHMARKS.md or FIDELITY.md), ports (a free loopback port), server (a server
+process on a free port, ready), chat_stream (a streamed chat completion, timed).
 
-Every module runs in every bench env (the engines' venvs import workload alone, so it stays
-stdlib-only).
+Only server and chat_stream need httpx; the rest run in every bench env (the engines' venvs
+import workload alone, so it stays stdlib-only).
 """
