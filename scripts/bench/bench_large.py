@@ -22,8 +22,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import gguf
-
 from lib.fresh_process import first_token_run, output_run
 from lib.machine import env_size_mb, machine, memory_bandwidth_gbs, wait_for_idle
 from lib.paths import BUILD, WORKERS
@@ -170,6 +168,8 @@ def weights_mb(engine: Engine) -> float:
 
 def parameters(engines: list[Engine]) -> int:
     """The parameter count, read from the first GGUF."""
+    import gguf  # the bench env's (build/venv-bench); imported here, --help needs no bench env
+
     return sum(int(t.n_elements) for t in gguf.GGUFReader(engines[1].model).tensors)
 
 

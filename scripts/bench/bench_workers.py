@@ -11,6 +11,7 @@ Everything is greedy, on 2 threads, and generates exactly NEW_TOKENS tokens (eos
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -244,13 +245,20 @@ def native_large(gguf: str, salt: int) -> dict[str, float]:
 
 
 def main() -> None:
-    engine, task, model = sys.argv[1:4]
-    salt = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    if task == "cold":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("engine", choices=("reference", "llamacpp", "llamacpp-native"))
+    parser.add_argument("task", choices=("cold", "speed", "large"))
+    parser.add_argument("model", help="the IR folder (reference) or the GGUF file (llama.cpp)")
+    parser.add_argument("salt", type=int, nargs="?", default=0, help="makes the prompts new (default 0)")
+    args = parser.parse_args()
+    engine, model, salt = args.engine, args.model, args.salt
+    if args.task == "cold":
         {"reference": reference_cold, "llamacpp": llamacpp_cold, "llamacpp-native": native_cold}[engine](
             model
         )
-    elif task == "large":
+    elif args.task == "large":
         mark(json.dumps({"llamacpp": llamacpp_large, "llamacpp-native": native_large}[engine](model, salt)))
     else:
         speed = {"reference": reference_speed, "llamacpp": llamacpp_speed}[engine](model, salt)

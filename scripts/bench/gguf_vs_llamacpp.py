@@ -11,6 +11,7 @@ Usage: build/venv-build/bin/python scripts/bench/gguf_vs_llamacpp.py [TYPE...]  
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -184,9 +185,12 @@ def write(rows: list[Row], path: Path = FIDELITY) -> None:
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("types", nargs="*", metavar="TYPE", help=f"default: {' '.join(TYPES)}")
+    args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
-    for kind in argv or TYPES:
+    for kind in args.types or TYPES:
         rows.append(measure(kind))
         print(table(rows[-1:]), flush=True)
         write(rows)  # row by row: an interrupted run keeps what it measured
