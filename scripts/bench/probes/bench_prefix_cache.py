@@ -1,6 +1,7 @@
 """Benchmark the server's prefix cache: TTFT per turn of a chat that resends its history each turn.
 
-    build/venv/bin/python scripts/bench/bench_prefix_cache.py [--rounds 3] [--turns 6]
+    PYTHONPATH=scripts/bench build/venv/bin/python scripts/bench/probes/bench_prefix_cache.py \
+        [--rounds 3] [--turns 6]
 
 Starts two servers, `--prefix-cache` and `--no-prefix-cache`, and plays the same greedy
 conversation about a ~500-token document on both, turn by turn, alternating A B A B so that

@@ -1,6 +1,6 @@
 """Can the paged-attention model be loaded from OpenVINO's compiled-model cache under a named blob?
 
-    build/venv/bin/python scripts/bench/pa_cache_probe.py [MODEL_DIR]
+    PYTHONPATH=scripts/bench build/venv/bin/python scripts/bench/probes/pa_cache_probe.py [MODEL_DIR]
 
 `ovchat serve` and `ovchat chat` run GenAI's paged-attention pipeline, which compiles the model from
 memory after rewriting its attention; with CACHE_DIR, OpenVINO then hashes every weight to find the
@@ -20,8 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
+from lib.paths import DEFAULT_MODEL
 
 # One step, in a fresh process: "compile" writes the blob, "load" compiles again from the cache,
 # "import" exports a compiled model and imports it back, as the cache does, to surface the plugin's error.
