@@ -105,7 +105,7 @@ def decode_bytes_per_token(model: Path, context: int) -> float:
     """Weights read per token (the whole IR weights file) plus the KV cache at `context` (u8)."""
     config = json.loads((model / "config.json").read_text())
     head_dim = config["hidden_size"] // config["num_attention_heads"]
-    kv = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context
+    kv: int = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context
     return (model / "openvino_model.bin").stat().st_size + kv
 
 

@@ -176,7 +176,8 @@ def parameters(engines: list[Engine]) -> int:
 def kv_bytes(model: Path, context: int) -> float:
     config = json.loads((model / "config.json").read_text())
     head_dim = config["hidden_size"] // config["num_attention_heads"]
-    return 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context * 2  # f16
+    kv: int = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context * 2  # f16
+    return kv
 
 
 METRICS = [  # key, label, lower is better, target vs native llama.cpp

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import jsonschema
 import openai
+from openai.types.chat import ChatCompletion
 
 from lib.machine import cpu_model
 from lib.server import ServerProcess, ovchat_serve, start_on_free_port
@@ -112,6 +113,13 @@ def valid(call: Any, tool: dict[str, Any]) -> bool:
     return True
 
 
+def complete(client: openai.OpenAI, **fields: Any) -> ChatCompletion:
+    """One greedy chat completion. The tools and messages are plain JSON, as a user's would be: the
+    openai package's TypedDicts for them would add nothing to the benchmark."""
+    answer: ChatCompletion = client.chat.completions.create(model="m", temperature=0, **fields)
+    return answer
+
+
 def validity(client: openai.OpenAI, offered: list[dict[str, Any]]) -> tuple[int, int, list[str]]:
     good, total, bad = 0, 0, []
     for tool in offered:
@@ -119,9 +127,7 @@ def validity(client: openai.OpenAI, offered: list[dict[str, Any]]) -> tuple[int,
         ask = [{"role": "user", "content": f"Please {tool['function']['description'].lower()}."}]
         for choice in ("required", {"type": "function", "function": {"name": name}}):
             # "required" sees only this tool, so that the right function is the only fitting one.
-            answer = client.chat.completions.create(
-                model="m", messages=ask, tools=[tool], tool_choice=choice, max_tokens=200, temperature=0
-            )
+            answer = complete(client, messages=ask, tools=[tool], tool_choice=choice, max_tokens=200)
             calls = answer.choices[0].message.tool_calls or []
             total += 1
             if len(calls) == 1 and valid(calls[0], tool) and answer.choices[0].finish_reason == "tool_calls":
@@ -139,13 +145,7 @@ def auto(client: openai.OpenAI, offered: list[dict[str, Any]]) -> dict[str, Any]
     for prompt in PROMPTS + CHATS:
         topic = next((t for t in TOPICS if t in prompt.lower()), TOPICS[0])
         shown = list({t["function"]["name"]: t for t in by_topic[topic] + by_topic["weather"][:1]}.values())
-        answer = client.chat.completions.create(
-            model="m",
-            messages=[{"role": "user", "content": prompt}],
-            tools=shown,
-            max_tokens=120,
-            temperature=0,
-        )
+        answer = complete(client, messages=[{"role": "user", "content": prompt}], tools=shown, max_tokens=120)
         calls = answer.choices[0].message.tool_calls or []
         key = "asked" if prompt in PROMPTS else "chats"
         result[key] += 1
@@ -169,7 +169,7 @@ def token_gap(url: str) -> tuple[float, int]:
 def per_token_s(client: openai.OpenAI, url: str, **fields: Any) -> tuple[float, int]:
     """The mean gap between the answer's tokens, as the engine timed them, and how many it made."""
     before = token_gap(url)
-    answer = client.chat.completions.create(model="m", temperature=0, **fields)
+    answer = complete(client, **fields)
     after = token_gap(url)
     assert answer.usage is not None
     return (after[0] - before[0]) / max(1, after[1] - before[1]), answer.usage.completion_tokens

@@ -103,7 +103,8 @@ def compare_torch(checkpoint: Path, tokens: np.ndarray, llama_top: np.ndarray) -
 
     def logits(window: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model(torch.tensor(window[None].astype(np.int64))).logits[0].numpy()
+            out: np.ndarray = model(torch.tensor(window[None].astype(np.int64))).logits[0].numpy()
+        return out
 
     return score(logits, tokens, llama_top)
 

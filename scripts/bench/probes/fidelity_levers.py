@@ -78,7 +78,8 @@ def measure_lever(lever: Lever, gguf: Path, hf_dir: Path, work: Path) -> dict[st
     export_s = time.monotonic() - started
     default, f32 = measure(hf_dir, folder), measure(hf_dir, folder, precision="f32")
     size = sum(p.stat().st_size for p in folder.glob("openvino_model.*")) / 1e6
-    t, t32, g32 = default.tokens, f32.tokens, f32.generation
+    t, t32, g, g32 = default.tokens, f32.tokens, default.generation, f32.generation
+    assert g is not None and g32 is not None, "without min_agreement, measure() always runs the answers"
     return {
         "lever": lever.name,
         "flags": lever.flags.describe() + (" + GGUF grid" if lever.grid else ""),
@@ -89,7 +90,7 @@ def measure_lever(lever: Lever, gguf: Path, hf_dir: Path, work: Path) -> dict[st
         "agreement_f32": t32.top1_agreement,
         "ppl_ratio": round(t.perplexity_ir / t.perplexity_source, 3),
         "ppl_ratio_f32": round(t32.perplexity_ir / t32.perplexity_source, 3),
-        "loops": default.generation.degenerate_ir,
+        "loops": g.degenerate_ir,
         "loops_f32": g32.degenerate_ir,
         "loops_source": g32.degenerate_source,
         "prompts": g32.prompts,

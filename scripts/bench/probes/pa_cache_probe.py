@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from lib.paths import DEFAULT_MODEL
 
@@ -50,7 +51,7 @@ else:
 """
 
 
-def run(model_dir: Path, kind: str, step: str, cache: str, props: dict[str, str]) -> dict[str, object]:
+def run(model_dir: Path, kind: str, step: str, cache: str, props: dict[str, str]) -> dict[str, Any]:
     command = [sys.executable, "-c", STEP, str(model_dir), kind, step, cache, json.dumps(props)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
