@@ -6,6 +6,6 @@ measurement in a fresh process), stats (medians, spreads, percentiles), sections
 marked section of BENCHMARKS.md or FIDELITY.md), ports (a free loopback port), server (a server
 process on a free port, ready), chat_stream (a streamed chat completion, timed).
 
-Only server and chat_stream need httpx; the rest run in every bench env (the engines' venvs
-import workload alone, so it stays stdlib-only).
+server and chat_stream need httpx (the runtime venv), machine needs numpy (every venv but the
+llama.cpp ones); workload is stdlib-only: bench_workers imports it in every engine's venv.
 """
