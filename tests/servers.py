@@ -1,10 +1,12 @@
-"""Start and stop real `ovchat serve` processes on loopback for the end-to-end tests."""
+"""Start and stop real `ovchat serve` processes on loopback for the end-to-end tests.
+
+The start itself (a free port, /health, another port when one was taken meanwhile) is the bench
+harness's, scripts/bench/lib (pytest's pythonpath has scripts/bench).
+"""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -15,6 +17,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import OVCHAT
+from lib.ports import free_port
+from lib.server import ServerStartError, ovchat_serve, start_on_free_port
+
+__all__ = ["OVCHAT", "STARTUP_SECONDS", "Server", "free_port", "start_server"]  # what tests import
 
 STARTUP_SECONDS = 120
 
@@ -58,45 +64,18 @@ class Server:
         return self.process.wait()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(
     model: Path, *extra: str, key: str | None = None, env: dict[str, str] | None = None
 ) -> Server:
-    """`ovchat serve` on a free loopback port, returned once /health says ready.
-
-    A port taken between free_port() and the server's bind makes it exit: then another is tried."""
-    for _ in range(3):
-        port = free_port()
-        args = [
-            str(OVCHAT),
-            "serve",
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *extra,
-        ]
-        if key:
-            args += ["--api-key", key]
-        process = subprocess.Popen(args, env={**os.environ, "OVCHAT_API_KEY": "", **(env or {})})
-        server = Server(process, f"http://127.0.0.1:{port}", key)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{server.base}/health").status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            pytest.fail("the server did not become ready")
-    pytest.fail("the server exited at start three times")
+    """`ovchat serve` on a free loopback port, returned once /health says ready."""
+    args = ["--model", str(model), *extra, *(["--api-key", key] if key else [])]
+    try:
+        started = start_on_free_port(
+            lambda port: ovchat_serve(port, *args),
+            what="the server",
+            timeout=STARTUP_SECONDS,
+            env={**os.environ, "OVCHAT_API_KEY": "", **(env or {})},
+        )
+    except ServerStartError as error:
+        pytest.fail(str(error))
+    return Server(started.process, started.url, key)

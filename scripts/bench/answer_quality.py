@@ -18,16 +18,18 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import openvino_genai as ov_genai
 
+from lib.paths import ROOT
 from ovchat.model.device import DeviceConfig
 from ovchat.model.pipeline import open_model
 from ovchat.prompt.endings import is_degenerate
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = Path(__file__).resolve().with_name("prompts")
 LLAMA_PYTHON = ROOT / "build" / "venv-llamacpp" / "bin" / "python"
 MAX_TOKENS = 256
@@ -119,11 +121,14 @@ def main() -> int:
     args = parser.parse_args()
     sets = {name: json.loads((PROMPTS / f"{name}.json").read_text()) for name in ("chosen", "heldout")}
     tokenizer = open_model(args.model[0] if args.model else None).tokenizer
-    engines = {f"llama.cpp ({args.gguf.name})": lambda prompts: llamacpp_answers(args.gguf, prompts)}
+    engines: dict[str, Callable[[list[str]], list[Answer]]] = {
+        f"llama.cpp ({args.gguf.name})": partial(llamacpp_answers, args.gguf)
+    }
     for model in args.model or [None]:
         label = f"ovchat {open_model(model).files.name}" if model else "ovchat (default model)"
-        engines[label] = lambda prompts, model=model: ovchat_answers(model, prompts)
-    rows, samples = [], {}
+        engines[label] = partial(ovchat_answers, model)
+    rows: list[str] = []
+    samples: dict[str, str] = {}
     for label, answer in engines.items():
         counts = []
         for prompts in sets.values():

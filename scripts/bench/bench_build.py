@@ -23,8 +23,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
-from report import BUILD, machine, replace_section
+from lib.machine import machine
+from lib.paths import BUILD
+from lib.sections import replace_section
 
 BUILD_COMMAND = BUILD / "venv-build" / "bin" / "ovchat-build"
 STEP_DONE = re.compile(r"^\[build\] (\w+): ([\d.]+) s \(build ([\d.]+) s\)")
@@ -94,9 +97,16 @@ def run_build(command: list[str]) -> Run:
     return run
 
 
-def step_table(run: Run) -> list[dict[str, float | str]]:
+class StepRow(TypedDict):
+    step: str
+    seconds: float
+    peak_rss_mb: float
+    peak_anon_mb: float
+
+
+def step_table(run: Run) -> list[StepRow]:
     """Per step: its seconds and the peak RSS and anonymous RSS sampled while it ran."""
-    rows = []
+    rows: list[StepRow] = []
     for name, seconds, ended in run.steps:
         inside = [s for s in run.samples if ended - seconds - 0.3 <= s[0] <= ended]
         rows.append({
@@ -108,7 +118,7 @@ def step_table(run: Run) -> list[dict[str, float | str]]:
     return rows
 
 
-def report_text(label: str, source: str, extra: list[str], run: Run, rows: list[dict]) -> str:
+def report_text(label: str, source: str, extra: list[str], run: Run, rows: list[StepRow]) -> str:
     peak_rss = max((s[1] for s in run.samples), default=0.0)
     peak_anon = max((s[2] for s in run.samples), default=0.0)
     outcome = "published" if run.exit_code == 0 else f"exit {run.exit_code}: {_last_error(run)}"

@@ -19,22 +19,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from report import (
-    BUILD,
-    NEW_TOKENS,
-    QUESTION,
-    ROOT,
-    WORKERS,
-    cell,
-    env_size_mb,
-    first_token_run,
-    machine,
-    memory_bandwidth_gbs,
-    replace_section,
-    wait_for_idle,
-)
+from lib.fresh_process import first_token_run
+from lib.machine import env_size_mb, machine, memory_bandwidth_gbs, wait_for_idle
+from lib.paths import BUILD, DEFAULT_MODEL, ROOT, WORKERS
+from lib.sections import replace_section
+from lib.stats import cell
+from lib.workload import NEW_TOKENS, QUESTION
 
-MODEL = BUILD / "models" / "smollm2-135m-instruct-int4"
+MODEL = DEFAULT_MODEL
 ENGINES = ("ovchat", "reference", "llamacpp")
 LABELS = {
     "ovchat": "ovchat (GenAI, int4 IR)",
@@ -113,7 +105,7 @@ def decode_bytes_per_token(model: Path, context: int) -> float:
     """Weights read per token (the whole IR weights file) plus the KV cache at `context` (u8)."""
     config = json.loads((model / "config.json").read_text())
     head_dim = config["hidden_size"] // config["num_attention_heads"]
-    kv = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context
+    kv: int = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context
     return (model / "openvino_model.bin").stat().st_size + kv
 
 

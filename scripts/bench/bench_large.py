@@ -22,21 +22,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import gguf
-from report import (
-    BUILD,
-    NEW_TOKENS,
-    QUESTION,
-    WORKERS,
-    cell,
-    env_size_mb,
-    first_token_run,
-    machine,
-    memory_bandwidth_gbs,
-    output_run,
-    replace_section,
-    wait_for_idle,
-)
+from lib.fresh_process import first_token_run, output_run
+from lib.machine import env_size_mb, machine, memory_bandwidth_gbs, wait_for_idle
+from lib.paths import BUILD, WORKERS
+from lib.sections import replace_section
+from lib.stats import cell
+from lib.workload import NEW_TOKENS, QUESTION
 
 LARGE = BUILD / "bench-large"
 LARGE_GGUF = LARGE / "random-llama-1.1b.Q4_1.gguf"
@@ -177,13 +168,16 @@ def weights_mb(engine: Engine) -> float:
 
 def parameters(engines: list[Engine]) -> int:
     """The parameter count, read from the first GGUF."""
+    import gguf  # the bench env's (build/venv-bench); imported here, --help needs no bench env
+
     return sum(int(t.n_elements) for t in gguf.GGUFReader(engines[1].model).tensors)
 
 
 def kv_bytes(model: Path, context: int) -> float:
     config = json.loads((model / "config.json").read_text())
     head_dim = config["hidden_size"] // config["num_attention_heads"]
-    return 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context * 2  # f16
+    kv: int = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context * 2  # f16
+    return kv
 
 
 METRICS = [  # key, label, lower is better, target vs native llama.cpp

@@ -16,20 +16,17 @@ without, word for word.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import socket
 import statistics
-import subprocess
-import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from lib.chat_stream import chat_body, stream_chat
+from lib.machine import machine
+from lib.paths import DEFAULT_MODEL, ROOT
+from lib.server import ServerProcess, ovchat_serve, start_on_free_port
+
 CODE = """def load_scores(path):
     scores = {}
     with open(path) as handle:
@@ -86,105 +83,54 @@ TASKS = {
 @dataclass
 class Engine:
     name: str
-    command: list[str]
-    port: int
+    command: Callable[[int], list[str]]  # its command line on a given port
     speeds: dict[str, list[float]] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start(engine: Engine) -> ServerProcess:
+    return start_on_free_port(engine.command, what=engine.name, timeout=300, quiet=True)
 
 
-def start(engine: Engine) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(engine.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{engine.port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            sys.exit(f"{engine.name} exited with {process.returncode} before it was ready")
-        time.sleep(0.5)
-    process.kill()
-    sys.exit(f"{engine.name} was not ready in 300 s")
-
-
-def stream(engine: Engine, prompt: str, max_tokens: int) -> tuple[float, int, str]:
+def stream(server: ServerProcess, prompt: str, max_tokens: int) -> tuple[float, int, str]:
     """(decode tokens/s after the first token, tokens, text) of one greedy streamed answer."""
-    body = {
-        "model": "bench",
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    first = last = 0.0
-    text, tokens = [], 0
-    url = f"http://127.0.0.1:{engine.port}/v1/chat/completions"
-    with httpx.stream("POST", url, json=body, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            for choice in chunk.get("choices", []):
-                piece = choice.get("delta", {}).get("content")
-                if piece:
-                    now = time.perf_counter()
-                    first = first or now
-                    last = now
-                    text.append(piece)
-    speed = (tokens - 1) / (last - first) if tokens > 1 and last > first else float("nan")
-    return speed, tokens, "".join(text)
+    body = chat_body([{"role": "user", "content": prompt}], max_tokens)
+    with httpx.Client(base_url=server.url, timeout=600) as client:  # a connection per request
+        streamed = stream_chat(client, body)
+    return streamed.decode_tokens_per_s, streamed.completion_tokens, streamed.text
 
 
 def engines(args: argparse.Namespace) -> list[Engine]:
-    ovchat = str(Path(sys.executable).with_name("ovchat"))
-    made = []
-    for name, extra in (("ovchat", []), ("ovchat --prompt-lookup", ["--prompt-lookup"])):
-        port = free_port()
-        command = [ovchat, "serve", "--model", args.model, "--port", str(port)]
-        command += ["--threads", str(args.threads)]
-        made.append(Engine(name, [*command, *extra], port))
+    """ovchat serve with and without prompt lookup, llama-server with and without its n-gram drafts."""
+    ovchat = ["--model", args.model, "--threads", str(args.threads)]
+    threads = ["-t", str(args.threads), "-tb", str(args.threads)]
+    llama = ["-m", args.gguf, *threads, "-np", "1", "-c", "4096", "--no-webui"]
     spec = ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", str(args.ngram)]
-    for name, extra in (("llama-server", []), ("llama-server ngram-simple", spec)):
-        port = free_port()
-        command = [args.llama_server, "-m", args.gguf, "--port", str(port), "-t", str(args.threads)]
-        command += ["-tb", str(args.threads), "-np", "1", "-c", "4096", "--no-webui"]
-        made.append(Engine(name, [*command, *extra], port))
-    return made
 
+    def llama_server(*extra: str) -> Callable[[int], list[str]]:
+        return lambda port: [args.llama_server, "--port", str(port), *llama, *extra]
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            flags = Path("/proc/cpuinfo").read_text()
-            kinds = [k for k in ("avx512f", "avx512_vnni", "amx_tile", "avx2") if f" {k}" in flags]
-            return f"{line.split(':', 1)[1].strip()} ({', '.join(kinds)}; {os.cpu_count()} cores)"
-    return platform.processor()
+    return [
+        Engine("ovchat", lambda port: ovchat_serve(port, *ovchat)),
+        Engine("ovchat --prompt-lookup", lambda port: ovchat_serve(port, *ovchat, "--prompt-lookup")),
+        Engine("llama-server", llama_server()),
+        Engine("llama-server ngram-simple", llama_server(*spec)),
+    ]
 
 
 def report(made: list[Engine], rounds: int) -> str:
     base = {task: statistics.median(made[2].speeds[task]) for task in TASKS}
     head = "| task | kind | " + " | ".join(f"{e.name} tok/s" for e in made)
     head += " | ovchat+lookup vs llama-server | ovchat+lookup vs llama-server ngram | same answer |"
-    lines = [f"CPU: {cpu_name()}; {rounds} rounds, medians; greedy, one client.", "", head]
+    lines = [f"CPU: {machine()}; {rounds} rounds, medians; greedy, one client.", "", head]
     lines.append("|" + "---|" * (len(made) + 5))
     for task, (kind, _) in TASKS.items():
         speeds = [statistics.median(e.speeds[task]) for e in made]
         same = "yes" if made[0].answers[task] == made[1].answers[task] else "no"
         cells = " | ".join(f"{s:.1f}" for s in speeds)
-        ratios = f"{speeds[1] / base[task]:.2f}× | {speeds[1] / speeds[3]:.2f}×"
-        lines.append(f"| {task} | {kind} | {cells} | {ratios} | {same} |")
+        ratio_cells = f"{speeds[1] / base[task]:.2f}× | {speeds[1] / speeds[3]:.2f}×"
+        lines.append(f"| {task} | {kind} | {cells} | {ratio_cells} | {same} |")
     for kind in ("copy", "chat"):
         tasks = [t for t, (k, _) in TASKS.items() if k == kind]
         ratios = [statistics.median(made[1].speeds[t]) / base[t] for t in tasks]
@@ -200,7 +146,7 @@ def report(made: list[Engine], rounds: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", required=True, help="the GGUF file llama-server runs")
-    parser.add_argument("--model", default=str(ROOT / "build" / "models" / "smollm2-135m-instruct-int4"))
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--llama-server", default=str(ROOT / "build/llama.cpp/build/bin/llama-server"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=200)
@@ -210,18 +156,17 @@ def main() -> None:
     made = engines(args)
     for round_ in range(args.rounds):
         for engine in made if round_ % 2 == 0 else reversed(made):
-            process = start(engine)
+            server = start(engine)
             try:
-                stream(engine, "Hi", 8)  # the first answer's set-up is not decode
+                stream(server, "Hi", 8)  # the first answer's set-up is not decode
                 for task, (_, prompt) in TASKS.items():
-                    speed, tokens, text = stream(engine, prompt, args.max_tokens)
+                    speed, tokens, text = stream(server, prompt, args.max_tokens)
                     engine.speeds.setdefault(task, []).append(speed)
                     engine.answers[task], engine.tokens[task] = text, tokens
                     line = f"{engine.name:26} {task:16} {tokens:4} tokens {speed:7.1f} tok/s"
                     print(f"round {round_ + 1} {line}", flush=True)
             finally:
-                process.terminate()
-                process.wait(timeout=60)
+                server.stop()
     print()
     print(report(made, args.rounds))
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,10 +32,15 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from lib.paths import ROOT
+from lib.ports import free_port
+from lib.server import ServerProcess, ovchat_serve, start_on_free_port, wait_ready
+from lib.stats import percentile
+from lib.workload import fresh_prompt
+
 CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 HAPROXY = "/usr/sbin/haproxy"
-TOPICS = ["a lighthouse", "a robot", "the sea", "a mountain", "a city", "a forest", "a train", "the moon"]
+STARTUP_SECONDS = 180
 
 
 @dataclass(frozen=True)
@@ -76,36 +80,19 @@ def measured(pids: list[int], load: Coroutine[Any, Any, Round]) -> Round:
     return replace(result, others_cores=max(0.0, others) / result.wall_s)
 
 
-def free_address() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{what} did not become ready")
-
-
-def start_replica(extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    address = free_address()
-    ovchat = Path(sys.executable).parent / "ovchat"
-    port = address.rsplit(":", 1)[1]
-    args = [str(ovchat), "serve", "--port", port, "--log-level", "warning", *extra]
-    return subprocess.Popen(args), address
+def start_replica(extra: list[str]) -> ServerProcess:
+    return start_on_free_port(
+        lambda port: ovchat_serve(port, *extra), what="a replica", timeout=STARTUP_SECONDS
+    )
 
 
 def start_balancer(replicas: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    """HAProxy on the shipped config; its /health is the first ready replica's, proxied."""
-    bind = free_address()
-    env = {**os.environ, "OVCHAT_LB_BIND": bind, "OVCHAT_LB_STATS": free_address()}
+    """HAProxy on the shipped config; its /health is the first ready replica's, proxied.
+
+    Its ports are in its environment, not its arguments: it is started here, not by lib.server
+    (which passes a port in the arguments), and a port taken meanwhile fails the run."""
+    bind = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "OVCHAT_LB_BIND": bind, "OVCHAT_LB_STATS": f"127.0.0.1:{free_port()}"}
     env.update({f"OVCHAT_REPLICA_{n}": address for n, address in enumerate(replicas, 1)})
     quiet = subprocess.DEVNULL  # its request log
     process = subprocess.Popen([HAPROXY, "-db", "-f", str(CONFIG)], env=env, stdout=quiet, stderr=quiet)
@@ -113,10 +100,9 @@ def start_balancer(replicas: list[str]) -> tuple[subprocess.Popen[bytes], str]:
 
 
 async def one_request(client: httpx.AsyncClient, tag: str, index: int, max_tokens: int) -> tuple[int, float]:
-    # The tag makes every prompt new, so neither run is helped by a prefix seen before.
-    prompt = f"Request {tag}-{index}: write a long story about {TOPICS[index % len(TOPICS)]}."
+    # A prompt new to the server, so neither run is helped by a prefix seen before.
     body = {
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": [{"role": "user", "content": fresh_prompt(tag, index)}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "ignore_eos": True,
@@ -153,14 +139,50 @@ def table(rounds: dict[str, list[Round]]) -> str:
     base = statistics.median(r.tokens_per_s for r in rounds["1 replica"])
     for name, runs in rounds.items():
         speeds = [r.tokens_per_s for r in runs]
-        latencies = sorted(s for r in runs for s in r.latencies_s)
-        p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
+        latencies = [s for r in runs for s in r.latencies_s]
+        p95 = percentile(latencies, 0.95)
         rows.append(
             f"| {name} | {statistics.median(speeds):.0f} | {min(speeds):.0f}–{max(speeds):.0f} | "
             f"{statistics.median(speeds) / base:.2f} | {statistics.median(latencies):.2f} | {p95:.2f} | "
             f"{max(r.others_cores for r in runs):.2f} |"
         )
     return "\n".join(rows)
+
+
+def start_targets(processes: list[subprocess.Popen[bytes]], server_args: list[str]) -> dict[str, str]:
+    """Three replicas, and a balancer over them and one whose three lines all point at the first:
+    each target's URL, once ready. Every process started joins `processes` (the caller stops them)."""
+    replicas = []
+    for _ in range(3):
+        replicas.append(start_replica(server_args))
+        processes.append(replicas[-1].process)
+    addresses = [r.url.removeprefix("http://") for r in replicas]
+    targets = {}
+    for name, behind in (("1 replica", [addresses[0]] * 3), ("3 replicas", addresses)):
+        process, url = start_balancer(behind)
+        processes.append(process)
+        wait_ready(url, process, f"HAProxy for {name}", STARTUP_SECONDS)
+        targets[name] = url
+    return targets
+
+
+def run_rounds(targets: dict[str, str], pids: list[int], args: argparse.Namespace) -> dict[str, list[Round]]:
+    """Each round sends the same load through every target, the order alternating round by round."""
+    rounds: dict[str, list[Round]] = {name: [] for name in targets}
+    for number in range(args.rounds):
+        order = list(targets) if number % 2 == 0 else list(reversed(targets))
+        for name in order:
+            tag = f"{number}-{name}"  # new prompts for each: replica 1 serves both targets
+            result = measured(
+                pids, run_round(targets[name], args.clients, args.requests, args.max_tokens, tag)
+            )
+            rounds[name].append(result)
+            print(
+                f"round {number + 1}, {name}: {result.tokens_per_s:.0f} tokens/s, "
+                f"others took {result.others_cores:.2f} cores",
+                file=sys.stderr,
+            )
+    return rounds
 
 
 def main() -> None:
@@ -179,37 +201,13 @@ def main() -> None:
     if not Path(HAPROXY).exists():
         raise SystemExit(f"needs {HAPROXY}: bash scripts/dev/system_deps.sh installs it")
     server_args = ["--kv-cache-tokens", "4096", *args.server_arg]  # three caches share the memory
-    replicas = [start_replica(server_args) for _ in range(3)]
-    processes = [p for p, _ in replicas]
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        for process, address in replicas:
-            wait_ready(f"http://{address}", process, "a replica")
-        first = replicas[0][1]
-        targets = {
-            "1 replica": start_balancer([first] * 3),
-            "3 replicas": start_balancer([a for _, a in replicas]),
-        }
-        processes += [p for p, _ in targets.values()]
-        for name, (process, url) in targets.items():
-            wait_ready(url, process, f"HAProxy for {name}")
+        targets = start_targets(processes, server_args)
+        for name, url in targets.items():
             asyncio.run(run_round(url, args.clients, args.clients, 8, f"warm-{name}"))  # every replica warm
         load_before = os.getloadavg()  # before anything of ours runs: how busy others keep the machine
-        rounds: dict[str, list[Round]] = {name: [] for name in targets}
-        for number in range(args.rounds):
-            order = list(targets) if number % 2 == 0 else list(reversed(targets))
-            for name in order:
-                url = targets[name][1]
-                tag = f"{number}-{name}"  # new prompts for each: replica 1 serves both targets
-                result = measured(
-                    [p.pid for p in processes],
-                    run_round(url, args.clients, args.requests, args.max_tokens, tag),
-                )
-                rounds[name].append(result)
-                print(
-                    f"round {number + 1}, {name}: {result.tokens_per_s:.0f} tokens/s, "
-                    f"others took {result.others_cores:.2f} cores",
-                    file=sys.stderr,
-                )
+        rounds = run_rounds(targets, [p.pid for p in processes], args)
     finally:
         for process in reversed(processes):
             process.terminate()

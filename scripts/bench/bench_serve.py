@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import socket
 import statistics
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from report import machine, replace_section  # the benchmarks' shared readings (scripts/bench/)
 
-TOPICS = ["a lighthouse", "a robot", "the sea", "a mountain", "a city", "a forest", "a train", "the moon"]
+from lib.chat_stream import astream_chat, chat_body
+from lib.machine import machine
+from lib.sections import replace_section
+from lib.server import ServerProcess, ovchat_serve, start_on_free_port
+from lib.stats import percentile
+from lib.workload import fresh_prompt
 
 
 @dataclass(frozen=True)
@@ -52,37 +54,15 @@ class Level:
         return sum(r.tokens for r in self.runs) / self.wall_s
 
     def ttft_ms(self, q: float) -> float:
-        values = sorted(r.ttft_s for r in self.runs)
-        return 1000 * values[min(len(values) - 1, round(q * (len(values) - 1)))]
+        return 1000 * percentile((r.ttft_s for r in self.runs), q)
 
 
 async def stream_one(client: httpx.AsyncClient, tag: str, index: int, max_tokens: int) -> Run:
-    # The tag makes every prompt new, so the server's prefix cache cannot shorten a prefill that a
-    # first-time request would pay (only the chat template's shared start can be reused).
-    topic = TOPICS[index % len(TOPICS)]
-    body = {
-        "model": "bench",
-        "messages": [
-            {"role": "user", "content": f"Request {tag}-{index}: write a long story about {topic}."}
-        ],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "ignore_eos": True,  # every request generates max_tokens, whatever its prompt
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    started, ttft, tokens = time.perf_counter(), None, 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            if ttft is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                ttft = time.perf_counter() - started
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-    return Run(ttft if ttft is not None else time.perf_counter() - started, tokens)
+    # A prompt new to the server: only the chat template's shared start can come from its prefix cache.
+    messages = [{"role": "user", "content": fresh_prompt(tag, index)}]
+    # ignore_eos: every request generates max_tokens, whatever its prompt.
+    streamed = await astream_chat(client, chat_body(messages, max_tokens, ignore_eos=True))
+    return Run(streamed.ttft_s, streamed.completion_tokens)
 
 
 async def probe_health(client: httpx.AsyncClient, stop: asyncio.Event) -> float:
@@ -109,38 +89,18 @@ async def run_level(url: str, api_key: str | None, clients: int, max_tokens: int
         return Level(clients, list(runs), wall, await probe)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def ovchat_command(port: int, extra: list[str]) -> list[str]:
-    ovchat = Path(sys.executable).parent / "ovchat"
-    return [str(ovchat), "serve", "--port", str(port), "--log-level", "warning", *extra]
-
-
 def llama_server_command(port: int, args: argparse.Namespace, slots: int) -> list[str]:
     """llama-server on the GGUF: `slots` parallel sequences of 512 tokens each, the same threads."""
     return [args.llama_server, "-m", str(args.gguf), "--port", str(port), "-t", str(args.threads),
             "-tb", str(args.threads), "-np", str(slots), "-c", str(512 * slots), "--no-webui"]  # fmt: skip
 
 
-def start_server(command: list[str], port: int) -> subprocess.Popen[bytes]:
-    """Start a server and wait until its /health says 200 (llama-server says 503 while it loads)."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(1500):
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"{Path(command[0]).name} did not start")
+STARTUP_SECONDS = 300  # llama-server loading a GGUF of several GB included
+
+
+def start(name: str, command: Callable[[int], list[str]]) -> ServerProcess:
+    """A server whose output (a log line per request) is not printed among the results."""
+    return start_on_free_port(command, what=name, timeout=STARTUP_SECONDS, quiet=True)
 
 
 def measure(url: str, api_key: str | None, counts: list[int], max_tokens: int, round_: int) -> list[Level]:
@@ -157,13 +117,12 @@ def table(rounds: list[list[Level]]) -> str:
     ]
     base = None
     for runs in zip(*rounds, strict=True):
-        speed = statistics.median(lv.tokens_per_s for lv in runs)
+        speed, every = pooled(runs)
         base = base or speed
-        pooled = Level(runs[0].clients, [r for lv in runs for r in lv.runs], 0.0, 0.0)
         tokens = sum(r.tokens for r in runs[0].runs)
         rows.append(
-            f"| {pooled.clients} | {tokens} | {speed:.1f} | {speed / base:.2f} | "
-            f"{pooled.ttft_ms(0.5):.0f} | {pooled.ttft_ms(0.95):.0f} | "
+            f"| {every.clients} | {tokens} | {speed:.1f} | {speed / base:.2f} | "
+            f"{every.ttft_ms(0.5):.0f} | {every.ttft_ms(0.95):.0f} | "
             f"{1000 * max(lv.worst_health_s for lv in runs):.0f} |"
         )
     return "\n".join(rows)
@@ -196,22 +155,19 @@ def side_by_side(ours: list[list[Level]], theirs: list[list[Level]]) -> str:
 def compare(args: argparse.Namespace, counts: list[int]) -> str:
     """ovchat serve and llama-server, one up at a time, order alternating round by round."""
     results: dict[str, list[list[Level]]] = {"ovchat": [], "llama-server": []}
+    ours = ["--threads", str(args.threads), *args.server_arg]
+    commands: dict[str, Callable[[int], list[str]]] = {
+        "ovchat": lambda port: ovchat_serve(port, *ours),
+        "llama-server": lambda port: llama_server_command(port, args, max(counts)),
+    }
     for round_ in range(args.rounds):
         order = ["ovchat", "llama-server"] if round_ % 2 == 0 else ["llama-server", "ovchat"]
         for name in order:
-            port = free_port()
-            if name == "ovchat":
-                command = ovchat_command(port, ["--threads", str(args.threads), *args.server_arg])
-            else:
-                command = llama_server_command(port, args, max(counts))
-            process = start_server(command, port)
+            server = start(name, commands[name])
             try:
-                results[name].append(
-                    measure(f"http://127.0.0.1:{port}", None, counts, args.max_tokens, round_)
-                )
+                results[name].append(measure(server.url, None, counts, args.max_tokens, round_))
             finally:
-                process.terminate()
-                process.wait(timeout=60)
+                server.stop()
             print(f"round {round_ + 1}: {name} done", file=sys.stderr, flush=True)
     return side_by_side(results["ovchat"], results["llama-server"])
 
@@ -256,18 +212,14 @@ def main() -> None:
         if args.write:
             replace_section("serve", text)
         return
-    process = None
-    url = args.url
-    if url is None:
-        port = free_port()
-        process, url = start_server(ovchat_command(port, args.server_arg), port), f"http://127.0.0.1:{port}"
+    server = None if args.url else start("ovchat", lambda port: ovchat_serve(port, *args.server_arg))
+    url = server.url if server else args.url
     try:
         # Levels interleaved round by round, so that machine drift hits them all alike.
         rounds = [measure(url, args.api_key, counts, args.max_tokens, r) for r in range(args.rounds)]
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
+        if server is not None:
+            server.stop()
     print(f"{args.rounds} rounds, levels interleaved; {args.max_tokens} tokens per request (eos ignored)\n")
     print(table(rounds))
 

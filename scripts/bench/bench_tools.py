@@ -21,16 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import openai
+from openai.types.chat import ChatCompletion
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_serve import start_server
+from lib.machine import cpu_model
+from lib.server import ServerProcess, ovchat_serve, start_on_free_port
 
 FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("city", {"type": "string"}),
@@ -114,6 +113,13 @@ def valid(call: Any, tool: dict[str, Any]) -> bool:
     return True
 
 
+def complete(client: openai.OpenAI, **fields: Any) -> ChatCompletion:
+    """One greedy chat completion. The tools and messages are plain JSON, as a user's would be: the
+    openai package's TypedDicts for them would add nothing to the benchmark."""
+    answer: ChatCompletion = client.chat.completions.create(model="m", temperature=0, **fields)
+    return answer
+
+
 def validity(client: openai.OpenAI, offered: list[dict[str, Any]]) -> tuple[int, int, list[str]]:
     good, total, bad = 0, 0, []
     for tool in offered:
@@ -121,9 +127,7 @@ def validity(client: openai.OpenAI, offered: list[dict[str, Any]]) -> tuple[int,
         ask = [{"role": "user", "content": f"Please {tool['function']['description'].lower()}."}]
         for choice in ("required", {"type": "function", "function": {"name": name}}):
             # "required" sees only this tool, so that the right function is the only fitting one.
-            answer = client.chat.completions.create(
-                model="m", messages=ask, tools=[tool], tool_choice=choice, max_tokens=200, temperature=0
-            )
+            answer = complete(client, messages=ask, tools=[tool], tool_choice=choice, max_tokens=200)
             calls = answer.choices[0].message.tool_calls or []
             total += 1
             if len(calls) == 1 and valid(calls[0], tool) and answer.choices[0].finish_reason == "tool_calls":
@@ -141,13 +145,7 @@ def auto(client: openai.OpenAI, offered: list[dict[str, Any]]) -> dict[str, Any]
     for prompt in PROMPTS + CHATS:
         topic = next((t for t in TOPICS if t in prompt.lower()), TOPICS[0])
         shown = list({t["function"]["name"]: t for t in by_topic[topic] + by_topic["weather"][:1]}.values())
-        answer = client.chat.completions.create(
-            model="m",
-            messages=[{"role": "user", "content": prompt}],
-            tools=shown,
-            max_tokens=120,
-            temperature=0,
-        )
+        answer = complete(client, messages=[{"role": "user", "content": prompt}], tools=shown, max_tokens=120)
         calls = answer.choices[0].message.tool_calls or []
         key = "asked" if prompt in PROMPTS else "chats"
         result[key] += 1
@@ -171,7 +169,7 @@ def token_gap(url: str) -> tuple[float, int]:
 def per_token_s(client: openai.OpenAI, url: str, **fields: Any) -> tuple[float, int]:
     """The mean gap between the answer's tokens, as the engine timed them, and how many it made."""
     before = token_gap(url)
-    answer = client.chat.completions.create(model="m", temperature=0, **fields)
+    answer = complete(client, **fields)
     after = token_gap(url)
     assert answer.usage is not None
     return (after[0] - before[0]) / max(1, after[1] - before[1]), answer.usage.completion_tokens
@@ -193,13 +191,6 @@ def grammar_cost(
         without.append(plain)
     ratios = [a / b for a, b in zip(with_grammar, without, strict=True)]
     return statistics.median(with_grammar), statistics.median(without), statistics.median(ratios), tokens
-
-
-def cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def report_calls(client: openai.OpenAI, offered: list[dict[str, Any]]) -> None:
@@ -226,7 +217,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only-cost", action="store_true", help="measure the grammar's cost only")
     args = parser.parse_args()
-    process, url = (None, args.url) if args.url else start_server([])
+    server: ServerProcess | None = None
+    if not args.url:  # the default model, on a server of its own
+        server = start_on_free_port(ovchat_serve, what="ovchat serve", timeout=300, quiet=True)
+    url = server.url if server else args.url
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=300)
         offered = tools()
@@ -236,12 +230,12 @@ def main() -> None:
         slow, fast, ratio, tokens = grammar_cost(client, url, weather, args.rounds)
         print(
             f"\n## Grammar cost\n\n{1000 * slow:.2f} ms/token with the tool grammar vs {1000 * fast:.2f} "
-            f"without tools ({tokens} tokens): ratio {ratio:.2f} (median of {args.rounds}); CPU: {cpu()}"
+            f"without tools ({tokens} tokens): ratio {ratio:.2f} (median of {args.rounds}); "
+            f"CPU: {cpu_model()}"
         )
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -11,14 +11,15 @@ Everything is greedy, on 2 threads, and generates exactly NEW_TOKENS tokens (eos
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from typing import Any
 
-NEW_TOKENS = 128
+from lib.workload import NEW_TOKENS, QUESTION  # stdlib-only: importable from every engine's venv
+
 THREADS = 2
-QUESTION = "Write a short story about a lighthouse keeper."
 WORDS = ("the", "river", "ran", "past", "old", "stone", "walls", "while", "people", "walked", "to", "market",
          "and", "talked", "about", "rain", "bread", "music", "work", "long", "summer", "days", "that", "came",
          "before", "cold", "months", "of", "year")  # fmt: skip
@@ -39,7 +40,8 @@ def reference_cold(model_dir: str) -> None:
     from transformers import AutoTokenizer
     from transformers.generation.streamers import BaseStreamer
 
-    class FirstToken(BaseStreamer):
+    # transformers is the reference env's, not the venv mypy runs in: there BaseStreamer is Any.
+    class FirstToken(BaseStreamer):  # type: ignore[misc]
         def __init__(self) -> None:
             self.calls = 0
 
@@ -244,13 +246,20 @@ def native_large(gguf: str, salt: int) -> dict[str, float]:
 
 
 def main() -> None:
-    engine, task, model = sys.argv[1:4]
-    salt = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    if task == "cold":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("engine", choices=("reference", "llamacpp", "llamacpp-native"))
+    parser.add_argument("task", choices=("cold", "speed", "large"))
+    parser.add_argument("model", help="the IR folder (reference) or the GGUF file (llama.cpp)")
+    parser.add_argument("salt", type=int, nargs="?", default=0, help="makes the prompts new (default 0)")
+    args = parser.parse_args()
+    engine, model, salt = args.engine, args.model, args.salt
+    if args.task == "cold":
         {"reference": reference_cold, "llamacpp": llamacpp_cold, "llamacpp-native": native_cold}[engine](
             model
         )
-    elif task == "large":
+    elif args.task == "large":
         mark(json.dumps({"llamacpp": llamacpp_large, "llamacpp-native": native_large}[engine](model, salt)))
     else:
         speed = {"reference": reference_speed, "llamacpp": llamacpp_speed}[engine](model, salt)

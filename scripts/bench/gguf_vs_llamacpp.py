@@ -11,6 +11,7 @@ Usage: build/venv-build/bin/python scripts/bench/gguf_vs_llamacpp.py [TYPE...]  
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -22,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.paths import FIDELITY, ROOT
+from lib.sections import replace_marked
 from ovchat_build.eval_set import TEXTS_DIR
 from ovchat_build.ir_model import IRModel
-
-ROOT = Path(__file__).resolve().parents[2]
 
 FIXTURES = ROOT / "build" / "fixtures" / "gguf"
 WORK = ROOT / "build" / "gguf-fidelity"
@@ -102,7 +103,8 @@ def compare_torch(checkpoint: Path, tokens: np.ndarray, llama_top: np.ndarray) -
 
     def logits(window: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model(torch.tensor(window[None].astype(np.int64))).logits[0].numpy()
+            out: np.ndarray = model(torch.tensor(window[None].astype(np.int64))).logits[0].numpy()
+        return out
 
     return score(logits, tokens, llama_top)
 
@@ -179,20 +181,17 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write(rows: list[Row], path: Path = ROOT / "FIDELITY.md") -> None:
-    text = path.read_text()
-    section = table(rows)
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text += f"\n{section}\n"
-    path.write_text(text)
+def write(rows: list[Row], path: Path = FIDELITY) -> None:
+    path.write_text(replace_marked(path.read_text(), BEGIN, END, table(rows)))
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("types", nargs="*", metavar="TYPE", help=f"default: {' '.join(TYPES)}")
+    args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     rows = []
-    for kind in argv or TYPES:
+    for kind in args.types or TYPES:
         rows.append(measure(kind))
         print(table(rows[-1:]), flush=True)
         write(rows)  # row by row: an interrupted run keeps what it measured

@@ -17,6 +17,7 @@ Runs in the build env (transformers, torch); the tools come from scripts/dev/lla
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -24,7 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from lib.paths import ROOT
+
 LLAMA = ROOT / "build" / "llama.cpp"
 TREE = LLAMA / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp"
 QUANTIZE = LLAMA / "build" / "bin" / "llama-quantize"
@@ -52,9 +54,13 @@ def run(command: list[str | Path], **extra: object) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    source, out = Path(sys.argv[1]), Path(sys.argv[2])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("source", type=Path, metavar="SOURCE_FOLDER")
+    parser.add_argument("out", type=Path, metavar="OUT_DIR")
+    args = parser.parse_args()
+    source, out = args.source, args.out
     targets = {kind: out / f"seed-3.8b.{kind}.gguf" for kind in TYPES}
     if all(path.exists() for path in targets.values()):
         return 0

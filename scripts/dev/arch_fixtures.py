@@ -30,6 +30,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ def write_tokenizer(checkpoint: Path, out: Path, dress: Dress) -> None:
 
 def model_config(base: dict[str, Any], dress: Dress) -> dict[str, Any]:
     """The family's config.json: SmolLM2's shape for real weights, RANDOM_SHAPE otherwise."""
-    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+    keys: tuple[str, ...] = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
     keys += ("num_key_value_heads", "head_dim")
     shape = tuple(base[key] for key in keys) if dress.real else RANDOM_SHAPE
     hidden, intermediate, layers, heads, kv_heads, head_dim = shape
@@ -306,8 +307,8 @@ def main(checkpoint: Path, names: list[str]) -> Path:
     for name in names or list(DRESSES):
         dress = DRESSES[name]
         folder = home / f"smollm2-{name}"
-        made_once(folder, lambda out, dress=dress: write_folder(checkpoint, dress, out))
-        made_once(home / f"smollm2-{name}-{GGUF_TYPE}.gguf", lambda out, folder=folder: convert(folder, out))
+        made_once(folder, partial(write_folder, checkpoint, dress))
+        made_once(home / f"smollm2-{name}-{GGUF_TYPE}.gguf", partial(convert, folder))
     return home
 
 

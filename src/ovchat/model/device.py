@@ -96,7 +96,7 @@ class DeviceConfig:
         # (measured load from the cache against no cache: 2.9 s vs 1.6 s at 1.1 B, 2.1-2.3 s vs
         # 2.0 s at 135 M), so the cache is for SDPA (`ask`: 0.44 s vs 1.65 s) and other devices.
         # Naming the blob (CACHE_BLOB_ID) skips the hashing, but OpenVINO 2026.4.1's CPU plugin cannot
-        # import a paged model's blob (scripts/bench/pa_cache_probe.py): it compiles again anyway.
+        # import a paged model's blob (scripts/bench/probes/pa_cache_probe.py): it compiles again anyway.
         if self.compiled_cache and (self.device.upper() != "CPU" or not paged):
             props["CACHE_DIR"] = self.compiled_cache
         if self.attention_backend:

@@ -1,6 +1,7 @@
 """Benchmark the server's prefix cache: TTFT per turn of a chat that resends its history each turn.
 
-    build/venv/bin/python scripts/bench_prefix_cache.py [--rounds 3] [--turns 6]
+    PYTHONPATH=scripts/bench build/venv/bin/python scripts/bench/probes/bench_prefix_cache.py \
+        [--rounds 3] [--turns 6]
 
 Starts two servers, `--prefix-cache` and `--no-prefix-cache`, and plays the same greedy
 conversation about a ~500-token document on both, turn by turn, alternating A B A B so that
@@ -10,15 +11,15 @@ machine drift hits both alike. Prints a markdown table of median TTFT per turn a
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
-from pathlib import Path
 
 import httpx
-from bench_serve import start_server
 
-DOCUMENT = (Path(__file__).parent / "fidelity_texts" / "prose_lighthouse.txt").read_text()[:2500]
+from lib.chat_stream import chat_body, stream_chat
+from lib.paths import ROOT
+from lib.server import ServerProcess, ovchat_serve, start_on_free_port
+
+DOCUMENT = (ROOT / "src" / "ovchat_build" / "fidelity_texts" / "prose_lighthouse.txt").read_text()[:2500]
 QUESTIONS = [
     "Summarize the text in one sentence.",
     "Who is the main character?",
@@ -33,21 +34,14 @@ QUESTIONS = [
 
 def ask(client: httpx.Client, messages: list[dict[str, str]]) -> tuple[float, str, int]:
     """TTFT in seconds (to the first content chunk), the answer, and the prompt's token count."""
-    body = {"model": "bench", "messages": messages, "max_tokens": 32, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
-    started, ttft, parts, prompt_tokens = time.perf_counter(), None, [], 0
-    with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            if chunk["choices"] and (text := chunk["choices"][0]["delta"].get("content")):
-                ttft = ttft if ttft is not None else time.perf_counter() - started
-                parts.append(text)
-            if chunk.get("usage"):
-                prompt_tokens = chunk["usage"]["prompt_tokens"]
-    return (ttft if ttft is not None else time.perf_counter() - started), "".join(parts), prompt_tokens
+    streamed = stream_chat(client, chat_body(messages, 32))
+    return streamed.ttft_s, streamed.text, streamed.prompt_tokens
+
+
+def start(flag: str) -> ServerProcess:
+    return start_on_free_port(
+        lambda port: ovchat_serve(port, flag), what="ovchat serve", timeout=300, quiet=True
+    )
 
 
 def main() -> None:
@@ -55,12 +49,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="conversations played on each server")
     parser.add_argument("--turns", type=int, default=6, choices=range(1, len(QUESTIONS) + 1))
     args = parser.parse_args()
-    servers = {name: start_server([flag]) for name, flag in (("cache", "--prefix-cache"),
-                                                              ("no cache", "--no-prefix-cache"))}  # fmt: skip
+    servers = {"cache": start("--prefix-cache"), "no cache": start("--no-prefix-cache")}
     ttfts: dict[str, list[list[float]]] = {name: [[] for _ in range(args.turns)] for name in servers}
     tokens = [0] * args.turns
     try:
-        clients = {name: httpx.Client(base_url=url, timeout=600) for name, (_, url) in servers.items()}
+        clients = {name: httpx.Client(base_url=server.url, timeout=600) for name, server in servers.items()}
         for name in servers:  # warm-up, and a first answer that fills neither cache with this document
             ask(clients[name], [{"role": "user", "content": "Hi"}])
         for round_ in range(args.rounds):
@@ -75,9 +68,8 @@ def main() -> None:
                     history[name].append({"role": "assistant", "content": answer})
                     ttfts[name][turn].append(ttft)
     finally:
-        for process, _ in servers.values():
-            process.terminate()
-            process.wait()
+        for server in servers.values():
+            server.stop()
     print(f"Median TTFT over {args.rounds} conversations; the history is resent every turn.\n")
     print("| turn | prompt tokens | TTFT ms, prefix cache | TTFT ms, no cache | cache ÷ no cache |")
     print("|---:|---:|---:|---:|---:|")

@@ -1,6 +1,7 @@
 """How soon each chat REPL is ready to type: `ovchat chat` against llama-cli, on the same model.
 
-    build/venv/bin/python scripts/bench/repl_ready.py --gguf FILE [--llama-cli PATH] [--rounds 5]
+    PYTHONPATH=scripts/bench build/venv/bin/python scripts/bench/probes/repl_ready.py --gguf FILE \
+        [--llama-cli PATH] [--rounds 5]
 
 Each round starts both in a fresh pseudo-terminal (order alternating) and times process start →
 its prompt on the screen (ovchat's ">>> ", llama-cli's "> "), then quits with Ctrl-D. ovchat runs
@@ -17,9 +18,9 @@ import time
 from pathlib import Path
 
 import pexpect
-from report import machine
 
-ROOT = Path(__file__).resolve().parents[2]
+from lib.machine import machine
+from lib.paths import BUILD
 
 
 def ready_seconds(command: list[str], prompt: str) -> float:
@@ -36,7 +37,7 @@ def ready_seconds(command: list[str], prompt: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", required=True, help="the GGUF llama-cli runs")
-    parser.add_argument("--llama-cli", default=str(ROOT / "build/llama.cpp/build/bin/llama-cli"))
+    parser.add_argument("--llama-cli", default=str(BUILD / "llama.cpp/build/bin/llama-cli"))
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     ovchat = [str(Path(sys.executable).with_name("ovchat")), "chat", "--threads", "2"]

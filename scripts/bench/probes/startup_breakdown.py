@@ -1,7 +1,8 @@
 """Where a one-shot `ovchat ask` spends its time before the first token, part by part, in fresh
 processes (the compiled-model cache warm, as on every start after the first):
 
-    build/venv/bin/python scripts/bench/startup_breakdown.py [--model DIR] [--rounds 5]
+    PYTHONPATH=scripts/bench build/venv/bin/python scripts/bench/probes/startup_breakdown.py \
+        [--model DIR] [--rounds 5]
 
 Parts: the interpreter with `import openvino_genai`; the tokenizer and detokenizer (GenAI compiles
 them on every start, with no cache); the model (SDPA, from the compiled-model cache, the tokenizer
@@ -24,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from lib.paths import DEFAULT_MODEL
+
 PROBE = r"""
 import time
 began = time.perf_counter()
@@ -78,7 +80,7 @@ def ask_to_first_character(model: str, env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "build" / "models" / "smollm2-135m-instruct-int4"))
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     parts: dict[str, list[float]] = {}

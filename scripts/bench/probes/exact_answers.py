@@ -5,8 +5,8 @@ The control beside gguf_answers.py's two engines: the build's own source checkpo
 weights dequantized exactly, cached under build/sources), greedy, one prompt at a time, at most
 MAX_TOKENS, on answer_quality.py's two prompt sets, loops counted by the same rule. Prints one line.
 
-usage (build env, which has torch): build/venv-build/bin/python scripts/bench/exact_answers.py \
-    build/sources/smollm2-Q8_0-*/
+usage (build env, which has torch): PYTHONPATH=scripts/bench build/venv-build/bin/python \
+    scripts/bench/probes/exact_answers.py build/sources/smollm2-Q8_0-*/
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import torch
-from answer_quality import MAX_TOKENS, PROMPTS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from answer_quality import MAX_TOKENS, PROMPTS
 from ovchat.prompt.endings import is_degenerate
 
 

@@ -8,7 +8,8 @@ the answers that run to the limit in a loop are counted, and both engines' answe
 measured type's row replaces its row in FIDELITY.md's table; the others stay, each naming its
 machine and date.
 
-usage (runtime env): build/venv/bin/python scripts/bench/gguf_answers.py [TYPE...] [--precision f32]
+usage (runtime env): PYTHONPATH=scripts/bench build/venv/bin/python scripts/bench/probes/gguf_answers.py \
+    [TYPE...] [--precision f32]
 (--precision adds a row at that precision beside the gate's, from the same build and llama.cpp answers)
 """
 
@@ -24,14 +25,13 @@ from functools import partial
 from pathlib import Path
 
 from answer_quality import PROMPTS, Answer, count_degenerate, llamacpp_answers, ovchat_answers
-from report import machine
-
+from lib.machine import machine
+from lib.paths import BUILD, FIDELITY, ROOT
 from ovchat.model.pipeline import open_model
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "build" / "fixtures" / "gguf"
-MODELS = ROOT / "build" / "gguf-answers" / "models"
-BUILD = ROOT / "build" / "venv-build" / "bin" / "ovchat-build"
+FIXTURES = BUILD / "fixtures" / "gguf"
+MODELS = BUILD / "gguf-answers" / "models"
+BUILD_COMMAND = BUILD / "venv-build" / "bin" / "ovchat-build"
 TYPES = ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0"]
 BEGIN, END = "<!-- gguf-answers -->", "<!-- /gguf-answers -->"
 
@@ -40,7 +40,14 @@ def build(kind: str) -> Path:
     """The file's default build (gate included), cached: a second run is the build's no-op check."""
     subprocess.run([str(ROOT / "scripts" / "dev" / "gguf_fixtures.sh"), kind], check=True)
     name = f"smollm2-{kind.lower()}"
-    command = [str(BUILD), str(FIXTURES / f"smollm2-{kind}.gguf"), "--out-dir", str(MODELS), "--name", name]
+    command = [
+        str(BUILD_COMMAND),
+        str(FIXTURES / f"smollm2-{kind}.gguf"),
+        "--out-dir",
+        str(MODELS),
+        "--name",
+        name,
+    ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return MODELS / name
 
@@ -83,7 +90,7 @@ def main(argv: list[str]) -> int:
     if unknown := set(args.types) - set(TYPES):
         parser.error(f"unknown types: {' '.join(sorted(unknown))}")
     sets = {name: json.loads((PROMPTS / f"{name}.json").read_text()) for name in ("chosen", "heldout")}
-    path = ROOT / "FIDELITY.md"
+    path = FIDELITY
     head, rest = path.read_text().split(BEGIN)
     kept, tail = rest.split(END, 1)
     # Rows not measured this time stay as they were (each row says where and when).

