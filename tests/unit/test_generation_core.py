@@ -4,9 +4,10 @@ plain, with tools or raw, is planned, generated from token ids and read by the s
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
-from fake_model import FakePipeline, fake_model
+from fake_model import FakePipeline, FakeTokenizer, fake_model
 
 from ovchat.chat.session import ChatSession, complete_raw
 from ovchat.errors import ContextError
@@ -78,3 +79,24 @@ def test_a_raw_completion_is_read_as_plain_text() -> None:
     model = answering(fake_model(), "<think>not a block here</think> at all")
     reply = complete_raw(model, "<user>Continue:</user> <assistant>", GenerationOptions())
     assert reply.text == "<think>not a block here</think> at all" and reply.reasoning is None
+
+
+def test_the_tokenizer_is_only_used_under_the_sessions_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads in GenAI's tokenizer at once deadlock (a message sent during `ovchat chat`'s
+    background warm-up hung): planning, generating and reading all happen holding ChatSession.busy."""
+    session = ChatSession(fake_model(), GenerationOptions(max_new_tokens=8))
+    held: list[bool] = []
+    encode, decode = FakeTokenizer.encode, FakeTokenizer.decode
+
+    def watched(real: Any) -> Any:
+        def call(self: FakeTokenizer, *args: Any, **kwargs: Any) -> Any:
+            held.append(session.busy.locked())
+            return real(self, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(FakeTokenizer, "encode", watched(encode))
+    monkeypatch.setattr(FakeTokenizer, "decode", watched(decode))
+    session.send("hello there")
+    session.templated_prompt()
+    assert held and all(held)

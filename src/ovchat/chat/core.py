@@ -75,7 +75,20 @@ def generate(
     """Answer `request` on the model's LLMPipeline: the Reply, and the plan (which messages it kept).
 
     `on_text` hears the answer's content as it streams (no reasoning, no call markup), `on_reasoning`
-    its reasoning; setting `cancel` stops it after the current token; `lock` is held while generating."""
+    its reasoning; setting `cancel` stops it after the current token; `lock` is held throughout."""
+    # The whole turn under the lock, planning included: two threads in GenAI's Tokenizer at once
+    # deadlock (seen: `ovchat chat`'s background warm-up and a message sent while it ran).
+    with lock or nullcontext():
+        return _generate(model, request, on_text, cancel, on_reasoning)
+
+
+def _generate(
+    model: Model,
+    request: GenerationRequest,
+    on_text: TextCallback | None,
+    cancel: threading.Event | None,
+    on_reasoning: TextCallback | None,
+) -> tuple[Reply, Planned]:
     planned = plan(request, model.text_tokenizer, model.files.context_length, fit=True)
     config = generation_config(request, model.pipeline.get_generation_config(), planned.budget)
     reader = AnswerReader(chat=request.chat, thinking=planned.thinking, calls=request.calls)
@@ -90,8 +103,7 @@ def generate(
     streamer = Streamer(hear, cancel, model.settle_memory)
     reset_kv_state(model.pipeline)
     try:
-        with lock or nullcontext():
-            result = model.pipeline.generate(token_input(planned.ids), config, streamer)
+        result = model.pipeline.generate(token_input(planned.ids), config, streamer)
     except RuntimeError as exc:
         raise GenerationError(f"generation failed: {plain_message(exc)}") from None
     finally:

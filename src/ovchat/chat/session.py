@@ -69,7 +69,8 @@ class ChatSession:
 
     def templated_prompt(self, messages: list[Message] | None = None) -> str:
         """The exact text the model sees for `messages` (default: the history), ready to answer."""
-        return self.model.text_tokenizer.render(self._messages if messages is None else messages)
+        with self.busy:  # the tokenizer is never used from two threads at once (ovchat.chat.core)
+            return self.model.text_tokenizer.render(self._messages if messages is None else messages)
 
     def send(
         self,
