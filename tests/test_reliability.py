@@ -333,7 +333,9 @@ def test_the_openai_sdk_retries_a_503_into_an_answer(model_dir: Path) -> None:
             "ignore_eos": True,
         }
         with httpx.stream("POST", f"{own.base}/v1/chat/completions", json={**held, "stream": True}) as holder:
-            next(line for line in holder.iter_lines() if '"content":"' in line and '"content":""' not in line)
+            # A name for the lines: a throwaway generator would be closed, and the response with it.
+            lines = holder.iter_lines()
+            next(line for line in lines if '"content":"' in line and '"content":""' not in line)
             asker.start()  # the slot is taken: this request can only be refused for now
             deadline = time.monotonic() + 60
             while own.metric_or_zero("ovchat_requests_total", **refused) == 0 and time.monotonic() < deadline:
