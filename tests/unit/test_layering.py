@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -96,88 +96,61 @@ def reachable(start: str, edges: dict[str, set[str]]) -> set[str]:
     return seen
 
 
+Rule = Callable[[str, str], bool]  # (importer, imported) -> a violation
+
+
+def violations(rule: Rule, transitive: bool = False) -> list[str]:
+    """Every import of the runtime that breaks `rule`; `transitive`: through what it imports, too."""
+    edges = graph("ovchat")
+    pairs = [(n, t) for n in edges for t in (reachable(n, edges) if transitive else edges[n])]
+    return [f"{name} -> {target}" for name, target in pairs if rule(name, target)]
+
+
 def test_prompt_is_pure_rules() -> None:
     """prompt/ imports no other layer and no GenAI: its rules are tested with stand-ins in milliseconds."""
-    edges = graph("ovchat")
-    bad = [
-        f"{name} -> {target}"
-        for name in edges
-        if under(name, "ovchat.prompt")
-        for target in reachable(name, edges)
-        if under(target, "ovchat.model", "ovchat.chat", "ovchat.cli", "ovchat.server", *GENAI)
-    ]
-    assert bad == []
+    others = ("ovchat.model", "ovchat.chat", "ovchat.cli", "ovchat.server", *GENAI)
+    assert violations(lambda n, t: under(n, "ovchat.prompt") and under(t, *others), transitive=True) == []
 
 
 def test_the_protocol_layer_never_reaches_genai() -> None:
     """Each API's module maps requests and writes answers in ovchat's own words: no GenAI, even
     through what it imports, and no engine."""
-    edges = graph("ovchat")
-    bad = [
-        f"{name} -> {target}"
-        for name in edges
-        if under(name, "ovchat.server.protocol")
-        for target in reachable(name, edges)
-        if under(target, *GENAI, "ovchat.server.engine", "ovchat.model", "ovchat.chat")
-    ]
-    assert bad == []
+    below = (*GENAI, "ovchat.server.engine", "ovchat.model", "ovchat.chat")
+    rule: Rule = lambda n, t: under(n, "ovchat.server.protocol") and under(t, *below)  # noqa: E731
+    assert violations(rule, transitive=True) == []
 
 
 def test_only_the_model_the_chat_core_and_the_engine_talk_to_genai() -> None:
-    edges = graph("ovchat")
-    bad = [
-        f"{name} imports {target}"
-        for name, targets in edges.items()
-        for target in targets
-        if under(target, *GENAI) and not under(name, *GENAI_USERS)
-    ]
-    assert bad == []
+    assert violations(lambda n, t: under(t, *GENAI) and not under(n, *GENAI_USERS)) == []
+
+
+def layer(module: str) -> int | None:
+    order = ["ovchat.prompt", "ovchat.model", "ovchat.chat", "ovchat.server", "ovchat.cli"]
+    return next((i for i, package in enumerate(order) if under(module, package)), None)
 
 
 def test_lower_layers_never_import_higher_ones() -> None:
-    order = ["ovchat.prompt", "ovchat.model", "ovchat.chat", "ovchat.server", "ovchat.cli"]
-    edges = graph("ovchat")
-    bad = []
-    for name, targets in edges.items():
-        layer = next((i for i, p in enumerate(order) if under(name, p)), None)
-        for target in targets:
-            higher = next((i for i, p in enumerate(order) if under(target, p)), None)
-            if layer is not None and higher is not None and higher > layer:
-                bad.append(f"{name} -> {target}")
+    def upwards(name: str, target: str) -> bool:
+        low, high = layer(name), layer(target)
+        return low is not None and high is not None and high > low
+
+    assert violations(upwards) == []
     # The server answers with the chat core's rules, never with ChatSession.
-    bad += [
-        f"{n} -> {t}"
-        for n, ts in edges.items()
-        if under(n, "ovchat.server")
-        for t in ts
-        if under(t, "ovchat.chat")
-    ]
-    assert bad == []
+    assert violations(lambda n, t: under(n, "ovchat.server") and under(t, "ovchat.chat")) == []
 
 
 def test_the_cli_uses_the_library_through_its_public_api() -> None:
-    edges = graph("ovchat")
-    bad = [
-        f"{name} -> {target}"
-        for name, targets in edges.items()
-        if under(name, "ovchat.cli")
-        for target in targets
-        if under(target, "ovchat") and not under(target, "ovchat.cli") and target not in CLI_MAY_USE
-    ]
-    assert bad == []
+    def private(name: str, target: str) -> bool:
+        library = under(target, "ovchat") and not under(target, "ovchat.cli")
+        return under(name, "ovchat.cli") and library and target not in CLI_MAY_USE
+
+    assert violations(private) == []
 
 
 def test_no_runtime_module_imports_the_build_nor_torch() -> None:
     """The runtime never needs the model build (ovchat_build) nor torch, transformers or optimum,
     which only the build env has: not at any depth, lazy imports in functions included."""
-    edges = graph("ovchat")
-    found = [
-        f"{name} imports {target}"
-        for name, targets in edges.items()
-        for target in targets
-        if under(target, "ovchat_build", *BUILD_ONLY)
-    ]
-    assert found == []
+    assert violations(lambda n, t: under(t, "ovchat_build", *BUILD_ONLY)) == []
 
 
 def test_modules_and_functions_stay_small() -> None:
