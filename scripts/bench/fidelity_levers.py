@@ -24,7 +24,7 @@ from typing import Any
 from ovchat.model.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
 from ovchat_build.export import PROFILES, REFERENCE, ExportFlags, run_export
 from ovchat_build.fidelity import measure
-from ovchat_build.gguf_grid import apply_grid
+from ovchat_build.gguf.grid import apply_grid
 
 ROOT = Path(__file__).resolve().parents[2]
 

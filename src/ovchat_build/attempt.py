@@ -66,7 +66,7 @@ def export_and_measure(
 
 def carry_grid(source: Source, work: Path) -> dict[str, Any]:
     """The GGUF's own grid into the exported IR: Q4_1 into the int4 export, other types block by block."""
-    from ovchat_build.gguf_grid import GridError, apply_grid, carry_blocks, grid_type
+    from ovchat_build.gguf.grid import GridError, apply_grid, carry_blocks, grid_type
 
     assert source.path is not None
     q4_1 = grid_type(source.path) == "Q4_1"

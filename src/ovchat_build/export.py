@@ -1,9 +1,9 @@
 """The export step: optimum-cli's flags, the build profiles, and running the export.
 
 Profiles (measured on the embedded SmolLM2, FIDELITY.md has the table):
-- gguf: the GGUF file's own grid carried over (gguf_grid.py), whatever its type: an all-Q4_1 file as
+- gguf: the GGUF file's own grid carried over (gguf/grid.py), whatever its type: an all-Q4_1 file as
   int4 asymmetric in groups of 32 (top-1 agreement 0.96 at 98 MB), any other carriable type or mix
-  tensor by tensor over an fp32 export (gguf_blocks.py). The default for GGUF sources.
+  tensor by tensor over an fp32 export (gguf/blocks.py). The default for GGUF sources.
 - balanced: the reference flags plus data-aware AWQ and scale estimation on the calibration
   texts shipped in calibration/ (`--dataset ovchat`, optimum_launch.py; `--dataset auto`, text the
   model writes itself, stays available by name). The default for float checkpoints.

@@ -12,7 +12,7 @@ from ovchat.model.contract import Manifest, ManifestError
 
 PACKAGE = Path(__file__).resolve().parent
 # What a GGUF's converted checkpoint depends on.
-IMPORTER = ("gguf_import.py", "gguf_archs.py", "gguf_tokenizer.py")
+IMPORTER = ("gguf/importer.py", "gguf/archs.py", "gguf/tokenizer.py")
 VERSIONED = (
     "optimum-intel",
     "optimum",

@@ -52,7 +52,7 @@ class Plan:
 def make_plan(request: BuildRequest, source: Source) -> Plan:
     grid, refused = None, ""
     if source.kind in ("embedded", "gguf") and source.path is not None:
-        from ovchat_build.gguf_grid import grid_type, tensor_types, uncarried
+        from ovchat_build.gguf.grid import grid_type, tensor_types, uncarried
 
         grid = grid_type(source.path)
         counts = uncarried(tensor_types(source.path) or {})
@@ -74,7 +74,7 @@ def make_plan(request: BuildRequest, source: Source) -> Plan:
         raise BuildError("--profile gguf carries the file's own grid: its export flags cannot be changed")
     base = PROFILES[profile] if profile != "auto" else PROFILES["balanced"]
     if profile == "gguf" and grid == "blocks":
-        from ovchat_build.gguf_grid import BLOCKS_EXPORT
+        from ovchat_build.gguf.grid import BLOCKS_EXPORT
 
         base = BLOCKS_EXPORT
     return Plan(profile, replace(base, **overrides), grid == "Q4_1", grid)

@@ -34,7 +34,7 @@ def resolve_source(spec: str | None) -> Source:
     if path.exists():
         if path.is_file() and path.suffix == ".gguf":
             _check_readable(path)
-            from ovchat_build.gguf_check import check_gguf
+            from ovchat_build.gguf.check import check_gguf
 
             check_gguf(path)
             return Source("gguf", str(path.resolve()), path.resolve())

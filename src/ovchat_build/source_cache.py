@@ -24,7 +24,7 @@ def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
         return cached
     for stale in SOURCES_CACHE.glob(f"{source.path.stem}-{source_sha[:12]}*"):
         shutil.rmtree(stale, ignore_errors=True)  # an older importer's conversion of this file
-    from ovchat_build.gguf_import import GGUFImportError, gguf_to_hf
+    from ovchat_build.gguf.importer import GGUFImportError, gguf_to_hf
 
     partial = cached.with_name(f".partial-{cached.name}-{os.getpid()}")
     try:

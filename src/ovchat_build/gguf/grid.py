@@ -11,7 +11,7 @@ the limit that bf16 inference sets; 0.70 for the int4 sym g128 export).
 
 Every other file (Q8_0, Q4_0, Q5_x, the K-quants and the per-tensor mixes llama-quantize writes)
 is exported unquantized (fp32) and each weight constant is replaced by a decompression subgraph of
-the file's own codes, scales and zero points (gguf_blocks.py): codes -> Convert -> [Subtract zero
+the file's own codes, scales and zero points (blocks.py): codes -> Convert -> [Subtract zero
 point] -> Multiply scale -> Reshape, the pattern NNCF emits and the CPU plugin folds into its
 MatMul and Gather. F16/BF16 tensors stay 16-bit (Constant -> Convert). Types with no such layout
 (IQ*, Q2_K, Q3_K, TQ*) are refused at planning time.
@@ -34,9 +34,9 @@ import openvino as ov
 from openvino import opset13 as ops
 
 from ovchat_build.export import ExportFlags
-from ovchat_build.gguf_archs import Architecture, ArchitectureError, file_architecture, read_gguf
-from ovchat_build.gguf_blocks import FLOATS, LAYOUTS, Grid, unpack
-from ovchat_build.gguf_blocks import reverse_permute as _reverse_permute
+from ovchat_build.gguf.archs import Architecture, ArchitectureError, file_architecture, read_gguf
+from ovchat_build.gguf.blocks import FLOATS, LAYOUTS, Grid, unpack
+from ovchat_build.gguf.blocks import reverse_permute as _reverse_permute
 
 IR_WEIGHT = re.compile(r"self\.model\.layers\.(\d+)\.(.+)\.weight$")
 GGUF_WEIGHT = re.compile(r"blk\.(\d+)\.(\w+)\.weight$")
