@@ -13,7 +13,7 @@ from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
 from ovchat_build.export import ExportError, ExportFlags, flags_summary, run_export
 from ovchat_build.gate import gate
-from ovchat_build.source import Source
+from ovchat_build.source.resolve import Source
 
 
 @dataclass

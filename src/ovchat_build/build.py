@@ -14,8 +14,9 @@ from ovchat_build.fingerprint import fingerprint, is_up_to_date, tool_versions
 from ovchat_build.manifest import BuildFacts, make_manifest, print_summary, write_manifest
 from ovchat_build.plan import BuildRequest, Plan, folder_name, make_plan
 from ovchat_build.publish import partial_folder, publish, remove_stale_partials
-from ovchat_build.source import Source, check_free_space, download_hub, hash_inputs, resolve_source
-from ovchat_build.source_cache import stage_hf_checkpoint
+from ovchat_build.source.inputs import check_free_space, hash_inputs
+from ovchat_build.source.resolve import Source, download_hub, resolve_source
+from ovchat_build.source.staging import stage_hf_checkpoint
 
 
 def build(request: BuildRequest) -> Path:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ovchat_build.checkout import portable
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
-from ovchat_build.source import Source
+from ovchat_build.source.resolve import Source
 
 if TYPE_CHECKING:
     from ovchat_build.fidelity import FidelityReport

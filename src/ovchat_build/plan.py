@@ -11,7 +11,7 @@ from ovchat.model.contract import EMBEDDED_NAME
 from ovchat_build.errors import BuildError
 from ovchat_build.export import PROFILES, ExportFlags, flags_summary
 from ovchat_build.gate import DEFAULT_MIN_AGREEMENT
-from ovchat_build.source import Source
+from ovchat_build.source.resolve import Source
 
 ALL_PROFILES = (*PROFILES, "auto")
 

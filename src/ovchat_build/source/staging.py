@@ -10,7 +10,7 @@ from ovchat_build.checkout import SOURCES_CACHE
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
 from ovchat_build.fingerprint import IMPORTER, code_digest
-from ovchat_build.source import Source
+from ovchat_build.source.resolve import Source
 
 
 def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
