@@ -20,8 +20,8 @@ import json, sys
 from pathlib import Path
 from ovchat_build.cli import parse_args
 from ovchat_build.errors import BuildError
-from ovchat_build.export import export_command
-from ovchat_build.plan import make_plan
+from ovchat_build.export.optimum import export_command
+from ovchat_build.export.plan import make_plan
 from ovchat_build.source.resolve import Source
 results = []
 for argv in json.loads(sys.argv[1]):

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ovchat.model.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
-from ovchat_build.export import PROFILES, REFERENCE, ExportFlags, run_export
+from ovchat_build.export.optimum import run_export
+from ovchat_build.export.profiles import PROFILES, REFERENCE, ExportFlags
 from ovchat_build.fidelity import measure
 from ovchat_build.gguf.grid import apply_grid
 

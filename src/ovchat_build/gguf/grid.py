@@ -33,7 +33,7 @@ import numpy as np
 import openvino as ov
 from openvino import opset13 as ops
 
-from ovchat_build.export import ExportFlags
+from ovchat_build.export.profiles import ExportFlags
 from ovchat_build.gguf.archs import Architecture, ArchitectureError, file_architecture, read_gguf
 from ovchat_build.gguf.blocks import FLOATS, LAYOUTS, Grid, unpack
 from ovchat_build.gguf.blocks import reverse_permute as _reverse_permute

@@ -11,7 +11,8 @@ from ovchat.model.contract import EMBEDDED_SAMPLING, GENERATION_CONFIG_FILE
 from ovchat_build.checkout import portable
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
-from ovchat_build.export import ExportError, ExportFlags, flags_summary, run_export
+from ovchat_build.export.optimum import ExportError, run_export
+from ovchat_build.export.profiles import ExportFlags, flags_summary
 from ovchat_build.gate import gate
 from ovchat_build.source.resolve import Source
 
