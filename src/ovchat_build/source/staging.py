@@ -9,7 +9,7 @@ from pathlib import Path
 from ovchat_build.checkout import SOURCES_CACHE
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
-from ovchat_build.fingerprint import IMPORTER, code_digest
+from ovchat_build.publish.fingerprint import IMPORTER, code_digest
 from ovchat_build.source.resolve import Source
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ovchat.model.contract import Manifest, ManifestError
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # ovchat_build
 # What a GGUF's converted checkpoint depends on.
 IMPORTER = ("gguf/importer.py", "gguf/archs.py", "gguf/tokenizer.py")
 VERSIONED = (
