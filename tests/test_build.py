@@ -118,7 +118,7 @@ def test_the_fingerprint_covers_every_file_of_the_build_package(tmp_path: Path) 
     shutil.copytree(ROOT / "src" / "ovchat_build", package, ignore=shutil.ignore_patterns("__pycache__"))
     original = code_digest(package=package)
     assert original == code_digest()  # the copy is faithful
-    for changed in ("gguf/importer.py", "gguf/grid.py", "export/profiles.py", "fidelity_texts/languages.txt"):
+    for changed in ("gguf/importer.py", "gguf/grid.py", "export/profiles.py", "fidelity/texts/languages.txt"):
         text = (package / changed).read_text()
         (package / changed).write_text(text + "\n")
         assert code_digest(package=package) != original, changed

@@ -24,7 +24,7 @@ from typing import Any
 from ovchat.model.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
 from ovchat_build.export.optimum import run_export
 from ovchat_build.export.profiles import PROFILES, REFERENCE, ExportFlags
-from ovchat_build.fidelity import measure
+from ovchat_build.fidelity.measure import measure
 from ovchat_build.gguf.grid import apply_grid
 
 ROOT = Path(__file__).resolve().parents[2]

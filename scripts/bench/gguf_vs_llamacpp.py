@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ovchat_build.eval_set import TEXTS_DIR
-from ovchat_build.ir_model import IRModel
+from ovchat_build.fidelity.eval_set import TEXTS_DIR
+from ovchat_build.fidelity.ir_model import IRModel
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
 from ovchat_build.export.optimum import ExportError, run_export
 from ovchat_build.export.profiles import ExportFlags, flags_summary
-from ovchat_build.gate import gate
+from ovchat_build.fidelity.gate import gate
 from ovchat_build.source.resolve import Source
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from ovchat_build.gate import FidelityError
+from ovchat_build.fidelity.gate import FidelityError
 
 MAX_NEW_TOKENS = 128  # the greedy answers' limit, the source's too
 

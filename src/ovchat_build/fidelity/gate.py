@@ -11,7 +11,7 @@ from ovchat_build.errors import BuildError
 from ovchat_build.source.resolve import Source
 
 if TYPE_CHECKING:
-    from ovchat_build.fidelity import FidelityReport
+    from ovchat_build.fidelity.measure import FidelityReport
 
 # Below this top-1 agreement with the source, or with more looping greedy answers than the source
 # has (give or take LOOP_TOLERANCE), a build publishes nothing. The same for every source.
@@ -57,7 +57,7 @@ def gate(
     models drift under bf16 (measured on the embedded SmolLM2 with its own grid: agreement 0.964
     and 3 looping answers in bf16, 0.973 and the source's 1 in f32, with decode no slower), and the
     runtime then uses what the build verified."""
-    from ovchat_build.fidelity import format_table, measure
+    from ovchat_build.fidelity.measure import format_table, measure
 
     dequantized = " (dequantized GGUF)" if source.kind in ("embedded", "gguf") else ""
     label = f"{portable(source.ref)}{dequantized}"

@@ -3,7 +3,7 @@
 The source is the Hugging Face checkpoint run by torch in float32, or in bfloat16 when float32
 would not fit the memory budget (a 3.8 B model is 15 GB in float32; for a GGUF source the
 checkpoint is the GGUF dequantized to float, itself already quantized). Both models see the same
-token ids: the texts in fidelity_texts/ tokenized by the source's tokenizer, chats through its
+token ids: the texts in texts/ tokenized by the source's tokenizer, chats through its
 chat template. Teacher-forced: top-1 next-token agreement, KL(source || IR) mean and p95, both
 perplexities. Generation: greedy answers of both to fixed chat prompts, compared token by token,
 and counted as degenerate when they run to the token limit in a loop (a phrase repeating to the
@@ -17,7 +17,7 @@ already below the bar is refused without them, the source's included (at 3.8 B t
 of torch). The source's answers join the cache once computed. A second precision, or a rebuild of
 the same source, reads the cache.
 
-Usage (build env): python -m ovchat_build.fidelity HF_DIR IR_DIR [--min-agreement 0.9]
+Usage (build env): python -m ovchat_build.fidelity.measure HF_DIR IR_DIR [--min-agreement 0.9]
 """
 
 from __future__ import annotations
@@ -40,17 +40,17 @@ from tqdm import tqdm
 
 from ovchat.prompt.endings import is_degenerate
 from ovchat_build.checkout import GATE_CACHE
-from ovchat_build.eval_set import TEXTS_DIR, EvalSequence, load_prompts, load_sequences
-from ovchat_build.gate import DEFAULT_MIN_AGREEMENT, FidelityError, check
-from ovchat_build.ir_model import MAX_NEW_TOKENS, IRModel
-from ovchat_build.source_model import SourceFigures, compute_source_figures, source_answers
+from ovchat_build.fidelity.eval_set import TEXTS_DIR, EvalSequence, load_prompts, load_sequences
+from ovchat_build.fidelity.gate import DEFAULT_MIN_AGREEMENT, FidelityError, check
+from ovchat_build.fidelity.ir_model import MAX_NEW_TOKENS, IRModel
+from ovchat_build.fidelity.source_model import SourceFigures, compute_source_figures, source_answers
 
 # The IR's greedy answers stop being checked after this long (at least MIN_PROMPTS are): a 3.8 B
 # IR decodes ~5 tokens/s on 2 cores, and 20 answers of up to 128 tokens would take ~9 minutes.
 GREEDY_SECONDS = 240.0
 MIN_PROMPTS = 8
 # The modules whose code the cached source figures depend on (with the texts).
-GATE_CODE = ("eval_set.py", "source_model.py", "fidelity.py")
+GATE_CODE = ("eval_set.py", "source_model.py", "measure.py")
 
 
 @dataclass(frozen=True)
