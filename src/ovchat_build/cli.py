@@ -22,7 +22,7 @@ from ovchat_build.checkout import DEFAULT_OUT
 from ovchat_build.errors import BuildError, Stopped
 from ovchat_build.export.plan import ALL_PROFILES, BuildRequest
 from ovchat_build.export.profiles import ExportFlags
-from ovchat_build.fidelity.gate import DEFAULT_MIN_AGREEMENT
+from ovchat_build.fidelity.criteria import DEFAULT_MIN_AGREEMENT
 
 # What the build needs beyond the runtime: present in the build env only (make build-env).
 BUILD_ENV_MODULES = ("torch", "transformers", "optimum", "nncf", "gguf")

@@ -10,7 +10,7 @@ from typing import Any
 from ovchat.model.contract import EMBEDDED_NAME
 from ovchat_build.errors import BuildError
 from ovchat_build.export.profiles import PROFILES, ExportFlags, flags_summary
-from ovchat_build.fidelity.gate import DEFAULT_MIN_AGREEMENT
+from ovchat_build.fidelity.criteria import DEFAULT_MIN_AGREEMENT
 from ovchat_build.source.resolve import Source
 
 ALL_PROFILES = (*PROFILES, "auto")

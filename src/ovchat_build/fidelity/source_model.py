@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ovchat_build.fidelity.criteria import MAX_NEW_TOKENS
 from ovchat_build.fidelity.eval_set import EvalSequence
-from ovchat_build.fidelity.ir_model import MAX_NEW_TOKENS
 
 # KL(source || IR) is taken over the source's TOP_K most likely tokens plus one bucket for the
 # rest (a lower bound of the full KL that keeps the cache small: 3,785 positions x 64 instead of
