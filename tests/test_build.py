@@ -112,7 +112,7 @@ def test_rerun_with_same_inputs_is_a_no_op(model_dir: Path) -> None:
 
 
 def test_the_fingerprint_covers_every_file_of_the_build_package(tmp_path: Path) -> None:
-    from ovchat_build.publish.fingerprint import code_digest
+    from ovchat_build.recipe import code_digest
 
     package = tmp_path / "ovchat_build"
     shutil.copytree(ROOT / "src" / "ovchat_build", package, ignore=shutil.ignore_patterns("__pycache__"))

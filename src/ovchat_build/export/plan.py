@@ -9,7 +9,7 @@ from typing import Any
 
 from ovchat.model.contract import EMBEDDED_NAME
 from ovchat_build.errors import BuildError
-from ovchat_build.export.profiles import PROFILES, ExportFlags, flags_summary
+from ovchat_build.export.profiles import BLOCKS_EXPORT, PROFILES, ExportFlags, flags_summary
 from ovchat_build.fidelity.criteria import DEFAULT_MIN_AGREEMENT
 from ovchat_build.source.resolve import Source
 
@@ -74,8 +74,6 @@ def make_plan(request: BuildRequest, source: Source) -> Plan:
         raise BuildError("--profile gguf carries the file's own grid: its export flags cannot be changed")
     base = PROFILES[profile] if profile != "auto" else PROFILES["balanced"]
     if profile == "gguf" and grid == "blocks":
-        from ovchat_build.gguf.grid import BLOCKS_EXPORT
-
         base = BLOCKS_EXPORT
     return Plan(profile, replace(base, **overrides), grid == "Q4_1", grid)
 

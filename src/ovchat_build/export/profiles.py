@@ -92,6 +92,9 @@ PROFILES: dict[str, ExportFlags] = {
     "speed": replace(REFERENCE, ratio=1.0),
     "quality": replace(REFERENCE, weight_format="int8"),
 }
+# The export a GGUF's "blocks" grid is written into (gguf/grid.py): unquantized, so that every
+# weight is a plain constant.
+BLOCKS_EXPORT = ExportFlags(weight_format="fp32", sym=False)
 
 
 def flags_summary(flags: ExportFlags) -> dict[str, Any]:

@@ -33,7 +33,6 @@ import numpy as np
 import openvino as ov
 from openvino import opset13 as ops
 
-from ovchat_build.export.profiles import ExportFlags
 from ovchat_build.gguf.archs import Architecture, ArchitectureError, file_architecture, read_gguf
 from ovchat_build.gguf.blocks import FLOATS, LAYOUTS, Grid, unpack
 from ovchat_build.gguf.blocks import reverse_permute as _reverse_permute
@@ -191,8 +190,6 @@ def _save_in_place(model: ov.Model, ir_dir: Path) -> None:
     os.replace(temporary, ir_dir / "openvino_model.xml")
 
 
-# The export a "blocks" grid is written into: unquantized, so that every weight is a plain constant.
-BLOCKS_EXPORT = ExportFlags(weight_format="fp32", sym=False)
 # GGUF tensor names of the embeddings and the output layer -> the IR constant names optimum gives them.
 IR_NAMES = {"token_embd.weight": "self.model.embed_tokens.weight", "output.weight": "self.lm_head.weight"}
 CODE_TYPES = {"i4": ov.Type.i4, "u4": ov.Type.u4, "i8": ov.Type.i8, "u8": ov.Type.u8}

@@ -9,8 +9,11 @@ from pathlib import Path
 from ovchat_build.checkout import SOURCES_CACHE
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
-from ovchat_build.publish.fingerprint import IMPORTER, code_digest
+from ovchat_build.recipe import code_digest
 from ovchat_build.source.resolve import Source
+
+# What a GGUF's converted checkpoint depends on (the build package's files that make it).
+IMPORTER = ("gguf/importer.py", "gguf/archs.py", "gguf/tokenizer.py")
 
 
 def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
