@@ -13,7 +13,8 @@ DEFAULT_MIN_AGREEMENT = 0.85
 # at 0.95 agreement, loop on 2 where the source loops on 1; the int4 grid in bf16 loops on 3.
 LOOP_TOLERANCE = 1
 # The greedy answers' limit, the source's and the IR's alike: an answer that reaches it in a loop
-# counts as degenerate. The source's answers are cached, cut at it.
+# counts as degenerate. The source's answers are cached cut at it (figures.py keys the cache on this
+# module too).
 MAX_NEW_TOKENS = 128
 
 

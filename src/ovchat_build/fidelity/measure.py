@@ -11,11 +11,11 @@ end); the IR's answers stop after GREEDY_SECONDS, so a large model's gate is bou
 
 The source and the IR are never in memory together: the source's figures (per position its
 argmax, the target's log-probability and its TOP_K log-probabilities) are computed once, cached
-under build/gate-cache keyed by the source's files and this gate's code, then the IR is loaded and
-compared against them. Greedy answers come second, and only for an IR whose agreement passes: an IR
-already below the bar is refused without them, the source's included (at 3.8 B those are minutes
-of torch). The source's answers join the cache once computed. A second precision, or a rebuild of
-the same source, reads the cache.
+under build/gate-cache keyed by the source's files and this gate's code (figures.py), then the IR
+is loaded and compared against them. Greedy answers come second, and only for an IR whose
+agreement passes: an IR already below the bar is refused without them, the source's included (at
+3.8 B those are minutes of torch). The source's answers join the cache once computed. A second
+precision, or a rebuild of the same source, reads the cache.
 
 Usage (build env): python -m ovchat_build.fidelity HF_DIR IR_DIR [--min-agreement 0.9]
 """
@@ -23,7 +23,6 @@ Usage (build env): python -m ovchat_build.fidelity HF_DIR IR_DIR [--min-agreemen
 from __future__ import annotations
 
 import gc
-import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,17 +36,16 @@ from tqdm import tqdm
 from ovchat.prompt.endings import is_degenerate
 from ovchat_build.checkout import GATE_CACHE
 from ovchat_build.fidelity.criteria import MAX_NEW_TOKENS, FidelityError
-from ovchat_build.fidelity.eval_set import TEXTS_DIR, EvalSequence, load_prompts, load_sequences
+from ovchat_build.fidelity.eval_set import EvalSequence, load_prompts, load_sequences
+from ovchat_build.fidelity.figures import SourceFigures, figures_folder
 from ovchat_build.fidelity.ir_model import IRModel
 from ovchat_build.fidelity.report import FidelityReport, GenerationFidelity, TokenFidelity
-from ovchat_build.fidelity.source_model import SourceFigures, compute_source_figures, source_answers
+from ovchat_build.fidelity.source_model import compute_source_figures, source_answers
 
 # The IR's greedy answers stop being checked after this long (at least MIN_PROMPTS are): a 3.8 B
 # IR decodes ~5 tokens/s on 2 cores, and 20 answers of up to 128 tokens would take ~9 minutes.
 GREEDY_SECONDS = 240.0
 MIN_PROMPTS = 8
-# The modules whose code the cached source figures depend on (with the texts).
-GATE_CODE = ("eval_set.py", "source_model.py", "measure.py")
 
 
 @dataclass(frozen=True)
@@ -131,16 +129,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def gate_digest() -> str:
-    """This gate's code and texts: a change to either recomputes the cached source figures."""
-    digest = hashlib.sha256()
-    for name in GATE_CODE:
-        digest.update(Path(__file__).with_name(name).read_bytes())
-    for path in sorted(TEXTS_DIR.iterdir()):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def measure(
     hf_dir: Path,
     ir_dir: Path,
@@ -157,7 +145,7 @@ def measure(
     from transformers import AutoTokenizer
 
     started = time.monotonic()
-    cache = GATE_CACHE / hashlib.sha256(f"{source_key}:{gate_digest()}".encode()).hexdigest()[:24]
+    cache = figures_folder(source_key or "")
     with _loading():
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
         sequences, prompts = load_sequences(tokenizer), load_prompts(tokenizer)
