@@ -1,6 +1,7 @@
 """The model build's layout, held as code: no import cycle among its modules (lazy imports and
 TYPE_CHECKING ones included), its subpackages stacked as layers that import only downwards, and the
-GGUF staging cache keyed on every build module the importer runs. Read with ast: nothing is imported."""
+GGUF staging cache keyed on every build module the importer runs; the runtime reached only through
+the paths it keeps for the build. Read with ast: nothing is imported."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from ovchat_build.source.staging import IMPORTER
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ROOT = "ovchat_build"
+# The runtime's modules the build may import: the paths the runtime keeps for it (its stdlib-only
+# model-folder contract, one prompt rule, its error family, and its public API to open a model).
+RUNTIME_PATHS = {"ovchat", "ovchat.errors", "ovchat.model.contract", "ovchat.prompt.endings"}
 # Bottom up: each layer imports only those below it (and, without a cycle, its own).
 LAYERS = (
     ("errors", "clock", "checkout", "recipe"),  # what every step uses
@@ -137,3 +141,14 @@ def test_the_gguf_staging_cache_is_keyed_on_every_module_the_importer_runs() -> 
     files = module_files()
     code = {files[m].relative_to(SRC / ROOT).as_posix() for m in reached if files[m].name != "__init__.py"}
     assert code <= set(IMPORTER)
+
+
+def test_the_runtime_is_reached_only_through_the_paths_it_keeps_for_the_build() -> None:
+    used = set()
+    for path in module_files().values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                used.add(node.module)
+            elif isinstance(node, ast.Import):
+                used |= {alias.name for alias in node.names}
+    assert {m for m in used if m.split(".")[0] == "ovchat"} <= RUNTIME_PATHS
