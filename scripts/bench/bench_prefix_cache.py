@@ -13,12 +13,13 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import httpx
 from bench_serve import start_server
 
-DOCUMENT = (Path(__file__).parent / "fidelity_texts" / "prose_lighthouse.txt").read_text()[:2500]
+from ovchat_build.fidelity.eval_set import TEXTS_DIR
+
+DOCUMENT = (TEXTS_DIR / "prose_lighthouse.txt").read_text()[:2500]
 QUESTIONS = [
     "Summarize the text in one sentence.",
     "Who is the main character?",
