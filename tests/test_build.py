@@ -112,13 +112,13 @@ def test_rerun_with_same_inputs_is_a_no_op(model_dir: Path) -> None:
 
 
 def test_the_fingerprint_covers_every_file_of_the_build_package(tmp_path: Path) -> None:
-    from ovchat_build.fingerprint import code_digest
+    from ovchat_build.recipe import code_digest
 
     package = tmp_path / "ovchat_build"
     shutil.copytree(ROOT / "src" / "ovchat_build", package, ignore=shutil.ignore_patterns("__pycache__"))
     original = code_digest(package=package)
     assert original == code_digest()  # the copy is faithful
-    for changed in ("gguf_import.py", "gguf_grid.py", "export.py", "fidelity_texts/languages.txt"):
+    for changed in ("gguf/importer.py", "gguf/grid.py", "export/profiles.py", "fidelity/texts/languages.txt"):
         text = (package / changed).read_text()
         (package / changed).write_text(text + "\n")
         assert code_digest(package=package) != original, changed

@@ -18,11 +18,11 @@ from conftest import BUILD_PYTHON
 PLAN = """
 import json, sys
 from pathlib import Path
-from ovchat_build.cli import parse_args
+from ovchat_build.command import parse_args
 from ovchat_build.errors import BuildError
-from ovchat_build.export import export_command
-from ovchat_build.plan import make_plan
-from ovchat_build.source import Source
+from ovchat_build.export.optimum import export_command
+from ovchat_build.export.plan import make_plan
+from ovchat_build.source.resolve import Source
 results = []
 for argv in json.loads(sys.argv[1]):
     args = parse_args([sys.argv[2], *argv])
@@ -96,7 +96,8 @@ FREE_SPACE = """
 import shutil, sys
 from collections import namedtuple
 from ovchat_build.errors import BuildError
-from ovchat_build.source import Source, check_free_space
+from ovchat_build.source.inputs import check_free_space
+from ovchat_build.source.resolve import Source
 from pathlib import Path
 folder = Path(sys.argv[1])
 Usage = namedtuple("Usage", "total used free")

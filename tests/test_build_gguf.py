@@ -23,7 +23,7 @@ MODELS = ROOT / "build" / "test-gguf" / "models"
 CHECK_BLOCKS = """
 import sys
 import numpy as np, gguf
-from ovchat_build.gguf_blocks import LAYOUTS, unpack
+from ovchat_build.gguf.blocks import LAYOUTS, unpack
 seen = {}
 for path in sys.argv[1:]:
     for t in gguf.GGUFReader(path).tensors:

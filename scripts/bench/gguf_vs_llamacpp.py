@@ -25,8 +25,8 @@ import numpy as np
 
 from lib.paths import FIDELITY, ROOT
 from lib.sections import replace_marked
-from ovchat_build.eval_set import TEXTS_DIR
-from ovchat_build.ir_model import IRModel
+from ovchat_build.fidelity.eval_set import TEXTS_DIR
+from ovchat_build.fidelity.ir_model import IRModel
 
 FIXTURES = ROOT / "build" / "fixtures" / "gguf"
 WORK = ROOT / "build" / "gguf-fidelity"

@@ -20,8 +20,8 @@ HF=$(ls -d "$ROOT"/build/sources/SmolLM2-135M-Instruct.Q4_1-*/ 2>/dev/null | hea
 if [[ -z "$HF" ]]; then
     "$PYTHON" - <<'EOF'
 from ovchat.model.contract import sha256_file
-from ovchat_build.source import resolve_source
-from ovchat_build.source_cache import stage_hf_checkpoint
+from ovchat_build.source.resolve import resolve_source
+from ovchat_build.source.staging import stage_hf_checkpoint
 source = resolve_source(None)
 stage_hf_checkpoint(source, sha256_file(source.path))
 EOF

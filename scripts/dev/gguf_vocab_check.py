@@ -37,7 +37,7 @@ def cases(vocab: Path) -> list[tuple[str, list[int]]]:
 def fields(vocab: Path, compare: bool) -> dict[str, Any]:
     """The tokenizer fields of `vocab` (checked against gguf's reader if `compare`)."""
     from ovchat.model.gguf_head import read_gguf_metadata
-    from ovchat_build.gguf_tokenizer import FIELDS
+    from ovchat_build.gguf.tokenizer import FIELDS
 
     found = read_gguf_metadata(vocab, set(FIELDS))
     if compare:
@@ -56,7 +56,7 @@ def check(vocab: Path, chat: list[str], compare: bool) -> dict[str, Any]:
     from openvino_tokenizers import convert_tokenizer
     from transformers import AutoTokenizer
 
-    from ovchat_build.gguf_tokenizer import (
+    from ovchat_build.gguf.tokenizer import (
         TokenizerError,
         end_of_generation_ids,
         read_tokenizer,

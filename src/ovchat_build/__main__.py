@@ -2,6 +2,6 @@
 
 import sys
 
-from ovchat_build.cli import main
+from ovchat_build.command import main
 
 sys.exit(main())

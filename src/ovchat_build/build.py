@@ -7,15 +7,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ovchat_build.attempt import Outcome, export_and_measure
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
-from ovchat_build.fingerprint import fingerprint, is_up_to_date, tool_versions
-from ovchat_build.manifest import BuildFacts, make_manifest, print_summary, write_manifest
-from ovchat_build.plan import BuildRequest, Plan, folder_name, make_plan
-from ovchat_build.publish import partial_folder, publish, remove_stale_partials
-from ovchat_build.source import Source, check_free_space, download_hub, hash_inputs, resolve_source
-from ovchat_build.source_cache import stage_hf_checkpoint
+from ovchat_build.export.attempt import Outcome, export_and_measure
+from ovchat_build.export.plan import BuildRequest, Plan, folder_name, make_plan
+from ovchat_build.publish.fingerprint import fingerprint, is_up_to_date, tool_versions
+from ovchat_build.publish.folder import partial_folder, publish, remove_stale_partials
+from ovchat_build.publish.manifest import BuildFacts, make_manifest, print_summary, write_manifest
+from ovchat_build.source.inputs import check_free_space, hash_inputs
+from ovchat_build.source.resolve import Source, download_hub, resolve_source
+from ovchat_build.source.staging import stage_hf_checkpoint
 
 
 def build(request: BuildRequest) -> Path:
@@ -45,7 +46,7 @@ def build(request: BuildRequest) -> Path:
         manifest = make_manifest(facts, work, target, outcome, time.monotonic() - started, CLOCK.seconds)
         # The runtime reads its properties from the manifest: verify opens the folder as users will.
         write_manifest(work, manifest)
-        from ovchat_build.verify import VerifyError, verify
+        from ovchat_build.publish.verify import VerifyError, verify
 
         try:
             with CLOCK.step("verify", "verifying the exported folder"):
@@ -67,7 +68,7 @@ def export_and_gate(hf_dir: Path, work: Path, source: Source, plan: Plan, reques
             raise BuildError(
                 "--profile auto searches by fidelity: it cannot be combined with --skip-fidelity"
             )
-        from ovchat_build.search import search_smallest
+        from ovchat_build.export.search import search_smallest
 
         outcome = search_smallest(hf_dir, work, source, plan, request.min_agreement)
     else:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from ovchat_build.errors import BuildError
-from ovchat_build.plan import checkpoint_name
-from ovchat_build.source import Source, hash_inputs, weight_files
+from ovchat_build.export.plan import checkpoint_name
+from ovchat_build.source.inputs import hash_inputs, weight_files
+from ovchat_build.source.resolve import Source
 
 
 def hub_snapshot(root: Path, repo: str = "models--acme--tiny-chat") -> Path:

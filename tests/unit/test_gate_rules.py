@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ovchat_build.gate import F32_RESCUE_MARGIN, FidelityError, _f32_may_rescue, check
+from ovchat_build.fidelity.criteria import FidelityError, check
+from ovchat_build.fidelity.gate import F32_RESCUE_MARGIN, _f32_may_rescue
 
 
 def report(agreement: float, looping: int = 0, source_looping: int = 0) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ovchat_build.gguf_tokenizer import (
+from ovchat_build.gguf.tokenizer import (
     TokenizerError,
     end_of_generation_ids,
     read_tokenizer,

@@ -16,10 +16,10 @@ import statistics
 import httpx
 
 from lib.chat_stream import chat_body, stream_chat
-from lib.paths import ROOT
 from lib.server import ServerProcess, ovchat_serve, start_on_free_port
+from ovchat_build.fidelity.eval_set import TEXTS_DIR
 
-DOCUMENT = (ROOT / "src" / "ovchat_build" / "fidelity_texts" / "prose_lighthouse.txt").read_text()[:2500]
+DOCUMENT = (TEXTS_DIR / "prose_lighthouse.txt").read_text()[:2500]
 QUESTIONS = [
     "Summarize the text in one sentence.",
     "Who is the main character?",

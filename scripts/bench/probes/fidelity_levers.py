@@ -25,9 +25,10 @@ from typing import Any
 from lib.paths import BUILD, FIDELITY
 from lib.sections import replace_section
 from ovchat.model.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
-from ovchat_build.export import PROFILES, REFERENCE, ExportFlags, run_export
-from ovchat_build.fidelity import measure
-from ovchat_build.gguf_grid import apply_grid
+from ovchat_build.export.optimum import run_export
+from ovchat_build.export.profiles import PROFILES, REFERENCE, ExportFlags
+from ovchat_build.fidelity.measure import measure
+from ovchat_build.gguf.grid import apply_grid
 
 
 @dataclass(frozen=True)

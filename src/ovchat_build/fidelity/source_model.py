@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import shutil
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ovchat_build.eval_set import EvalSequence
-from ovchat_build.ir_model import MAX_NEW_TOKENS
+from ovchat_build.fidelity.criteria import MAX_NEW_TOKENS
+from ovchat_build.fidelity.eval_set import EvalSequence
+from ovchat_build.fidelity.figures import SourceFigures
 
 # KL(source || IR) is taken over the source's TOP_K most likely tokens plus one bucket for the
 # rest (a lower bound of the full KL that keeps the cache small: 3,785 positions x 64 instead of
@@ -74,52 +71,6 @@ class SourceModel:
 def _cut_after_eos(tokens: list[int], eos_ids: set[int]) -> list[int]:
     ends = [i for i, token in enumerate(tokens) if token in eos_ids]
     return tokens[: ends[0] + 1] if ends else tokens
-
-
-@dataclass
-class SourceFigures:
-    """What the gate needs of the source, per eval sequence and prompt; cached between runs."""
-
-    dtype: str
-    parameters: int
-    argmax: list[np.ndarray]  # per position: the source's most likely next token
-    target: list[np.ndarray]  # the log-probability of the token that does come next
-    top_ids: list[np.ndarray]  # [positions, TOP_K] the most likely tokens and their log-probs
-    top_logprobs: list[np.ndarray]
-    eos_ids: list[int]
-    answers: list[list[int]] | None = None  # greedy answers, computed only once an IR gets to them
-
-    def save(self, path: Path) -> None:
-        """Written aside and renamed into place: a build killed meanwhile leaves no half a cache."""
-        work = path.with_name(f".{path.name}-{os.getpid()}")
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        arrays = {f"{name}{i}": a for name in ("argmax", "target", "top_ids", "top_logprobs")
-                  for i, a in enumerate(getattr(self, name))}  # fmt: skip
-        np.savez(work / "figures.npz", **arrays)  # type: ignore[arg-type]
-        meta = {
-            "dtype": self.dtype,
-            "parameters": self.parameters,
-            "answers": self.answers,
-            "eos_ids": self.eos_ids,
-            "count": len(self.argmax),
-        }
-        (work / "meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(path, ignore_errors=True)
-        work.rename(path)
-
-    @classmethod
-    def load(cls, path: Path) -> SourceFigures | None:
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-            with np.load(path / "figures.npz") as data:
-                columns = {name: [data[f"{name}{i}"] for i in range(meta["count"])]
-                           for name in ("argmax", "target", "top_ids", "top_logprobs")}  # fmt: skip
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            return None
-        return cls(
-            meta["dtype"], meta["parameters"], eos_ids=meta["eos_ids"], answers=meta["answers"], **columns
-        )
 
 
 def compute_source_figures(hf_dir: Path, sequences: list[EvalSequence]) -> SourceFigures:

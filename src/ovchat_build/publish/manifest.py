@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ovchat.model.contract import MANIFEST_FILE, FileEntry, Manifest, sha256_file
-from ovchat_build.attempt import Outcome
 from ovchat_build.checkout import portable
-from ovchat_build.source import Source
+from ovchat_build.export.attempt import Outcome
+from ovchat_build.source.resolve import Source
 
 
 @dataclass(frozen=True)

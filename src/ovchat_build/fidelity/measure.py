@@ -3,7 +3,7 @@
 The source is the Hugging Face checkpoint run by torch in float32, or in bfloat16 when float32
 would not fit the memory budget (a 3.8 B model is 15 GB in float32; for a GGUF source the
 checkpoint is the GGUF dequantized to float, itself already quantized). Both models see the same
-token ids: the texts in fidelity_texts/ tokenized by the source's tokenizer, chats through its
+token ids: the texts in texts/ tokenized by the source's tokenizer, chats through its
 chat template. Teacher-forced: top-1 next-token agreement, KL(source || IR) mean and p95, both
 perplexities. Generation: greedy answers of both to fixed chat prompts, compared token by token,
 and counted as degenerate when they run to the token limit in a loop (a phrase repeating to the
@@ -11,28 +11,23 @@ end); the IR's answers stop after GREEDY_SECONDS, so a large model's gate is bou
 
 The source and the IR are never in memory together: the source's figures (per position its
 argmax, the target's log-probability and its TOP_K log-probabilities) are computed once, cached
-under build/gate-cache keyed by the source's files and this gate's code, then the IR is loaded and
-compared against them. Greedy answers come second, and only for an IR whose agreement passes: an IR
-already below the bar is refused without them, the source's included (at 3.8 B those are minutes
-of torch). The source's answers join the cache once computed. A second precision, or a rebuild of
-the same source, reads the cache.
+under build/gate-cache keyed by the source's files and this gate's code (figures.py), then the IR
+is loaded and compared against them. Greedy answers come second, and only for an IR whose
+agreement passes: an IR already below the bar is refused without them, the source's included (at
+3.8 B those are minutes of torch). The source's answers join the cache once computed. A second
+precision, or a rebuild of the same source, reads the cache.
 
 Usage (build env): python -m ovchat_build.fidelity HF_DIR IR_DIR [--min-agreement 0.9]
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import hashlib
-import json
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,57 +35,17 @@ from tqdm import tqdm
 
 from ovchat.prompt.endings import is_degenerate
 from ovchat_build.checkout import GATE_CACHE
-from ovchat_build.eval_set import TEXTS_DIR, EvalSequence, load_prompts, load_sequences
-from ovchat_build.gate import DEFAULT_MIN_AGREEMENT, FidelityError, check
-from ovchat_build.ir_model import MAX_NEW_TOKENS, IRModel
-from ovchat_build.source_model import SourceFigures, compute_source_figures, source_answers
+from ovchat_build.fidelity.criteria import MAX_NEW_TOKENS, FidelityError
+from ovchat_build.fidelity.eval_set import EvalSequence, load_prompts, load_sequences
+from ovchat_build.fidelity.figures import SourceFigures, figures_folder
+from ovchat_build.fidelity.ir_model import IRModel
+from ovchat_build.fidelity.report import FidelityReport, GenerationFidelity, TokenFidelity
+from ovchat_build.fidelity.source_model import compute_source_figures, source_answers
 
 # The IR's greedy answers stop being checked after this long (at least MIN_PROMPTS are): a 3.8 B
 # IR decodes ~5 tokens/s on 2 cores, and 20 answers of up to 128 tokens would take ~9 minutes.
 GREEDY_SECONDS = 240.0
 MIN_PROMPTS = 8
-# The modules whose code the cached source figures depend on (with the texts).
-GATE_CODE = ("eval_set.py", "source_model.py", "fidelity.py")
-
-
-@dataclass(frozen=True)
-class TokenFidelity:
-    """Teacher-forced figures over every predicted token of the eval set."""
-
-    sequences: int
-    tokens: int
-    top1_agreement: float
-    mean_kl: float
-    p95_kl: float
-    perplexity_source: float
-    perplexity_ir: float
-
-
-@dataclass(frozen=True)
-class GenerationFidelity:
-    """Greedy answers of both models to the fixed prompts, compared token by token."""
-
-    prompts: int
-    max_new_tokens: int
-    identical_share: float
-    mean_common_prefix: float
-    mean_source_length: float
-    degenerate_source: int = 0
-    degenerate_ir: int = 0
-
-
-@dataclass(frozen=True)
-class FidelityReport:
-    source: str
-    source_parameters: int
-    source_dtype: str
-    ir_inference_precision: str
-    tokens: TokenFidelity
-    generation: GenerationFidelity | None  # None: refused on agreement, no answers run
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -174,16 +129,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def gate_digest() -> str:
-    """This gate's code and texts: a change to either recomputes the cached source figures."""
-    digest = hashlib.sha256()
-    for name in GATE_CODE:
-        digest.update(Path(__file__).with_name(name).read_bytes())
-    for path in sorted(TEXTS_DIR.iterdir()):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def measure(
     hf_dir: Path,
     ir_dir: Path,
@@ -200,7 +145,7 @@ def measure(
     from transformers import AutoTokenizer
 
     started = time.monotonic()
-    cache = GATE_CACHE / hashlib.sha256(f"{source_key}:{gate_digest()}".encode()).hexdigest()[:24]
+    cache = figures_folder(source_key or "")
     with _loading():
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
         sequences, prompts = load_sequences(tokenizer), load_prompts(tokenizer)
@@ -242,48 +187,3 @@ def _loading() -> Iterator[None]:
         yield
     except (OSError, RuntimeError, ValueError) as exc:
         raise FidelityError(f"cannot load the models to compare: {str(exc).splitlines()[0]}") from exc
-
-
-def format_table(report: FidelityReport) -> str:
-    """A short human-readable table of the figures."""
-    t, g = report.tokens, report.generation
-    rows = [
-        ("top-1 agreement", f"{t.top1_agreement:.4f}  ({t.tokens} tokens, {t.sequences} sequences)"),
-        ("KL mean / p95", f"{t.mean_kl:.5f} / {t.p95_kl:.5f}"),
-        ("perplexity source / IR", f"{t.perplexity_source:.3f} / {t.perplexity_ir:.3f}"),
-    ]
-    if g is None:
-        rows.append(("greedy answers", "not run: the agreement is below the bar"))
-    else:
-        rows += [
-            ("greedy answers identical", f"{g.identical_share:.0%} of {g.prompts} prompts"),
-            ("mean common prefix", f"{g.mean_common_prefix:.1f} of {g.mean_source_length:.1f} tokens"),
-            ("degenerate answers", f"{g.degenerate_ir} (source: {g.degenerate_source})"),
-        ]
-    lines = [f"  {label:<26} {value}" for label, value in rows]
-    heading = f"[fidelity] vs {report.source} in torch {report.source_dtype}"
-    heading += f", IR at {report.ir_inference_precision}"
-    return "\n".join([f"{heading}, {report.seconds} s", *lines])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("hf_dir", type=Path, help="the source Hugging Face checkpoint folder")
-    parser.add_argument("ir_dir", type=Path, help="the exported model folder (openvino_model.xml)")
-    parser.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    try:
-        report = measure(args.hf_dir, args.ir_dir)
-        print(json.dumps(report.to_dict(), indent=2) if args.json else format_table(report))
-        check(report, args.min_agreement)
-    except FidelityError as exc:
-        print(f"fidelity: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

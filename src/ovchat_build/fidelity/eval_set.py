@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TEXTS_DIR = Path(__file__).resolve().with_name("fidelity_texts")
+TEXTS_DIR = Path(__file__).resolve().with_name("texts")
 PROMPTS_FILE = "prompts.json"
 CHATS_FILE = "chats.json"
 MAX_SEQUENCE_TOKENS = 512

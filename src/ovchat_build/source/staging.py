@@ -9,8 +9,11 @@ from pathlib import Path
 from ovchat_build.checkout import SOURCES_CACHE
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
-from ovchat_build.fingerprint import IMPORTER, code_digest
-from ovchat_build.source import Source
+from ovchat_build.recipe import code_digest
+from ovchat_build.source.resolve import Source
+
+# What a GGUF's converted checkpoint depends on (the build package's files that make it).
+IMPORTER = ("gguf/importer.py", "gguf/archs.py", "gguf/tokenizer.py")
 
 
 def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
@@ -24,7 +27,7 @@ def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
         return cached
     for stale in SOURCES_CACHE.glob(f"{source.path.stem}-{source_sha[:12]}*"):
         shutil.rmtree(stale, ignore_errors=True)  # an older importer's conversion of this file
-    from ovchat_build.gguf_import import GGUFImportError, gguf_to_hf
+    from ovchat_build.gguf.importer import GGUFImportError, gguf_to_hf
 
     partial = cached.with_name(f".partial-{cached.name}-{os.getpid()}")
     try:

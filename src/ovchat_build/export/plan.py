@@ -9,9 +9,9 @@ from typing import Any
 
 from ovchat.model.contract import EMBEDDED_NAME
 from ovchat_build.errors import BuildError
-from ovchat_build.export import PROFILES, ExportFlags, flags_summary
-from ovchat_build.gate import DEFAULT_MIN_AGREEMENT
-from ovchat_build.source import Source
+from ovchat_build.export.profiles import BLOCKS_EXPORT, PROFILES, ExportFlags, flags_summary
+from ovchat_build.fidelity.criteria import DEFAULT_MIN_AGREEMENT
+from ovchat_build.source.resolve import Source
 
 ALL_PROFILES = (*PROFILES, "auto")
 
@@ -52,7 +52,7 @@ class Plan:
 def make_plan(request: BuildRequest, source: Source) -> Plan:
     grid, refused = None, ""
     if source.kind in ("embedded", "gguf") and source.path is not None:
-        from ovchat_build.gguf_grid import grid_type, tensor_types, uncarried
+        from ovchat_build.gguf.grid import grid_type, tensor_types, uncarried
 
         grid = grid_type(source.path)
         counts = uncarried(tensor_types(source.path) or {})
@@ -74,8 +74,6 @@ def make_plan(request: BuildRequest, source: Source) -> Plan:
         raise BuildError("--profile gguf carries the file's own grid: its export flags cannot be changed")
     base = PROFILES[profile] if profile != "auto" else PROFILES["balanced"]
     if profile == "gguf" and grid == "blocks":
-        from ovchat_build.gguf_grid import BLOCKS_EXPORT
-
         base = BLOCKS_EXPORT
     return Plan(profile, replace(base, **overrides), grid == "Q4_1", grid)
 

@@ -1,6 +1,6 @@
 """optimum-cli's own entry point, seeded, with ovchat's shipped calibration texts as `--dataset ovchat`.
 
-Usage (build env): python -m ovchat_build.optimum_launch export openvino -m HF_DIR ... OUT
+Usage (build env): python -m ovchat_build.export.optimum_launch export openvino -m HF_DIR ... OUT
 (optimum-cli's arguments)
 
 `--dataset auto` has the unquantized model write its own calibration text, one token at a time:

@@ -11,9 +11,10 @@ from ovchat.model.contract import EMBEDDED_SAMPLING, GENERATION_CONFIG_FILE
 from ovchat_build.checkout import portable
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
-from ovchat_build.export import ExportError, ExportFlags, flags_summary, run_export
-from ovchat_build.gate import gate
-from ovchat_build.source import Source
+from ovchat_build.export.optimum import ExportError, run_export
+from ovchat_build.export.profiles import ExportFlags, flags_summary
+from ovchat_build.fidelity.gate import gate
+from ovchat_build.source.resolve import Source
 
 
 @dataclass
@@ -66,7 +67,7 @@ def export_and_measure(
 
 def carry_grid(source: Source, work: Path) -> dict[str, Any]:
     """The GGUF's own grid into the exported IR: Q4_1 into the int4 export, other types block by block."""
-    from ovchat_build.gguf_grid import GridError, apply_grid, carry_blocks, grid_type
+    from ovchat_build.gguf.grid import GridError, apply_grid, carry_blocks, grid_type
 
     assert source.path is not None
     q4_1 = grid_type(source.path) == "Q4_1"

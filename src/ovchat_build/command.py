@@ -20,9 +20,9 @@ from pathlib import Path
 from ovchat.model.contract import models_home
 from ovchat_build.checkout import DEFAULT_OUT
 from ovchat_build.errors import BuildError, Stopped
-from ovchat_build.export import ExportFlags
-from ovchat_build.gate import DEFAULT_MIN_AGREEMENT
-from ovchat_build.plan import ALL_PROFILES, BuildRequest
+from ovchat_build.export.plan import ALL_PROFILES, BuildRequest
+from ovchat_build.export.profiles import ExportFlags
+from ovchat_build.fidelity.criteria import DEFAULT_MIN_AGREEMENT
 
 # What the build needs beyond the runtime: present in the build env only (make build-env).
 BUILD_ENV_MODULES = ("torch", "transformers", "optimum", "nncf", "gguf")
@@ -102,7 +102,7 @@ def _add_export_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         help="calibration data for data-aware compression (ovchat: the texts shipped in the build "
-        "package's calibration/, the default; auto: text the model writes itself, slow above 1 B)",
+        "package's export/calibration/, the default; auto: text the model writes itself, slow above 1 B)",
     )
     for method in ("--awq", "--scale-estimation", "--gptq", "--lora-correction"):
         parser.add_argument(method, action=argparse.BooleanOptionalAction, default=None)

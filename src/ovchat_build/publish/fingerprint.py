@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ovchat.model.contract import Manifest, ManifestError
+from ovchat_build.recipe import code_digest
 
-PACKAGE = Path(__file__).resolve().parent
-# What a GGUF's converted checkpoint depends on.
-IMPORTER = ("gguf_import.py", "gguf_archs.py", "gguf_tokenizer.py")
 VERSIONED = (
     "optimum-intel",
     "optimum",
@@ -33,17 +31,6 @@ def tool_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def code_digest(names: tuple[str, ...] | None = None, package: Path = PACKAGE) -> str:
-    """sha256 over the named files (folders: every file in them; None: the whole folder) under `package`."""
-    digest = hashlib.sha256()
-    tops = [package / name for name in names] if names is not None else [package]
-    for top in tops:
-        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 def fingerprint(

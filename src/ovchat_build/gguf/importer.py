@@ -1,7 +1,7 @@
 """Turn a GGUF file (llama, qwen2, qwen3, phi3 or gemma3 architecture) into a Hugging Face checkpoint folder.
 
 The weights go through transformers' own GGUF loader (dequantized to float32). The tokenizer does
-not: gguf_tokenizer.py rebuilds it from the GGUF metadata the way llama.cpp reads it (transformers'
+not: tokenizer.py rebuilds it from the GGUF metadata the way llama.cpp reads it (transformers'
 GGUF tokenizer conversion gets SmolLM2's eos and decoder wrong).
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import gguf
 
-from ovchat_build.gguf_archs import ArchitectureError, architecture, read_gguf
-from ovchat_build.gguf_tokenizer import FIELDS as TOKENIZER_FIELDS
-from ovchat_build.gguf_tokenizer import (
+from ovchat_build.gguf.archs import ArchitectureError, architecture, read_gguf
+from ovchat_build.gguf.tokenizer import FIELDS as TOKENIZER_FIELDS
+from ovchat_build.gguf.tokenizer import (
     GGUFTokenizer,
     TokenizerError,
     end_of_generation_ids,

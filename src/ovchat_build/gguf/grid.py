@@ -11,7 +11,7 @@ the limit that bf16 inference sets; 0.70 for the int4 sym g128 export).
 
 Every other file (Q8_0, Q4_0, Q5_x, the K-quants and the per-tensor mixes llama-quantize writes)
 is exported unquantized (fp32) and each weight constant is replaced by a decompression subgraph of
-the file's own codes, scales and zero points (gguf_blocks.py): codes -> Convert -> [Subtract zero
+the file's own codes, scales and zero points (blocks.py): codes -> Convert -> [Subtract zero
 point] -> Multiply scale -> Reshape, the pattern NNCF emits and the CPU plugin folds into its
 MatMul and Gather. F16/BF16 tensors stay 16-bit (Constant -> Convert). Types with no such layout
 (IQ*, Q2_K, Q3_K, TQ*) are refused at planning time.
@@ -33,10 +33,9 @@ import numpy as np
 import openvino as ov
 from openvino import opset13 as ops
 
-from ovchat_build.export import ExportFlags
-from ovchat_build.gguf_archs import Architecture, ArchitectureError, file_architecture, read_gguf
-from ovchat_build.gguf_blocks import FLOATS, LAYOUTS, Grid, unpack
-from ovchat_build.gguf_blocks import reverse_permute as _reverse_permute
+from ovchat_build.gguf.archs import Architecture, ArchitectureError, file_architecture, read_gguf
+from ovchat_build.gguf.blocks import FLOATS, LAYOUTS, Grid, unpack
+from ovchat_build.gguf.blocks import reverse_permute as _reverse_permute
 
 IR_WEIGHT = re.compile(r"self\.model\.layers\.(\d+)\.(.+)\.weight$")
 GGUF_WEIGHT = re.compile(r"blk\.(\d+)\.(\w+)\.weight$")
@@ -191,8 +190,6 @@ def _save_in_place(model: ov.Model, ir_dir: Path) -> None:
     os.replace(temporary, ir_dir / "openvino_model.xml")
 
 
-# The export a "blocks" grid is written into: unquantized, so that every weight is a plain constant.
-BLOCKS_EXPORT = ExportFlags(weight_format="fp32", sym=False)
 # GGUF tensor names of the embeddings and the output layer -> the IR constant names optimum gives them.
 IR_NAMES = {"token_embd.weight": "self.model.embed_tokens.weight", "output.weight": "self.lm_head.weight"}
 CODE_TYPES = {"i4": ov.Type.i4, "u4": ov.Type.u4, "i8": ov.Type.i8, "u8": ov.Type.u8}

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ovchat_build.attempt import Outcome, export_and_measure
 from ovchat_build.errors import BuildError
-from ovchat_build.export import PROFILES, REFERENCE, ExportFlags, data_aware
-from ovchat_build.plan import Plan
-from ovchat_build.source import Source
+from ovchat_build.export.attempt import Outcome, export_and_measure
+from ovchat_build.export.plan import Plan
+from ovchat_build.export.profiles import PROFILES, REFERENCE, ExportFlags, data_aware
+from ovchat_build.source.resolve import Source
 
 SEARCH_RATIOS = (1.0, 0.8, 0.6, 0.4, 0.2)
 

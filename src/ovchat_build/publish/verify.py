@@ -9,9 +9,8 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
+from ovchat import DeviceConfig, Model, open_model
 from ovchat.errors import OvchatError
-from ovchat.model.device import DeviceConfig
-from ovchat.model.pipeline import Model, open_model
 
 # Fixed texts the tokenizer/detokenizer pair must round-trip exactly.
 ROUND_TRIP_TEXTS = {

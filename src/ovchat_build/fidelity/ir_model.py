@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from ovchat_build.gate import FidelityError
-
-MAX_NEW_TOKENS = 128  # the greedy answers' limit, the source's too
+from ovchat_build.fidelity.criteria import MAX_NEW_TOKENS, FidelityError
 
 
 class IRModel:

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ovchat_build.checkout import portable
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
-from ovchat_build.source import Source
+from ovchat_build.fidelity.criteria import FidelityError, check
+from ovchat_build.fidelity.report import FidelityReport, format_table
+from ovchat_build.source.resolve import Source
 
-if TYPE_CHECKING:
-    from ovchat_build.fidelity import FidelityReport
-
-# Below this top-1 agreement with the source, or with more looping greedy answers than the source
-# has (give or take LOOP_TOLERANCE), a build publishes nothing. The same for every source.
-DEFAULT_MIN_AGREEMENT = 0.85
-# One looping answer more than the source is within the noise of 20 greedy answers: int8 weights,
-# at 0.95 agreement, loop on 2 where the source loops on 1; the int4 grid in bf16 loops on 3.
-LOOP_TOLERANCE = 1
 # f32 is tried only when the default precision's agreement came this close to the bar (or it failed
 # on looping answers): bf16 and f32 differ by about 0.01 (the embedded SmolLM2 with its own grid:
 # 0.964 against 0.973), so an IR further below is refused at once and f32 is not spent on it.
 F32_RESCUE_MARGIN = 0.05
-
-
-class FidelityError(Exception):
-    """The IR drifted too far from its source, or could not be measured; one line says which."""
-
-
-def check(report: FidelityReport, min_agreement: float) -> None:
-    """Raise FidelityError below the agreement gate, or when the IR loops where the source does not."""
-    agreement = report.tokens.top1_agreement
-    if agreement < min_agreement:
-        raise FidelityError(
-            f"top-1 agreement with the source is {agreement:.3f}, below the required {min_agreement:.3f} "
-            f"(mean KL {report.tokens.mean_kl:.4f}); the IR drifted too far: use a gentler --profile "
-            "(quality, or auto to search) or lower --min-agreement"
-        )
-    g = report.generation
-    if g is not None and g.degenerate_ir > g.degenerate_source + LOOP_TOLERANCE:
-        raise FidelityError(
-            f"{g.degenerate_ir} of {g.prompts} greedy answers loop until the token limit (the source: "
-            f"{g.degenerate_source}); the IR drifted too far: use a gentler --profile (quality, or auto)"
-        )
 
 
 def gate(
@@ -57,7 +29,9 @@ def gate(
     models drift under bf16 (measured on the embedded SmolLM2 with its own grid: agreement 0.964
     and 3 looping answers in bf16, 0.973 and the source's 1 in f32, with decode no slower), and the
     runtime then uses what the build verified."""
-    from ovchat_build.fidelity import format_table, measure
+    # Not at the top: measuring imports torch (1.0-1.2 s here), which a build that is up to date or
+    # runs with --skip-fidelity never needs.
+    from ovchat_build.fidelity.measure import measure
 
     dequantized = " (dequantized GGUF)" if source.kind in ("embedded", "gguf") else ""
     label = f"{portable(source.ref)}{dequantized}"

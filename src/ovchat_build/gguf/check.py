@@ -10,7 +10,7 @@ from typing import Any
 import gguf
 
 from ovchat_build.errors import BuildError
-from ovchat_build.gguf_archs import ArchitectureError, architecture, read_gguf
+from ovchat_build.gguf.archs import ArchitectureError, architecture, read_gguf
 
 BLOCK = re.compile(r"blk\.(\d+)\.(.+)$")
 
