@@ -91,7 +91,7 @@ test-fixtures: model
 
 # The unit layer: no model, no server, no build env (every other test is marked slow: tests/conftest.py).
 test-fast: setup
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -m "not slow" tests/unit
 
 # Every architecture the build takes, from an HF folder and from a GGUF (tests/test_build_archs.py):
 # built, gated, chatted with through its own template; the dressed SmolLM2s answer as the original

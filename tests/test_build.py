@@ -129,6 +129,7 @@ def test_the_fingerprint_covers_every_file_of_the_build_package(tmp_path: Path) 
     assert code_digest(package=package) == original
 
 
+@pytest.mark.build
 def test_gguf_file_builds_with_overridden_flags(model_dir: Path, tmp_path: Path) -> None:
     # The flags are the point, not fidelity (int8's gate is measured in FIDELITY.md): skip it.
     args = ["--out-dir", str(tmp_path), "--weight-format", "int8", "--skip-fidelity"]
@@ -143,6 +144,7 @@ def test_gguf_file_builds_with_overridden_flags(model_dir: Path, tmp_path: Path)
     assert manifest["verification"]["chat"]["answer"].strip()
 
 
+@pytest.mark.build
 def test_killed_build_publishes_nothing_and_the_rerun_completes(model_dir: Path, tmp_path: Path) -> None:
     source = hf_source_folder()
     # The fidelity step is not what this test is about: skip it to keep the suite fast.
@@ -175,6 +177,7 @@ def test_killed_build_publishes_nothing_and_the_rerun_completes(model_dir: Path,
     assert not list(tmp_path.glob(".partial-*")), "the stale partial folder was not cleaned up"
 
 
+@pytest.mark.build
 def test_sigterm_stops_the_export_and_leaves_nothing_behind(model_dir: Path, tmp_path: Path) -> None:
     args = [str(BUILD_COMMAND), str(hf_source_folder()), "--out-dir", str(tmp_path),
             "--name", "m", "--skip-fidelity", "--profile", "reference"]  # fmt: skip
@@ -213,6 +216,7 @@ def in_hub_cache(folder: Path, home: Path, repo: str) -> Path:
     return snapshot
 
 
+@pytest.mark.build
 def test_random_phi3_checkpoint_builds_and_runs(model_dir: Path, tmp_path: Path) -> None:
     made_at = tmp_path / "made"
     made = subprocess.run(

@@ -211,7 +211,7 @@ def test_phi3_from_its_gguf_builds_chats_and_answers_as_the_llama_original(
 
 
 @matrix_only
-@pytest.mark.slow
+@pytest.mark.build
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize(
     ("arch", "source"),

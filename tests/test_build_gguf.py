@@ -88,6 +88,7 @@ def test_block_formats_compute_what_gguf_dequantizes(gguf_files: dict[str, Path]
     assert all(error < 2.0**-21 for error in errors.values()), errors  # d*(q - m/d): f32 rounding
 
 
+@pytest.mark.build
 @pytest.mark.parametrize("kind", ["Q8_0", "Q4_K_M"])
 def test_gguf_builds_its_own_grid_by_default_and_passes_the_gate(kind: str, built: dict[str, Path]) -> None:
     manifest = json.loads((built[kind] / "manifest.json").read_text())

@@ -27,7 +27,7 @@ def image_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return module
 
 
-@pytest.mark.slow
+@pytest.mark.build
 def test_the_image_is_slim_torch_free_and_serves_until_sigterm(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,6 +50,7 @@ def test_default_build_records_its_fidelity_in_the_manifest(manifest: dict) -> N
     assert 0.0 < generation["mean_common_prefix"] <= generation["mean_source_length"]
 
 
+@pytest.mark.build
 def test_quantization_hostile_checkpoint_fails_the_gate_and_publishes_nothing(
     model_dir: Path, tmp_path: Path
 ) -> None:
@@ -86,6 +87,7 @@ def test_quantization_hostile_checkpoint_fails_the_gate_and_publishes_nothing(
     assert not list(out.glob(".partial-*"))
 
 
+@pytest.mark.build
 def test_min_agreement_above_what_int4_reaches_fails_an_otherwise_fine_build(
     model_dir: Path, manifest: dict, tmp_path: Path
 ) -> None:

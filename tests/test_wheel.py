@@ -70,7 +70,7 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
-@pytest.mark.slow
+@pytest.mark.build
 def test_the_wheel_installs_and_runs_outside_the_checkout(model_dir: Path, tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
