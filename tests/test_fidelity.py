@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import BUILD_PYTHON, build_env, hf_source_folder, run_build
 
 # Rewrites a checkpoint so that, in float, it computes the same function (each rescaled input
@@ -15,6 +17,8 @@ from conftest import BUILD_PYTHON, build_env, hf_source_folder, run_build
 MAKE_QUANTIZATION_HOSTILE = """
 import shutil, sys
 from pathlib import Path
+
+import pytest
 from safetensors.torch import load_file, save_file
 source, out = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.copytree(source, out, ignore=shutil.ignore_patterns("model.safetensors"))
