@@ -17,8 +17,6 @@ from conftest import BUILD_PYTHON, build_env, hf_source_folder, run_build
 MAKE_QUANTIZATION_HOSTILE = """
 import shutil, sys
 from pathlib import Path
-
-import pytest
 from safetensors.torch import load_file, save_file
 source, out = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.copytree(source, out, ignore=shutil.ignore_patterns("model.safetensors"))
