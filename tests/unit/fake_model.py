@@ -39,9 +39,12 @@ class FakeTokenizer:
     chat_template = "{{ fake: frames each message as <role>content</role> }}"
 
     def encode(self, text: str, add_special_tokens: bool = True) -> Any:
-        ids = [VOCABULARY.setdefault(piece, len(VOCABULARY)) for piece in PIECE.findall(text)]
-        for piece, number in VOCABULARY.items():
-            PIECES.setdefault(number, piece)
+        ids = []
+        for piece in PIECE.findall(text):
+            if piece not in VOCABULARY:
+                VOCABULARY[piece] = len(VOCABULARY)
+                PIECES[VOCABULARY[piece]] = piece
+            ids.append(VOCABULARY[piece])
         return SimpleNamespace(input_ids=SimpleNamespace(data=[ids]))
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:

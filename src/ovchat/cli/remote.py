@@ -101,7 +101,7 @@ def _read_stream(
     on_reasoning: Callable[[str], None] | None,
 ) -> RemoteReply:
     parts: list[str] = []
-    thoughts: list[str] | None = None
+    thoughts: list[str] = []
     reason, model, first = "stop", "", None
     usage: dict[str, Any] = {}
     for event in _events(response):
@@ -118,7 +118,7 @@ def _read_stream(
             if piece or thought:
                 first = first if first is not None else time.perf_counter()
             if thought:
-                thoughts = [*(thoughts or []), thought]
+                thoughts.append(thought)
                 if on_reasoning is not None:
                     on_reasoning(thought)
             if piece:

