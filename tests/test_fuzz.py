@@ -25,8 +25,8 @@ from schemathesis.checks import (
 from ovchat.model.device import DeviceConfig
 from ovchat.model.files import ModelFiles
 from ovchat.server.app import create_app
-from ovchat.server.engine.engine import Engine
 from ovchat.server.metrics import ServerMetrics
+from ovchat.server.models import ServedModels
 from ovchat.server.settings import EngineConfig, ServerSettings
 from servers import Server, start_server
 
@@ -51,8 +51,10 @@ def app_document() -> dict[str, Any]:
     """The server's OpenAPI document, from the app itself (no model needed to collect the tests);
     the first test checks that the running server serves this same document."""
     metrics = ServerMetrics()
-    engine = Engine(ModelFiles(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
-    return create_app(engine, ServerSettings("model"), metrics).openapi()
+    files = {"model": ModelFiles(Path("model"), False, 8192)}
+    return create_app(
+        ServedModels(files, DeviceConfig(), EngineConfig(), metrics), ServerSettings(), metrics
+    ).openapi()
 
 
 def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_server: Server) -> None:

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from ovchat.model.catalog import Catalog, ModelEntry, list_models
     from ovchat.model.device import DeviceConfig, check_device
     from ovchat.model.facts import describe_model
-    from ovchat.model.files import ModelFiles, find_model
+    from ovchat.model.files import ModelFiles, find_model, find_models
+    from ovchat.model.models import open_pool
     from ovchat.model.pipeline import Model, open_model
+    from ovchat.model.pool import ModelPool
     from ovchat.options import GenerationOptions
     from ovchat.prompt.messages import is_text
     from ovchat.prompt.tools.hermes import ToolCall
@@ -44,6 +46,7 @@ _LAZY = {
     "Model": "ovchat.model.pipeline",
     "ModelEntry": "ovchat.model.catalog",
     "ModelFiles": "ovchat.model.files",
+    "ModelPool": "ovchat.model.pool",
     "Reply": "ovchat.chat.reply",
     "Tool": "ovchat.prompt.tools.use",
     "ToolCall": "ovchat.prompt.tools.hermes",
@@ -55,9 +58,11 @@ _LAZY = {
     "complete_raw": "ovchat.chat.session",
     "describe_model": "ovchat.model.facts",
     "find_model": "ovchat.model.files",
+    "find_models": "ovchat.model.files",
     "is_text": "ovchat.prompt.messages",
     "list_models": "ovchat.model.catalog",
     "open_model": "ovchat.model.pipeline",
+    "open_pool": "ovchat.model.models",
     "read_transcript": "ovchat.chat.transcript",
 }
 __all__ = [
@@ -73,6 +78,7 @@ __all__ = [
     "ModelEntry",
     "ModelError",
     "ModelFiles",
+    "ModelPool",
     "OptionsError",
     "OvchatError",
     "Reply",
@@ -88,9 +94,11 @@ __all__ = [
     "complete_raw",
     "describe_model",
     "find_model",
+    "find_models",
     "is_text",
     "list_models",
     "open_model",
+    "open_pool",
     "read_transcript",
 ]
 

@@ -79,6 +79,28 @@ class Unavailable(OvchatError):
         self.retry_after_s = retry_after_s
 
 
+class ModelNotFound(ModelError):
+    """A request names a model this server does not serve."""
+
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class ModelBusy(OvchatError):
+    """A model cannot be unloaded now: requests are using it, or it is loading."""
+
+    http_status = 409
+    error_type = "invalid_request_error"
+    code = "model_busy"
+
+
+class ModelFailed(OvchatError):
+    """A served model failed to load (or broke): its requests hear why until it is loaded again."""
+
+    code = "model_failed"
+
+
 class Interrupted(OvchatError):
     """The user pressed Ctrl-C where nothing could be kept (while the model loads, say)."""
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from test_engine_scheduler import MAX_FAILED_STEPS, make_engine
+from test_engine_scheduler import MAX_FAILED_STEPS, make_engine, serve_engine
 
 from ovchat.server.app import create_app
 from ovchat.server.engine.engine import Engine
@@ -21,7 +21,7 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
 
 def call(engine: Engine, requests: Callable[[httpx.AsyncClient], Any]) -> Any:
     """Run `requests` against the app in process (no lifespan: the engine is already started)."""
-    app = create_app(engine, ServerSettings("m"), ServerMetrics())
+    app = create_app(serve_engine(engine), ServerSettings(), ServerMetrics())
 
     async def go() -> Any:
         transport = httpx.ASGITransport(app=app)

@@ -27,6 +27,7 @@ from ovchat.server.engine.jobs import Delta, Done, Job
 from ovchat.server.engine.lifecycle import EngineState
 from ovchat.server.engine.recovery import MAX_FAILED_STEPS
 from ovchat.server.metrics import ServerMetrics
+from ovchat.server.models import ServedModels
 from ovchat.server.settings import EngineConfig
 
 POISON = "poison"
@@ -137,13 +138,27 @@ def make_engine(config: EngineConfig | None = None, fail_always: bool = False) -
         model,
         DeviceConfig(cache_dir=""),
         config or EngineConfig(),
-        ServerMetrics(),
+        ServerMetrics().for_model("m"),
         opener=lambda: (Pipeline(fail_always), LetterTokenizer()),
     )
     engine.start(fatal.append)
     while engine.state == EngineState.LOADING:
         threading.Event().wait(0.001)
     return engine, fatal
+
+
+def serve_engine(engine: Engine, metrics: ServerMetrics | None = None, load: bool = True) -> ServedModels:
+    """The server's models over one stand-in engine, served as "m" (loaded, unless `load` is False)."""
+    served = ServedModels(
+        {"m": engine.model},
+        engine.device,
+        engine.config,
+        metrics or ServerMetrics(),
+        make_engine=lambda _: engine,
+    )
+    if load:
+        served.pool.load("m")
+    return served
 
 
 def ask(text: str, tokens: int = 8, schema: str | None = None) -> GenerationRequest:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from test_engine_scheduler import POISON, make_engine
+from test_engine_scheduler import POISON, make_engine, serve_engine
 
 from ovchat.errors import ContextError, GenerationError, OptionsError, OvchatError, Unavailable
 from ovchat.server.app import create_app
@@ -54,7 +54,7 @@ def test_the_status_type_and_code_come_from_the_error_class() -> None:
 
 def test_a_generation_that_fails_has_the_same_body_streamed_as_not() -> None:
     engine, _ = make_engine()
-    app = create_app(engine, ServerSettings("m"), ServerMetrics())
+    app = create_app(serve_engine(engine), ServerSettings(), ServerMetrics())
     chat = {"messages": [{"role": "user", "content": POISON}], "max_tokens": 3}
 
     async def go() -> tuple[httpx.Response, httpx.Response]:

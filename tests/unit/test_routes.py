@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.routing import Route
-from test_engine_scheduler import make_engine
+from test_engine_scheduler import make_engine, serve_engine
 
 from ovchat.model.device import DeviceConfig
 from ovchat.model.files import ModelFiles
@@ -24,6 +24,7 @@ from ovchat.server.settings import EngineConfig, ServerSettings
 
 ROUTES = {"/openapi.json", "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/live"}
 ROUTES |= {"/metrics", "/tokenize", "/detokenize", "/apply-template", "/", "/app.js", "/style.css"}
+ROUTES |= {"/v1/models/{name}/load", "/v1/models/{name}/unload"}
 OPEN = {"/health", "/live", "/", "/app.js", "/style.css"}  # the probes and the chat page need no key
 
 
@@ -45,7 +46,7 @@ def declared(app: FastAPI) -> set[str]:
 def test_every_route_is_counted_under_its_own_path_and_any_other_path_as_other() -> None:
     engine, _ = make_engine()
     metrics = ServerMetrics()
-    app = create_app(engine, ServerSettings("m"), metrics)
+    app = create_app(serve_engine(engine), ServerSettings(), metrics)
     paths = sorted(declared(app))
     responses = get_each(app, [*paths, "/nowhere", "/v1/nowhere"])
     engine.close()
@@ -59,7 +60,7 @@ def test_every_route_is_counted_under_its_own_path_and_any_other_path_as_other()
 def test_the_key_is_asked_for_on_every_route_but_the_probes_and_the_page() -> None:
     engine, _ = make_engine()
     for web_ui in (True, False):
-        app = create_app(engine, ServerSettings("m", api_key="k", web_ui=web_ui), ServerMetrics())
+        app = create_app(serve_engine(engine), ServerSettings(api_key="k", web_ui=web_ui), ServerMetrics())
         operations = app.openapi()["paths"].items()
         documented = {path for path, ops in operations if all("security" not in op for op in ops.values())}
         responses = dict(zip(sorted(ROUTES), get_each(app, sorted(ROUTES)), strict=True))
@@ -82,8 +83,10 @@ def test_a_route_added_later_is_known_and_keyed_as_its_declaration_says() -> Non
 def test_the_key_opens_exactly_the_page_paths_and_only_while_the_page_is_on(web_ui: bool) -> None:
     # No model needed: the Gate answers before the engine is asked (the lifespan does not run).
     metrics = ServerMetrics()
-    engine = Engine(ModelFiles(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics)
-    app = create_app(engine, ServerSettings("model", api_key="k", web_ui=web_ui), metrics)
+    engine = Engine(
+        ModelFiles(Path("model"), False, 8192), DeviceConfig(), EngineConfig(), metrics.for_model("m")
+    )
+    app = create_app(serve_engine(engine, load=False), ServerSettings(api_key="k", web_ui=web_ui), metrics)
     client = TestClient(app)
     for path in ("/", "/app.js", "/style.css"):
         assert client.get(path).status_code == (200 if web_ui else 401), path

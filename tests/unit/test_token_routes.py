@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
-from test_engine_scheduler import make_engine
+from test_engine_scheduler import make_engine, serve_engine
 
 from ovchat.server.app import create_app
 from ovchat.server.metrics import ServerMetrics
@@ -16,7 +16,7 @@ from ovchat.server.settings import ServerSettings
 
 def post_each(calls: list[tuple[str, Any]], key: str | None = "k") -> list[httpx.Response]:
     engine, _ = make_engine()
-    app = create_app(engine, ServerSettings("m", api_key="k"), ServerMetrics())
+    app = create_app(serve_engine(engine), ServerSettings(api_key="k"), ServerMetrics())
     headers = {"Authorization": f"Bearer {key}"} if key else {}
 
     async def go() -> list[httpx.Response]:

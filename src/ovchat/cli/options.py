@@ -32,17 +32,23 @@ MODEL_OPTION_NAMES = (
 )  # fmt: skip
 
 
-def model_options(attention_backend: bool = True) -> Decorator:
+def model_options(attention_backend: bool = True, several: bool = False) -> Decorator:
     """--model, --device and how OpenVINO compiles the model (serve has no --attention-backend:
-    continuous batching always uses paged attention)."""
+    continuous batching always uses paged attention; it takes --model several times)."""
     decorators: list[Decorator] = [
         click.option(
             "--model",
             "-m",
             envvar="OVCHAT_MODEL",
-            metavar="PATH",
-            help="Model folder, model name or .gguf file [env OVCHAT_MODEL; default: the one "
-            "`make model` builds]",
+            metavar="[NAME=]PATH" if several else "PATH",
+            multiple=several,
+            help=(
+                "Model folder, model name or .gguf file, served under its folder's name or NAME "
+                "(repeatable) [env OVCHAT_MODEL, space-separated; default: the one `make model` builds]"
+                if several
+                else "Model folder, model name or .gguf file [env OVCHAT_MODEL; default: the one "
+                "`make model` builds]"
+            ),
         ),
         click.option(
             "--device",

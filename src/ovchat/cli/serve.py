@@ -9,7 +9,7 @@ import click
 
 from ovchat.cli.options import device_config, model_options
 from ovchat.errors import OvchatError
-from ovchat.server.settings import EngineConfig, ServerSettings, field_default
+from ovchat.server.settings import EngineConfig, PoolSettings, ServerSettings, field_default, parse_duration
 
 SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
 
@@ -106,12 +106,55 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
     "starts (longer than a load balancer takes to notice; a second SIGTERM ends it).",
 )
 @click.option(
+    "--models-dir",
+    envvar="OVCHAT_MODELS_DIR",
+    type=click.Path(file_okay=False),
+    help="Serve every model folder and .gguf file in DIR too, each under its name [env OVCHAT_MODELS_DIR].",
+)
+@click.option(
+    "--max-loaded",
+    type=click.IntRange(min=1),
+    envvar="OVCHAT_MAX_LOADED",
+    help="Models loaded at once; the least recently used idle one is unloaded to load another "
+    "[default: as many as --memory-budget holds].",
+)
+@click.option(
+    "--memory-budget",
+    type=click.FloatRange(min=0.1),
+    metavar="GB",
+    envvar="OVCHAT_MEMORY_BUDGET",
+    help="Memory the loaded models may take (weights and KV cache bound) [default: what the machine "
+    "or container has free at start, less 10%].",
+)
+@click.option(
+    "--keep-alive",
+    default="forever",
+    show_default=True,
+    envvar="OVCHAT_KEEP_ALIVE",
+    callback=lambda _ctx, _param, value: duration(value),
+    help="Unload a model idle this long: 30s, 5m, 1h, 0 (after each request) or forever.",
+)
+@click.option(
+    "--preload",
+    multiple=True,
+    metavar="NAME",
+    help="Load NAME at start; /health is ready once it is (default: the model, when one is served; "
+    "'all': every one). Repeatable.",
+)
+@click.option(
+    "--load-wait",
+    default=field_default(PoolSettings, "load_wait"),
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a request waits for its model to be loaded (behind busy ones) before a 503.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
-@model_options(attention_backend=False)
+@model_options(attention_backend=False, several=True)
 def run_server(
     host: str,
     port: int,
@@ -128,21 +171,36 @@ def run_server(
     max_body_bytes: int,
     shutdown_timeout: int,
     drain_delay: float,
+    models_dir: str | None,
+    max_loaded: int | None,
+    memory_budget: float | None,
+    keep_alive: float | None,
+    preload: tuple[str, ...],
+    load_wait: float,
     log_level: str,
     **kwargs: Any,
 ) -> None:
-    """Serve the model over an OpenAI-compatible HTTP API, batching concurrent requests."""
+    """Serve models over an OpenAI-compatible HTTP API, batching concurrent requests. Several
+    models (--model repeated, --models-dir) are loaded on demand by the request's `model`."""
     require_serve_extra()
-    from ovchat import check_device, find_model
+    from ovchat import check_device, find_models
     from ovchat.server.run import check_port, serve_until_stopped
 
     check_port(host, port)  # before the slow model load, and in one line
-    model = find_model(kwargs.pop("model"))
+    models = find_models(kwargs.pop("model") or (), models_dir)
     device = device_config(kwargs)
     check_device(device)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
-    if model.import_note:
-        logging.getLogger("ovchat.server").warning("%s", model.import_note)
+    for model in models.values():
+        if model.import_note:
+            logging.getLogger("ovchat.server").warning("%s", model.import_note)
+    pool = PoolSettings(
+        max_loaded=max_loaded,
+        memory_budget_gb=memory_budget,
+        keep_alive=keep_alive,
+        preload=tuple(models) if preload == ("all",) else preload,
+        load_wait=load_wait,
+    )
     engine_config = EngineConfig(
         max_batch=max_batch,
         max_queue=max_queue,
@@ -152,10 +210,16 @@ def run_server(
         prefix_cache=prefix_cache,
         max_tokens_ceiling=max_tokens_limit,
     )
-    settings = ServerSettings(
-        model.name, api_key or None, cors, max_body_bytes, shutdown_timeout, web_ui, drain_delay
-    )
-    serve_until_stopped(model, device, engine_config, settings, host, port, log_level)
+    settings = ServerSettings(api_key or None, cors, max_body_bytes, shutdown_timeout, web_ui, drain_delay)
+    serve_until_stopped(models, device, engine_config, pool, settings, host, port, log_level)
+
+
+def duration(text: str) -> float | None:
+    """--keep-alive's seconds (None: forever), or click's usage error in one line."""
+    try:
+        return parse_duration(text, "--keep-alive")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--keep-alive: ")) from None
 
 
 def require_serve_extra() -> None:

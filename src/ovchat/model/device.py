@@ -142,7 +142,7 @@ def cpu_quota(root: Path = CGROUP_ROOT, cgroup: str | None = None) -> int | None
     """The CPUs the CFS quota of this process's cgroup and its parents allows (rounded up), or None
     when there is none. cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us` / `cpu.cfs_period_us`)."""
     if cgroup is None:
-        cgroup = _own_cgroup()
+        cgroup = own_cgroup()
     limits: list[float] = []
     # v2: this process's cgroup (inside a container, the namespace's root) and every parent.
     folder = root / cgroup.lstrip("/")
@@ -155,7 +155,7 @@ def cpu_quota(root: Path = CGROUP_ROOT, cgroup: str | None = None) -> int | None
     return math.ceil(min(limits)) if limits else None
 
 
-def _own_cgroup() -> str:
+def own_cgroup() -> str:
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:

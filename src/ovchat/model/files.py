@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,48 @@ def _check_sizes(path: Path, manifest: Manifest) -> None:
                 f"{file} is {file.stat().st_size} bytes but the build wrote {entry.size}: "
                 f"the file is truncated or was changed; rebuild the model ({BUILD_COMMAND})"
             )
+
+
+def find_models(
+    specs: Sequence[str] = (), models_dir: str | os.PathLike[str] | None = None
+) -> dict[str, ModelFiles]:
+    """Several models by the names they are served under: each spec as find_model takes it, or
+    NAME=SPEC to name it; then every model in `models_dir` (folders and .gguf files; other entries
+    are left out). Two models under one name are an error, as is a models_dir without a model."""
+    named: dict[str, ModelFiles] = {}
+
+    def add(name: str, files: ModelFiles) -> None:
+        if name in named:
+            raise ModelError(
+                f"two models are named '{name}' ({named[name].path} and {files.path}): "
+                "name one of them with NAME=PATH"
+            )
+        named[name] = files
+
+    for spec in specs:
+        name, sep, place = spec.partition("=")
+        if sep and name and os.sep not in name:
+            add(name, find_model(place))
+        else:
+            files = find_model(spec)
+            add(files.name, files)
+    if models_dir is not None:
+        for files in _models_in(Path(models_dir).expanduser()):
+            add(files.name, files)
+    if not named:
+        named_default = find_model(None)
+        add(named_default.name, named_default)
+    return named
+
+
+def _models_in(folder: Path) -> list[ModelFiles]:
+    if not folder.is_dir():
+        raise ModelError(f"--models-dir {folder} is not a folder")
+    found = []
+    for entry in sorted(folder.iterdir()):
+        is_model = (entry / "openvino_model.xml").is_file() or entry.suffix.lower() == ".gguf"
+        if is_model:
+            found.append(find_model(entry))
+    if not found:
+        raise ModelError(f"no model in {folder}: it holds no model folder nor .gguf file")
+    return found

@@ -20,9 +20,9 @@ from starlette.exceptions import HTTPException
 
 from ovchat import __version__
 from ovchat.errors import OvchatError
-from ovchat.server.engine.engine import Engine
 from ovchat.server.guard import Gate, route_paths
 from ovchat.server.metrics import ServerMetrics
+from ovchat.server.models import ServedModels
 from ovchat.server.protocol.http_errors import error_reply
 from ovchat.server.routes import API, Replica
 from ovchat.server.settings import ServerSettings
@@ -32,13 +32,13 @@ log = logging.getLogger("ovchat.server")
 
 
 def create_app(
-    engine: Engine,
+    models: ServedModels,
     settings: ServerSettings,
     metrics: ServerMetrics,
     on_fatal: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """The FastAPI app over a (not yet started) engine; the lifespan starts and stops it."""
-    replica = Replica(engine, settings, metrics)
+    """The FastAPI app over its (not yet loaded) models; the lifespan starts and stops them."""
+    replica = Replica(models, settings, metrics)
     app = FastAPI(
         title="ovchat",
         version=__version__,
@@ -52,7 +52,7 @@ def create_app(
         add_web_ui(app)
     _add_error_handlers(app)
     _add_middleware(app, replica)
-    metrics.watch(lambda: engine.running, lambda: engine.queued, lambda: float(replica.ready()))
+    metrics.watch(lambda: float(replica.ready()))
     _document_security(app)
     return app
 
@@ -62,9 +62,9 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        replica.engine.start(on_fatal)
+        replica.models.start(on_fatal)
         yield
-        replica.engine.close(replica.settings.shutdown_timeout)
+        replica.models.close(replica.settings.shutdown_timeout)
 
     return lifespan
 
@@ -107,18 +107,18 @@ class GracefulServer(uvicorn.Server):
 
     With a `drain_delay`, SIGTERM first turns /health to 503 and keeps serving for that long, so a
     load balancer's health checks take the replica out before it stops listening; a second SIGTERM
-    ends the wait. Then the engine drains: new requests get 503, running answers finish."""
+    ends the wait. Then the engines drain: new requests get 503, running answers finish."""
 
-    def __init__(self, config: uvicorn.Config, engine: Engine, drain_delay: float) -> None:
+    def __init__(self, config: uvicorn.Config, models: ServedModels, drain_delay: float) -> None:
         super().__init__(config)
-        self.engine = engine
+        self.models = models
         self.drain_delay = drain_delay
         self._stop_at: float | None = None  # when the drain period ends
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and self.drain_delay > 0 and self._stop_at is None:
             # A signal handler must not block: on_tick ends the period on the event loop.
-            self.engine.lifecycle.leave()
+            self.models.leave()
             self._stop_at = time.monotonic() + self.drain_delay
             log.info("SIGTERM: /health answers 503; serving %g s more, then shutting down", self.drain_delay)
             return
@@ -130,7 +130,7 @@ class GracefulServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     def _shut_down(self, sig: int, frame: FrameType | None) -> None:
-        self.engine.drain()
+        self.models.drain()
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM and sig in self._captured_signals:
             self._captured_signals.remove(sig)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive
+from starlette.types import Receive, Scope, Send
 
 from ovchat.errors import OvchatError
 from ovchat.prompt.answer import AnswerReader
@@ -33,8 +33,44 @@ async def respond(
     receive: Receive,
     stream: bool,
     refine: Refine,
+    on_end: Callable[[], None] = lambda: None,
 ) -> Any:
-    """Queue the request, wait until the engine accepts it, then answer as JSON or as a stream."""
+    """Queue the request, wait until the engine accepts it, then answer as JSON or as a stream;
+    `on_end` runs once the answer is over (sent, failed or abandoned)."""
+    try:
+        answer = await _respond(engine, request, writer, receive, stream, refine, on_end)
+    except BaseException:
+        on_end()
+        raise
+    if not isinstance(answer, Streamed):
+        on_end()
+    return answer
+
+
+class Streamed(StreamingResponse):
+    """A streamed answer that runs `on_end` once it is over, however it ends (the client may leave
+    before its generator ever starts, and then no `finally` of the generator runs)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_end: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.on_end = on_end
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_end()
+
+
+async def _respond(
+    engine: Engine,
+    request: GenerationRequest,
+    writer: AnswerWriter,
+    receive: Receive,
+    stream: bool,
+    refine: Refine,
+    on_end: Callable[[], None],
+) -> Any:
     job = engine.submit(request)
     # Until the response starts, only the disconnect tells the server that the client left (a
     # timed-out SDK retries, and the abandoned answer would keep a batch slot busy to its end).
@@ -53,7 +89,7 @@ async def respond(
     if stream:
         watcher.cancel()
         events = stream_events(engine, job, reader, writer, refine)
-        return StreamingResponse(events, media_type=writer.media_type, headers=STREAM_HEADERS)
+        return Streamed(events, on_end, media_type=writer.media_type, headers=STREAM_HEADERS)
     try:
         return await whole_answer(job, reader, writer)
     except OvchatError as exc:
@@ -79,7 +115,11 @@ async def whole_answer(job: Job, reader: AnswerReader, writer: AnswerWriter) -> 
 
 
 async def stream_events(
-    engine: Engine, job: Job, reader: AnswerReader, writer: AnswerWriter, refine: Refine
+    engine: Engine,
+    job: Job,
+    reader: AnswerReader,
+    writer: AnswerWriter,
+    refine: Refine,
 ) -> AsyncIterator[bytes]:
     """The streamed body; leaving early (client gone) cancels the job."""
     try:

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from ovchat.server.engine.engine import Engine
 from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
+from ovchat.server.models import ServedModels
 from ovchat.server.protocol.http_errors import ErrorBody
 from ovchat.server.protocol.llama_server import (
     ApplyTemplateRequest,
@@ -27,6 +27,7 @@ from ovchat.server.protocol.openai.responses import (
     Health,
     ModelCard,
     ModelList,
+    ModelState,
     TextCompletion,
 )
 from ovchat.server.protocol.openai.writer import ChatWriter, CompletionWriter
@@ -57,6 +58,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for status, what in (
         (400, "invalid request"),
         (401, "missing or wrong API key"),
+        (404, "no such model: the message names the models served"),
+        (409, "the model is busy (unload while requests use it)"),
         (413, "request body too large"),
         (503, "not ready, busy or shutting down: retry"),
     )
@@ -68,14 +71,14 @@ PROTECTED: dict[str, Any] = {"security": [{"bearer": []}]}
 
 @dataclass(frozen=True)
 class Replica:
-    """What the routes answer from: this server's engine, settings and metrics."""
+    """What the routes answer from: this server's models, settings and metrics."""
 
-    engine: Engine
+    models: ServedModels
     settings: ServerSettings
     metrics: ServerMetrics
 
     def ready(self) -> bool:
-        return self.engine.lifecycle.health().ready
+        return self.models.ready()
 
 
 async def current_replica(request: Request) -> Replica:
@@ -113,11 +116,13 @@ async def completions(body: CompletionRequest, request: Request, replica: Replic
 async def generate(
     body: ChatRequest | CompletionRequest, request: Request, replica: Replica, *, chat: bool
 ) -> Any:
-    """Both generation routes: the request to the engine, the answer as JSON or SSE."""
+    """Both generation routes: the request to its model's engine, the answer as JSON or SSE."""
     wanted = body.generation_request()
+    lease = await replica.models.lease(body.model)
     kind = ChatWriter if chat else CompletionWriter
-    writer = kind(replica.settings.model_name, body.include_usage, wanted.logprobs)
-    return await respond(replica.engine, wanted, writer, request.receive, body.stream, body.refine)
+    writer = kind(lease.name, body.include_usage, wanted.logprobs)
+    receive = request.receive
+    return await respond(lease.item, wanted, writer, receive, body.stream, body.refine, lease.release)
 
 
 @API.post("/tokenize", response_model=Tokens, openapi_extra=PROTECTED, responses=ERRORS)
@@ -125,55 +130,98 @@ async def tokenize(body: TokenizeRequest, replica: ReplicaOf) -> Tokens:
     """llama-server's /tokenize: the ids of `content` as the model counts them (with_pieces: each
     id's text, or its bytes when it holds part of a character)."""
     body.check()
-    ids = await replica.engine.tokenize(body.content, body.add_special)
-    return with_pieces(ids, await replica.engine.pieces(ids)) if body.with_pieces else Tokens(tokens=ids)
+    with await replica.models.lease(body.model) as engine:
+        ids = await engine.tokenize(body.content, body.add_special)
+        return with_pieces(ids, await engine.pieces(ids)) if body.with_pieces else Tokens(tokens=ids)
 
 
 @API.post("/detokenize", response_model=Detokenized, openapi_extra=PROTECTED, responses=ERRORS)
 async def detokenize(body: DetokenizeRequest, replica: ReplicaOf) -> Detokenized:
     """llama-server's /detokenize: the text of `tokens`."""
-    return Detokenized(content=await replica.engine.detokenize(body.tokens))
+    with await replica.models.lease(body.model) as engine:
+        return Detokenized(content=await engine.detokenize(body.tokens))
 
 
 @API.post("/apply-template", response_model=TemplatedPrompt, openapi_extra=PROTECTED, responses=ERRORS)
 async def apply_template(body: ApplyTemplateRequest, replica: ReplicaOf) -> TemplatedPrompt:
     """llama-server's /apply-template: the prompt the chat template makes of `messages` (and `tools`)."""
-    return TemplatedPrompt(prompt=await replica.engine.render(*body.arguments()))
+    with await replica.models.lease(body.model) as engine:
+        return TemplatedPrompt(prompt=await engine.render(*body.arguments()))
 
 
 @API.get("/v1/models", response_model=ModelList, openapi_extra=PROTECTED, responses={401: ERRORS[401]})
 async def models(replica: ReplicaOf) -> ModelList:
-    engine = replica.engine
-    card = ModelCard(
-        id=replica.settings.model_name,
+    """Every model served, with its state (loaded, loading, unloaded, failed) and what it can do."""
+    return ModelList(
+        object="list", data=[card(replica.models, view.name) for view in replica.models.models()]
+    )
+
+
+def card(served: ServedModels, name: str) -> ModelCard:
+    view = next(view for view in served.models() if view.name == name)
+    engine = served.engine(name)
+    facts = served.loader.facts.get(name)
+    files = served.files[name]
+    limits = [n for n in (files.context_length, served.loader.config.kv_cache_tokens) if n]
+    tool_format = facts.tool_format if facts else None
+    return ModelCard(
+        id=name,
         object="model",
         created=0,
         owned_by="ovchat",
-        context_length=engine.context_length,
-        tool_calls=engine.tool_format.value if engine.tool_format else None,  # type: ignore[arg-type]
-        reasoning=engine.thinks,
+        kind="chat",
+        state=ModelState(served.health()[2][name]),
+        error=view.error,
+        context_length=engine.context_length if engine else (min(limits) if limits else None),
+        tool_calls=tool_format.value if tool_format else None,  # type: ignore[arg-type]
+        reasoning=facts.thinks if facts else None,
     )
-    return ModelList(object="list", data=[card])
+
+
+@API.post(
+    "/v1/models/{name}/load",
+    response_model=ModelCard,
+    openapi_extra=PROTECTED,
+    responses={k: v for k, v in ERRORS.items() if k in (401, 404, 503)},
+)
+async def load_model(name: str, replica: ReplicaOf) -> ModelCard:
+    """Load a model now (unloading idle ones to make room), or try again after a failed load."""
+    served = replica.models
+    await served.load(served.resolve(name, exact=True))
+    return card(served, name)
+
+
+@API.post(
+    "/v1/models/{name}/unload",
+    response_model=ModelCard,
+    openapi_extra=PROTECTED,
+    responses={k: v for k, v in ERRORS.items() if k in (401, 404, 409)},
+)
+async def unload_model(name: str, replica: ReplicaOf) -> ModelCard:
+    """Unload an idle model now; 409 while requests use it (it is not unloaded behind them)."""
+    served = replica.models
+    await served.unload(served.resolve(name, exact=True))
+    return card(served, name)
 
 
 @API.get("/health", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
 async def health(replica: ReplicaOf) -> JSONResponse:
-    """Readiness: 200 while the server takes requests; 503 while loading, recovering or draining."""
-    state = replica.engine.lifecycle.health()
-    answer = Health(status=state.status, model=replica.settings.model_name).model_dump()
-    return JSONResponse(
-        answer, status_code=200 if state.ready else 503, headers=None if state.ready else RETRY
-    )
+    """Readiness: 200 while the server takes requests (its preloaded models loaded); 503 while
+    loading, recovering or draining. `models` gives each model's state."""
+    served = replica.models
+    ready, status, states = served.health()
+    model = served.default if served.single else None
+    by_model = {name: ModelState(state) for name, state in states.items()}
+    answer = Health(status=status, model=model, models=by_model).model_dump(mode="json", exclude_none=True)
+    return JSONResponse(answer, status_code=200 if ready else 503, headers=None if ready else RETRY)
 
 
 @API.get("/live", response_model=Health, responses={503: {"model": Health, "headers": RETRY_DOC}})
 async def live(replica: ReplicaOf) -> JSONResponse:
     """Liveness: 200 unless the engine gave up (then the process is on its way out)."""
-    if replica.engine.lifecycle.alive:
-        return JSONResponse(Health(status="alive").model_dump(exclude_unset=True))
-    return JSONResponse(
-        Health(status="failed").model_dump(exclude_unset=True), status_code=503, headers=RETRY
-    )
+    if replica.models.alive():
+        return JSONResponse(Health(status="alive").model_dump(exclude_none=True))
+    return JSONResponse(Health(status="failed").model_dump(exclude_none=True), status_code=503, headers=RETRY)
 
 
 @API.get(

@@ -12,31 +12,32 @@ from ovchat.errors import OvchatError
 from ovchat.model.device import DeviceConfig
 from ovchat.model.files import ModelFiles
 from ovchat.server.app import GracefulServer, create_app
-from ovchat.server.engine.engine import Engine
-from ovchat.server.engine.lifecycle import EngineState
 from ovchat.server.metrics import ServerMetrics
-from ovchat.server.settings import EngineConfig, ServerSettings
+from ovchat.server.models import ServedModels
+from ovchat.server.settings import EngineConfig, PoolSettings, ServerSettings
 
 
 def serve_until_stopped(
-    model: ModelFiles,
+    models: dict[str, ModelFiles],
     device: DeviceConfig,
     engine_config: EngineConfig,
+    pool: PoolSettings,
     settings: ServerSettings,
     host: str,
     port: int,
     log_level: str,
 ) -> None:
-    """Run the server until SIGTERM, Ctrl-C or an engine that gave up (then fail with its reason)."""
+    """Run the server until SIGTERM, Ctrl-C or, when it serves one model, an engine that gave up
+    (then fail with its reason)."""
     metrics = ServerMetrics()
-    engine = Engine(model, device, engine_config, metrics)
+    served = ServedModels(models, device, engine_config, metrics, pool)
     holder: list[uvicorn.Server] = []
 
     def stop_on_fatal(_: str) -> None:
         for server in holder:
             server.should_exit = True
 
-    app = create_app(engine, settings, metrics, on_fatal=stop_on_fatal)
+    app = create_app(served, settings, metrics, on_fatal=stop_on_fatal)
     config = uvicorn.Config(
         app,
         host=host,
@@ -45,10 +46,10 @@ def serve_until_stopped(
         access_log=log_level == "debug",
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    holder.append(GracefulServer(config, engine, settings.drain_delay))
+    holder.append(GracefulServer(config, served, settings.drain_delay))
     holder[0].run()
-    if engine.state == EngineState.FAILED:
-        raise OvchatError(engine.lifecycle.error or "the model failed to load")
+    if served.failure is not None:
+        raise OvchatError(served.failure)
 
 
 def check_port(host: str, port: int) -> None:

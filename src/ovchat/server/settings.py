@@ -14,13 +14,23 @@ from typing import Any
 class ServerSettings:
     """The HTTP side's settings: who may call, how big a request may be, how the server leaves."""
 
-    model_name: str
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 1_000_000
     shutdown_timeout: int = 10  # seconds running requests get to finish after SIGTERM
     web_ui: bool = True
     drain_delay: float = 0.0  # seconds /health says 503 after SIGTERM before the shutdown starts
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Which models stay loaded (ovchat.model.pool): how many, in how much memory, for how long idle."""
+
+    max_loaded: int | None = None  # None: as many as the memory budget holds
+    memory_budget_gb: float | None = None  # None: what the machine or its cgroup can give at start
+    keep_alive: float | None = None  # seconds a model stays loaded idle; None: forever, 0: unload at once
+    preload: tuple[str, ...] = ()  # loaded at start; /health is ready once they are
+    load_wait: float = 60.0  # seconds a request waits for its model to be loaded before a 503
 
 
 KV_BLOCK_TOKENS = 32  # tokens per KV-cache block of GenAI's CPU paged attention
@@ -37,6 +47,26 @@ class EngineConfig:
     kv_cache_tokens: int | None = None  # an exact capacity instead, in tokens (blocks of KV_BLOCK_TOKENS)
     prefix_cache: bool = True  # reuse the KV blocks of a prompt prefix seen before (multi-turn chats)
     max_tokens_ceiling: int | None = 4096  # the most tokens one answer may ask for (None: no limit)
+
+
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, option: str = "duration") -> float | None:
+    """Seconds from "30s", "5m", "1h", "250ms", a bare number of seconds, or "forever"/"-1" (None).
+    ValueError (naming `option`) for anything else."""
+    word = text.strip().lower()
+    if word in ("forever", "inf", "never", "-1"):
+        return None
+    number = word.rstrip("hms")
+    unit = word[len(number) :] or "s"
+    try:
+        seconds = float(number) * DURATION_UNITS[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"{option}: '{text}' is not a duration (like 30s, 5m, 1h, 0 or forever)") from None
+    if seconds < 0:
+        raise ValueError(f"{option}: '{text}' is negative (use forever to never unload)")
+    return seconds
 
 
 def field_default(of: type[Any], name: str) -> Any:

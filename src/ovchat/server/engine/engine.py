@@ -39,7 +39,7 @@ from ovchat.server.engine.queue import JobQueue
 from ovchat.server.engine.recovery import MAX_FAILED_STEPS, triage
 from ovchat.server.engine.scheduler import EngineTokenizer, Scheduler
 from ovchat.server.engine.token_bytes import TokenBytes
-from ovchat.server.metrics import ServerMetrics
+from ovchat.server.metrics import ModelMetrics
 from ovchat.server.settings import KV_BLOCK_TOKENS, EngineConfig
 
 log = logging.getLogger("ovchat.server")
@@ -78,7 +78,7 @@ class Engine:
         model: ModelFiles,
         device: DeviceConfig,
         config: EngineConfig,
-        metrics: ServerMetrics,
+        metrics: ModelMetrics,
         opener: Opener | None = None,
     ) -> None:
         self.model = model
@@ -100,6 +100,10 @@ class Engine:
     @property
     def state(self) -> EngineState:
         return self.lifecycle.state
+
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
 
     @property
     def running(self) -> int:

@@ -16,15 +16,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ovchat.compat import StrEnum
 from ovchat.errors import OvchatError, RequestRejected, plain_message
 from ovchat.prompt.request import GenerationRequest
 from ovchat.prompt.tokens import TokenLogprob
-from ovchat.server.engine.lifecycle import StrEnum
 
 if TYPE_CHECKING:
     import openvino_genai as ov_genai
 
-    from ovchat.server.metrics import ServerMetrics
+    from ovchat.server.metrics import ModelMetrics
 
 
 @dataclass(frozen=True)
@@ -119,14 +119,14 @@ class Job:
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self.cancelled = True
 
-    def end(self, outcome: Outcome, metrics: ServerMetrics, last: Done | Failed | None = None) -> None:
+    def end(self, outcome: Outcome, metrics: ModelMetrics, last: Done | Failed | None = None) -> None:
         """Post the job's `last` event, if any, and count how it ended; its handle is let go."""
         if last is not None:
             self.post(last)
         metrics.count_generation(outcome, self.prompt_tokens, len(self.ids))
         self.handle = None
 
-    def end_cancelled(self, metrics: ServerMetrics) -> None:
+    def end_cancelled(self, metrics: ModelMetrics) -> None:
         """End a job whose client has gone; a Failed is still posted, so that a handler awaiting
         accepted() or the stream wakes up instead of waiting for the shutdown."""
         self.end(Outcome.CANCELLED, metrics, Failed(OvchatError("the request was cancelled")))

@@ -15,22 +15,11 @@ happens under `wake`, the condition the engine thread sleeps on (the queue's), s
 
 from __future__ import annotations
 
-import enum
-import sys
 import threading
 from dataclasses import dataclass
 
+from ovchat.compat import StrEnum
 from ovchat.errors import Unavailable
-
-if sys.version_info >= (3, 11):
-    StrEnum = enum.StrEnum
-else:  # pragma: no cover - Python 3.10, which pyproject still admits
-
-    class StrEnum(str, enum.Enum):
-        """enum.StrEnum before 3.11: a member is its value, in str() and f-strings too."""
-
-        def __str__(self) -> str:
-            return str(self.value)
 
 
 class EngineState(StrEnum):
@@ -85,6 +74,12 @@ class Lifecycle:
         if self.state in (EngineState.FAILED, EngineState.STOPPED):
             raise Unavailable("the model is not available", "model_not_ready")
 
+    def settle(self) -> EngineState:
+        """Wait until the first load has ended (ready, or failed) and say which."""
+        with self.wake:
+            self.wake.wait_for(lambda: self.state != EngineState.LOADING)
+            return self.state
+
     # --- moved by SIGTERM and shutdown ------------------------------------------------------------
 
     def leave(self) -> None:
@@ -117,6 +112,7 @@ class Lifecycle:
         """The pipeline is (re)built: ready, or draining if a drain began meanwhile."""
         with self.wake:
             self.state = EngineState.DRAINING if self.stopping else EngineState.READY
+            self.wake.notify_all()
 
     def recovering(self) -> None:
         with self.wake:

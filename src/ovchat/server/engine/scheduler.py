@@ -22,7 +22,7 @@ from ovchat.server.engine.detokenizer import post_new_text
 from ovchat.server.engine.jobs import Accepted, Done, Failed, Job, Outcome
 from ovchat.server.engine.queue import JobQueue
 from ovchat.server.engine.token_bytes import TokenBytes
-from ovchat.server.metrics import ServerMetrics
+from ovchat.server.metrics import ModelMetrics
 
 
 class EngineTokenizer(PromptTokenizer, Protocol):
@@ -47,7 +47,7 @@ class Scheduler:
         self,
         pipeline: Any,  # a ContinuousBatchingPipeline, or the fast tests' stand-in
         tokenizer: EngineTokenizer,
-        metrics: ServerMetrics,
+        metrics: ModelMetrics,
         max_batch: int,
         context_length: int | None,
         max_tokens_ceiling: int | None,

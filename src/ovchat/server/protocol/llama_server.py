@@ -18,7 +18,13 @@ from ovchat.server.protocol.openai.tools import ToolSpec, check_tool_turns, tool
 PieceBody = str | list[int]  # the piece's text, or its bytes when they are not whole UTF-8 characters
 
 
-class TokenizeRequest(Strict):
+class ModelNamed(Strict):
+    """llama-server's router mode names the model in the body; without it, the default model."""
+
+    model: str | None = None
+
+
+class TokenizeRequest(ModelNamed):
     content: str
     add_special: bool = False
     parse_special: bool = True
@@ -32,11 +38,11 @@ class TokenizeRequest(Strict):
             )
 
 
-class DetokenizeRequest(Strict):
+class DetokenizeRequest(ModelNamed):
     tokens: list[int]
 
 
-class ApplyTemplateRequest(Strict):
+class ApplyTemplateRequest(ModelNamed):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[ToolSpec] | None = None
     chat_template_kwargs: dict[str, Any] | None = None

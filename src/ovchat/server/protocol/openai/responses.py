@@ -8,6 +8,7 @@ writer dumps with exclude_unset.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -157,11 +158,28 @@ class TextCompletionChunk(BaseModel):
     )
 
 
+class ModelState(str, Enum):
+    LOADED = "loaded"
+    LOADING = "loading"
+    UNLOADED = "unloaded"
+    UNLOADING = "unloading"
+    RECOVERING = "recovering"
+    FAILED = "failed"
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
+    kind: Literal["chat"] = Field(default="chat", description="ovchat extension: what the model serves")
+    state: ModelState = Field(
+        default=ModelState.LOADED,
+        description="ovchat extension: loaded (answers at once), loading, unloaded (loads on the first "
+        "request), unloading, recovering (rebuilding after a failed step), failed (its last load failed: "
+        "`error` says why; POST /v1/models/{id}/load tries again)",
+    )
+    error: str | None = Field(default=None, description="ovchat extension: why the model failed")
     context_length: int | None = Field(
         description="ovchat extension: the most tokens one request (prompt and answer) may use; "
         "null when unknown"
@@ -169,12 +187,12 @@ class ModelCard(BaseModel):
     tool_calls: Literal["native", "fallback", "none"] | None = Field(
         description="ovchat extension: how prompts carry tools — native: the model's chat template "
         "renders them; fallback: ovchat's Hermes-style system message; none: no chat template; "
-        "null while the model loads"
+        "null until the model has been loaded"
     )
 
     reasoning: bool | None = Field(
         description="ovchat extension: whether the chat template writes a <think> block (answers then "
-        "carry message.reasoning_content); null while the model loads"
+        "carry message.reasoning_content); null until the model has been loaded"
     )
 
 
@@ -185,4 +203,5 @@ class ModelList(BaseModel):
 
 class Health(BaseModel):
     status: str
-    model: str | None = None
+    model: str | None = Field(default=None, description="the model, when one is served")
+    models: dict[str, ModelState] | None = Field(default=None, description="each model's state")

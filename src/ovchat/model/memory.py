@@ -1,0 +1,113 @@
+"""Memory as a pool of models sees it: what this process holds, what the machine (or the container's
+cgroup) can still give, what a model will take, and giving memory back after an unload.
+
+Linux only in what it reads (/proc, /sys/fs/cgroup); elsewhere the figures are unknown (None) and a
+pool is bounded by its model count alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import gc
+from pathlib import Path
+
+from ovchat.model.device import CGROUP_ROOT, own_cgroup
+from ovchat.model.files import ModelFiles
+
+GB = 1024**3
+# What a loaded model takes beyond its weight files: the compiled model's own buffers, the tokenizer,
+# the first KV blocks (the cache grows as it is used, up to the engine's bound, counted apart).
+LOAD_OVERHEAD = 1.25
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory now (VmRSS)."""
+    return _status_field("VmRSS")
+
+
+def _status_field(name: str) -> int | None:
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key == name:
+            return int(value.split()[0]) * 1024
+    return None
+
+
+def available_bytes(root: Path = CGROUP_ROOT) -> int | None:
+    """What the machine can still give this process: MemAvailable, or less when its cgroup (a
+    container's memory limit) leaves less room."""
+    limits: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    folder = root / own_cgroup().lstrip("/")
+    for place in (folder, *folder.parents):
+        room = _cgroup_room(place)
+        if room is not None:
+            limits.append(room)
+        if place == root:
+            break
+    return min(limits) if limits else None
+
+
+def _cgroup_room(folder: Path) -> int | None:
+    """memory.max − memory.current of one cgroup (v2), or None when it sets no limit."""
+    try:
+        limit = (folder / "memory.max").read_text().strip()
+        current = int((folder / "memory.current").read_text())
+    except (OSError, ValueError):
+        return None
+    if limit == "max":
+        return None
+    return max(0, int(limit) - current)
+
+
+def default_budget() -> int | None:
+    """The memory a pool may fill by default: what this process holds now plus 90% of what the
+    machine or cgroup can still give (the rest is left to the kernel and the requests' KV cache)."""
+    room = available_bytes()
+    if room is None:
+        return None
+    return (resident_bytes() or 0) + int(room * 0.9)
+
+
+def model_bytes(files: ModelFiles, kv_cache_bytes: int = 0) -> int:
+    """What loading `files` is expected to take: its weights (IR .bin files, or the .gguf) with the
+    compiled model's overhead, plus the KV cache bound the engine is given."""
+    paths = [files.path] if files.is_gguf else list(files.path.glob("*.bin"))
+    weights = sum(_size(path) for path in paths)
+    return int(weights * LOAD_OVERHEAD) + kv_cache_bytes
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+@functools.cache
+def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def give_back() -> None:
+    """After an unload: collect the dropped objects, then ask glibc to return the free pages of its
+    arenas to the kernel (it keeps them otherwise, and the process's RSS would not come down)."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

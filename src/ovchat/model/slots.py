@@ -1,0 +1,95 @@
+"""What a pool of models keeps about each model (a Slot), shows of it (SlotView), asks of a loader
+(Loader), and leaves to be done outside its lock (Work): the records of ovchat.model.pool."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from ovchat.compat import StrEnum
+
+T = TypeVar("T")
+
+
+class SlotState(StrEnum):
+    UNLOADED = "unloaded"
+    LOADING = "loading"
+    LOADED = "loaded"
+    UNLOADING = "unloading"
+    FAILED = "failed"  # its last load failed; it stays unloaded until load() is asked again
+
+
+HOLDING = (SlotState.LOADING, SlotState.LOADED, SlotState.UNLOADING)  # states that take memory
+
+
+class Loader(Protocol[T]):
+    """How a pool loads, unloads and sizes one model, by its name."""
+
+    def load(self, name: str) -> T: ...  # OvchatError when it cannot
+
+    def unload(self, name: str, item: T) -> None: ...
+
+    def size(self, name: str) -> int: ...  # bytes it is expected to take once loaded
+
+
+@dataclass
+class Slot(Generic[T]):
+    name: str
+    size: int  # bytes: the loader's estimate, raised to what a load was measured to take
+    state: SlotState = SlotState.UNLOADED
+    item: T | None = None
+    users: int = 0
+    last_used: float = 0.0
+    keep_alive: float | None = None  # this load's own keep-alive (a request may set it)
+    error: str | None = None
+    loads: int = 0
+    load_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """One model as /v1/models and `ModelPool.models()` show it."""
+
+    name: str
+    state: SlotState
+    users: int
+    size: int
+    loads: int
+    error: str | None
+    idle_seconds: float | None  # since its last lease ended, while loaded and idle
+
+
+@dataclass(eq=False)
+class Ticket:
+    """A request waiting for a model, in arrival order."""
+
+    name: str
+    arrived: float
+    keep_alive: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the pool did, for metrics and logs: loaded, load_failed, unloaded."""
+
+    kind: str
+    name: str
+    seconds: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class Work:
+    """Slow work a decision left to do outside the pool's lock: run() it on a thread that may block."""
+
+    run: Callable[[], None]
+    name: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self) -> None:
+        try:
+            self.run()
+        finally:
+            self.done.set()
