@@ -35,13 +35,18 @@ class Server:
         return {"Authorization": f"Bearer {self.key}"} if self.key else {}
 
     def metric(self, name: str, **labels: str) -> float:
-        """One sample of /metrics; a series that is not there fails the test (no silent 0)."""
+        """A sample of /metrics, summed over the labels not given (every model's, say); a series that
+        is not there fails the test (no silent 0)."""
         text = httpx.get(f"{self.base}/metrics", headers=self.headers()).text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and sample.labels == labels:
-                    return float(sample.value)
-        raise AssertionError(f"{name}{labels or ''} is not in /metrics")
+        found = [
+            float(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        ]
+        if not found:
+            raise AssertionError(f"{name}{labels or ''} is not in /metrics")
+        return sum(found)
 
     def metric_or_zero(self, name: str, **labels: str) -> float:
         """A counter sample that may not exist yet (prometheus_client adds labelled series on first use)."""

@@ -1,5 +1,6 @@
 """The container image, built and run for real by scripts/deploy/image.py (`make image`), with the default
-model inside: slim, torch-free, non-root, healthy, answering the openai SDK, exiting 0 on SIGTERM."""
+model inside: slim, torch-free, non-root, healthy, answering the openai SDK, exiting 0 on SIGTERM, and
+serving every model of a folder mounted at /ovchat/models."""
 
 from __future__ import annotations
 
@@ -50,6 +51,13 @@ def test_the_image_is_slim_torch_free_and_serves_until_sigterm(
         assert run.healthcheck_rc == 0  # the image's own HEALTHCHECK passes once /health said 200
         assert "Paris" in run.answer  # a chat completion through the openai SDK, from the host
         assert run.exit_code == 0  # SIGTERM: drained and exited 0
+    # A host folder mounted at /ovchat/models: the image's model under its name (OVCHAT_MODEL names it
+    # too: served once) and a second. Both listed, neither loaded until named; the second answers.
+    folder = report.models_dir
+    assert folder.before == {name: "unloaded" for name in (model_dir.name, image.SECOND_NAME)}
+    assert "Paris" in folder.answer  # through the openai SDK, with model = the second name
+    assert folder.after == {model_dir.name: "unloaded", image.SECOND_NAME: "loaded"}
+    assert folder.exit_code == 0
     # --cpus 1 on a machine of more CPUs: a quota the processes inside do not see as fewer cores;
     # ovchat reads it and asks OpenVINO for one thread.
     if len(os.sched_getaffinity(0)) > 1:

@@ -3,7 +3,8 @@
 kubernetes-validate (the Kubernetes OpenAPI schemas, strict: an unknown field fails) for the core
 objects, a schema written from prometheus-operator's CRD for the ServiceMonitor, checkov for the
 security rules (manifests and deploy/Containerfile), and ovchat's own facts: the options the server
-takes, the metric it exports, the user and paths of the image. Both tools live in their own venv
+takes, the metric it exports, the user and paths of the image, the memory budget it computes in the
+pod's limit for the image's model. Both tools live in their own venv
 (build/venv-deploy-check, `make deploy-check-env`): checkov pins many packages of its own.
 """
 
@@ -21,7 +22,12 @@ import pytest
 import yaml
 
 from ovchat.cli.serve import serve
+from ovchat.model import memory
+from ovchat.model.device import DeviceConfig
+from ovchat.model.files import find_model
 from ovchat.server.metrics import ServerMetrics
+from ovchat.server.models import ServedModels
+from ovchat.server.settings import EngineConfig, PoolSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -112,6 +118,12 @@ def container() -> dict[str, Any]:
 
 def env(name: str) -> dict[str, Any]:
     return next(item for item in container()["env"] if item["name"] == name)
+
+
+def memory_limit_bytes() -> int:
+    memory_limit = container()["resources"]["limits"]["memory"]
+    units = {"Mi": 2**20, "Gi": 2**30}
+    return int(memory_limit[:-2]) * units[memory_limit[-2:]]
 
 
 def serve_options() -> dict[str, Any]:
@@ -272,11 +284,48 @@ def test_the_shutdown_fits_in_the_grace_period() -> None:
 def test_resources_are_guaranteed_and_above_the_measured_memory() -> None:
     resources = container()["resources"]
     assert resources["requests"] == resources["limits"]
-    memory = resources["limits"]["memory"]
-    units = {"Mi": 2**20, "Gi": 2**30}
-    limit_mb = int(memory[:-2]) * units[memory[-2:]] / 1e6
-    assert limit_mb >= 1.3 * MEASURED_RSS_MB
+    assert memory_limit_bytes() / 1e6 >= 1.3 * MEASURED_RSS_MB
     assert float(resources["limits"]["cpu"]).is_integer()  # whole CPUs: pinnable by the CPU manager
+
+
+def test_the_memory_limit_holds_the_image_model_by_the_servers_own_budget(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` refuses at start a model it estimates larger than its memory budget, by default 90% of
+    what the cgroup's memory.max leaves: under 1 GiB the image's model at --kv-cache-tokens 8192 (1.11
+    GiB by that estimate) never loaded and the pods crash-looped."""
+    limit = memory_limit_bytes()
+
+    def room_in_the_pod(*_: object) -> int:  # the limit, less what the server holds (this process)
+        return limit - (memory.resident_bytes() or 0)
+
+    monkeypatch.setattr(memory, "available_bytes", room_in_the_pod)
+    options = serve_options()
+    config = EngineConfig(kv_cache_gb=options["kv_cache_gb"], kv_cache_tokens=options["kv_cache_tokens"])
+    pool = PoolSettings(max_loaded=options["max_loaded"], memory_budget_gb=options["memory_budget"])
+    # The server's own start up to its first load: an OvchatError here is the pod's crash loop.
+    served = ServedModels(
+        {model_dir.name: find_model(model_dir)}, DeviceConfig(), config, ServerMetrics(), pool
+    )
+    budget = served.pool.memory_budget
+    assert budget is not None and served.loader.size(model_dir.name) <= budget
+
+
+def test_every_replica_serves_the_models_folder_of_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    for item in container()["env"]:
+        if "value" in item:
+            monkeypatch.setenv(item["name"], item["value"])
+    options = serve_options()  # the pod's environment as `ovchat serve` reads it
+    recipe = CONTAINERFILE.read_text()
+    declared = re.search(r"^VOLUME (.+)$", recipe, re.MULTILINE)
+    # The folder the image holds its model in and declares as a volume (where a mounted one goes)...
+    assert declared and options["models_dir"] in declared.group(1)
+    assert re.search(rf"COPY model {options['models_dir']}/", recipe)
+    # ...is the whole set: no model named apart from it (the image's OVCHAT_MODEL is emptied).
+    assert options["model"] == ()
+    # A volume mounted over it (none by default) is read-only: every replica reads the same models.
+    mounts = {mount["mountPath"]: mount for mount in container()["volumeMounts"]}
+    assert mounts.get(options["models_dir"], {"readOnly": True}).get("readOnly") is True
 
 
 def test_the_pod_runs_locked_down_with_writable_volumes_only_where_ovchat_writes() -> None:

@@ -1,5 +1,5 @@
 """The chat page at `/` in a real headless Chromium: streaming, Stop, history, reload, safe rendering,
-the API key prompt, --no-web-ui."""
+the API key prompt, the model picker, --no-web-ui."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
 
 from conftest import DEFAULT_MODEL_NAME, require_programs
 from servers import Server, start_server
@@ -68,8 +69,23 @@ def open_page(driver: WebDriver, base: str, fresh: bool = True) -> None:
         driver.get(f"{base}/")
 
 
-def model_shown(driver: WebDriver) -> bool:
-    return bool(driver.find_element(By.ID, "model-name").text == MODEL_NAME)
+def model_shown(driver: WebDriver, name: str = MODEL_NAME) -> bool:
+    """The picker, filled from /v1/models, has `name` picked."""
+    return bool(driver.find_element(By.ID, "model").get_attribute("value") == name)
+
+
+def picker_options(driver: WebDriver) -> list[str]:
+    return [option.text for option in Select(driver.find_element(By.ID, "model")).options]
+
+
+def record_bodies(driver: WebDriver) -> None:
+    """From now on the page keeps each body it sends in window.sentBodies."""
+    driver.execute_script(
+        "window.sentBodies = []; const realFetch = window.fetch;"
+        "window.fetch = (url, options) => {"
+        "  if (options && options.body) window.sentBodies.push(JSON.parse(options.body));"
+        "  return realFetch(url, options); };"
+    )
 
 
 def set_options(driver: WebDriver, max_tokens: int) -> None:
@@ -99,6 +115,12 @@ def bubbles(driver: WebDriver, role: str) -> list[str]:
 def last_answer_length(driver: WebDriver) -> int:
     script = "const m = document.querySelectorAll('.msg.assistant'); return m.length ? m[m.length - 1]"
     return int(driver.execute_script(f"{script}.textContent.length : 0"))
+
+
+def idle(server: Server, model: str = MODEL_NAME) -> bool:
+    """No request for `model` running or waiting (the gauges are labelled by model)."""
+    gauges = ("ovchat_requests_running", "ovchat_requests_queued")
+    return all(server.metric(gauge, model=model) == 0 for gauge in gauges)
 
 
 def stored_chat(driver: WebDriver) -> list[dict[str, Any]]:
@@ -150,11 +172,11 @@ def test_stop_ends_a_long_answer_and_frees_the_server(server: Server, browser: W
     browser.find_element(By.ID, "stop").click()
     wait_for(lambda: not answering(browser), timeout=5, what="Stop to take effect")
     stopped_at = last_answer_length(browser)
-    server.wait_idle(timeout=10)
+    wait_for(lambda: idle(server), timeout=10, what="the server to go idle")
     time.sleep(0.5)
     assert last_answer_length(browser) == stopped_at
     assert "stopped" in bubbles(browser, "assistant")[0]
-    assert server.metric("ovchat_requests_running") == 0
+    assert idle(server)
     assert stored_chat(browser)[1]["stopped"] is True
 
 
@@ -162,12 +184,7 @@ def test_a_second_turn_sends_the_history_and_a_reload_restores_it(server: Server
     # The 135M model does not reliably recall a name, so the test checks what the page sends.
     open_page(browser, server.base)
     wait_for(lambda: model_shown(browser), what="the model name")
-    browser.execute_script(
-        "window.sentBodies = []; const realFetch = window.fetch;"
-        "window.fetch = (url, options) => {"
-        "  if (options && options.body) window.sentBodies.push(JSON.parse(options.body));"
-        "  return realFetch(url, options); };"
-    )
+    record_bodies(browser)
     set_options(browser, max_tokens=12)
     send(browser, "My name is Alice.")
     wait_answered(browser)
@@ -247,6 +264,43 @@ def test_with_an_api_key_the_page_is_open_and_asks_for_the_key(model_dir: Path, 
 def visible(driver: WebDriver, element_id: str) -> Any:
     element = driver.find_element(By.ID, element_id)
     return element if element.is_displayed() else None
+
+
+def test_the_model_picker_lists_the_models_and_the_picked_one_answers_the_conversation(
+    model_dir: Path, browser: WebDriver
+) -> None:
+    # One folder under two names: two models to the server (each loaded on its first request), one build.
+    pair = start_server(Path(f"one={model_dir}"), "--model", f"two={model_dir}")
+    try:
+        open_page(browser, pair.base)
+        wait_for(lambda: model_shown(browser, "one"), what="the model picker")
+        assert picker_options(browser) == ["one — unloaded", "two — unloaded"]
+        label = browser.find_element(By.CSS_SELECTOR, "label[for=model]")
+        assert label.text == "Model"
+        picker = browser.find_element(By.ID, "model")
+        picker.send_keys("t")  # the keyboard picks it: typing selects the option that starts so
+        assert model_shown(browser, "two")
+        record_bodies(browser)
+        set_options(browser, max_tokens=8)
+        send(browser, "Say hi.")
+        wait_answered(browser)
+        assert bubbles(browser, "assistant")[0].strip()
+        states = {card["id"]: card["state"] for card in httpx.get(f"{pair.base}/v1/models").json()["data"]}
+        assert states == {"one": "unloaded", "two": "loaded"}
+        wait_for(lambda: "two — loaded" in picker_options(browser), what="the states after the answer")
+
+        Select(browser.find_element(By.ID, "model")).select_by_value("one")  # mid-conversation
+        send(browser, "Again.")
+        wait_answered(browser)
+        first, second = browser.execute_script("return window.sentBodies")
+        assert first["model"] == "two" and second["model"] == "one"
+        assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]  # the whole chat
+        assert len(bubbles(browser, "assistant")) == 2
+        assert pair.metric("ovchat_model_loads_total", model="one", outcome="ok") == 1
+        open_page(browser, pair.base, fresh=False)
+        wait_for(lambda: model_shown(browser, "one"), what="the picked model after a reload")
+    finally:
+        pair.stop()
 
 
 def test_no_web_ui_answers_404_with_the_json_error_body(model_dir: Path) -> None:

@@ -5,8 +5,10 @@ Prepares a local base when asked (no registry is reachable here: mmdebstrap make
 its python3, cached under build/image/), a wheelhouse of `ovchat[serve]` for the image's Python, and the
 image with a model folder inside. Then it runs the image twice on one compiled-model cache volume (cold:
 empty, warm: filled) and checks /health, the HEALTHCHECK, a chat completion through the openai SDK,
-that no torch, transformers or optimum is inside, the non-root user and that SIGTERM exits 0. It
-reports the image size and the start-up times. tests/test_container.py runs the same proof.
+that no torch, transformers or optimum is inside, the non-root user and that SIGTERM exits 0; and once
+with a models folder mounted at /ovchat/models, holding the model under a second name as well, where
+/v1/models lists both and a request naming the second loads it and answers. It reports the image size
+and the start-up times. tests/test_container.py runs the same proof.
 
 Run with build/venv/bin/python (it has the openai SDK).
 """
@@ -27,12 +29,18 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from openai import OpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "build" / "image"
 CONTAINERFILE = ROOT / "deploy" / "Containerfile"
 DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
 IMAGE = "localhost/ovchat:latest"
+# The image's model again, under another name, in the models folder the proof mounts at /ovchat/models.
+SECOND_NAME = "second-smollm2"
 LOCAL_BASE = "localhost/ovchat-base:bookworm"
 PODMAN = "/usr/bin/podman"
 MMDEBSTRAP = "/usr/bin/mmdebstrap"
@@ -93,6 +101,17 @@ class Run:
 
 
 @dataclass
+class ModelsDirRun:
+    """One start with a host folder mounted at /ovchat/models: the image's model under two names."""
+
+    mounted: list[str]  # the folder's model folders
+    before: dict[str, str]  # GET /v1/models (the openai SDK) at /health 200: each model and its state
+    answer: str  # a chat completion whose `model` is SECOND_NAME
+    after: dict[str, str]  # the states after it: that model alone loaded
+    exit_code: int
+
+
+@dataclass
 class Report:
     image: str
     size_bytes: int
@@ -103,6 +122,7 @@ class Report:
     cold: Run
     warm: Run
     threads_at_one_cpu: str  # `ovchat info` in a container limited to one CPU (--cpus 1)
+    models_dir: ModelsDirRun
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -277,19 +297,28 @@ def wait_healthy(container: str, port: int, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-def ask(port: int, api_key: str | None) -> str:
-    """A chat completion from the host through the official openai SDK."""
+def sdk(port: int, api_key: str | None = None) -> OpenAI:
+    """The official openai SDK's client for the container's port; no retries, so a failure shows."""
     from openai import OpenAI
 
     base_url, key = f"http://127.0.0.1:{port}/v1", api_key or "unused"
-    client = OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
-    reply = client.chat.completions.create(
-        model="smollm2",
+    return OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
+
+
+def ask(port: int, api_key: str | None, model: str = "smollm2") -> str:
+    """A chat completion from the host through the openai SDK (one model served: any name means it)."""
+    reply = sdk(port, api_key).chat.completions.create(
+        model=model,
         messages=[{"role": "user", "content": "What is the capital of France?"}],
         max_tokens=16,
         temperature=0,
     )
     return reply.choices[0].message.content or ""
+
+
+def model_states(port: int) -> dict[str, str]:
+    """GET /v1/models through the openai SDK: each model served and its state (ovchat's own field)."""
+    return {item.id: str((item.model_extra or {}).get("state")) for item in sdk(port).models.list()}
 
 
 def keyless_status(port: int) -> int:
@@ -348,8 +377,32 @@ def run_once(tag: str, volume: str, api_key: str | None = None) -> Run:
     )
 
 
+def run_models_dir(tag: str, model: Path) -> ModelsDirRun:
+    """Start the image with a host folder at /ovchat/models holding `model` under its own name (which
+    OVCHAT_MODEL names too) and SECOND_NAME, as hard links; ask for SECOND_NAME, then stop it."""
+    folder, mounted = WORK / f"models-{os.getpid()}", [model.name, SECOND_NAME]
+    shutil.rmtree(folder, ignore_errors=True)
+    for name in mounted:
+        link_tree(model, folder / name)
+    port = free_port()
+    container = f"ovchat-proof-{os.getpid()}-{port}"
+    options = ["-p", f"127.0.0.1:{port}:8000", "-v", f"{folder}:/ovchat/models:ro"]
+    try:
+        podman("run", *ENGINE_FLAGS, "-d", "--name", container, *options, tag)
+        wait_healthy(container, port)
+        before = model_states(port)
+        answer = ask(port, None, SECOND_NAME)
+        after = model_states(port)
+        exit_code = stop(container)
+    finally:
+        podman("rm", "-f", "-v", container, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+    return ModelsDirRun(mounted, before, answer, after, exit_code)
+
+
 def prove(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) -> Report:
-    """Build the image and run it cold and warm; every check's result is in the report."""
+    """Build the image, run it cold and warm, then with a models folder; every check's result is in
+    the report."""
     base_image, build_s = build_image(model, base, tag)
     user = podman("image", "inspect", "--format", "{{.Config.User}}", tag).stdout.strip()
     volume = f"ovchat-cache-proof-{os.getpid()}"
@@ -362,8 +415,18 @@ def prove(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) ->
     # A CPU limit is a quota the container's processes cannot see as fewer cores: ovchat reads it.
     limited = podman("run", "--rm", *ENGINE_FLAGS, "--cpus", "1", tag, "info", "--json").stdout
     threads = str(json.loads(limited).get("cpu_threads"))
+    models_dir = run_models_dir(tag, model)
     return Report(
-        tag, image_size(tag), base_image, image_size(base_image), build_s, user, cold, warm, threads
+        tag,
+        image_size(tag),
+        base_image,
+        image_size(base_image),
+        build_s,
+        user,
+        cold,
+        warm,
+        threads,
+        models_dir,
     )
 
 
@@ -388,9 +451,22 @@ def problems(report: Report, max_mb: int = 450) -> list[str]:
         )
     if not report.cold.cache_files:
         found.append("`ovchat ask` in the cold start left nothing in the compiled-model cache volume")
+    found += models_dir_problems(report.models_dir)
     quota_counts = len(os.sched_getaffinity(0)) > 1  # one CPU of one is no limit
     if quota_counts and not report.threads_at_one_cpu.startswith("1 (the CPU quota"):
         found.append(f"limited to one CPU, ovchat would run {report.threads_at_one_cpu} inference threads")
+    return found
+
+
+def models_dir_problems(run: ModelsDirRun) -> list[str]:
+    """A mounted models folder: every model listed, unloaded until named; the named one alone loads."""
+    found = []
+    if sorted(run.before) != sorted(run.mounted) or set(run.before.values()) != {"unloaded"}:
+        found.append(f"models folder {run.mounted}: /v1/models said {run.before} at start")
+    if run.after != {**run.before, SECOND_NAME: "loaded"} or "Paris" not in run.answer:
+        found.append(f"models folder: asked {SECOND_NAME}, got {run.answer!r}, then {run.after}")
+    if run.exit_code != 0:
+        found.append(f"models folder: SIGTERM -> exit {run.exit_code}")
     return found
 
 
@@ -406,6 +482,11 @@ def describe(report: Report) -> str:
             f"SIGTERM -> exit {run.exit_code}; `ovchat ask` inside {run.ask_inside_s:.2f} s; "
             f"{run.cache_files} files in the cache volume"
         )
+    folder = report.models_dir
+    lines.append(
+        f"  models folder {folder.mounted}: /v1/models {folder.before}; {SECOND_NAME} answered "
+        f"{folder.answer!r}, then {folder.after}; SIGTERM -> exit {folder.exit_code}"
+    )
     return "\n".join(lines)
 
 

@@ -151,6 +151,8 @@ def find_models(
     named: dict[str, ModelFiles] = {}
 
     def add(name: str, files: ModelFiles) -> None:
+        if name in named and named[name].path.resolve() == files.path.resolve():
+            return  # the same model named twice the same way (--model and --models-dir): once
         if name in named:
             raise ModelError(
                 f"two models are named '{name}' ({named[name].path} and {files.path}): "

@@ -11,10 +11,12 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import json
 from pathlib import Path
 
 from ovchat.model.device import CGROUP_ROOT, own_cgroup
 from ovchat.model.files import ModelFiles
+from ovchat.model.gguf_head import GGUFFormatError, read_gguf_head
 
 GB = 1024**3
 # What a loaded model takes beyond its weight files: the compiled model's own buffers, the tokenizer,
@@ -86,6 +88,37 @@ def model_bytes(files: ModelFiles, kv_cache_bytes: int = 0) -> int:
     paths = [files.path] if files.is_gguf else list(files.path.glob("*.bin"))
     weights = sum(_size(path) for path in paths)
     return int(weights * LOAD_OVERHEAD) + kv_cache_bytes
+
+
+FALLBACK_KV_TOKEN_BYTES = 128 * 1024  # when the model does not say its shape: a 7 B model's, f16
+
+
+def kv_token_bytes(files: ModelFiles) -> int:
+    """The KV cache one token takes at 16-bit precision (an upper bound: the CPU may keep it in 8
+    bits): layers × KV heads × head size × 2 (keys and values) × 2 bytes."""
+    try:
+        layers, kv_heads, head_size = _attention_shape(files)
+        return layers * kv_heads * head_size * 2 * 2
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError, GGUFFormatError):
+        return FALLBACK_KV_TOKEN_BYTES
+
+
+def _attention_shape(files: ModelFiles) -> tuple[int, int, int]:
+    """Layers, KV heads and head size, from the GGUF's metadata or the folder's config.json."""
+    if files.is_gguf:
+        meta = read_gguf_head(files.path).metadata
+        arch = meta["general.architecture"]
+        layers, heads = int(meta[f"{arch}.block_count"]), int(meta[f"{arch}.attention.head_count"])
+        kv_heads = int(meta.get(f"{arch}.attention.head_count_kv", heads))
+        head_size = int(
+            meta.get(f"{arch}.attention.key_length", int(meta[f"{arch}.embedding_length"]) // heads)
+        )
+        return layers, kv_heads, head_size
+    config = json.loads((files.path / "config.json").read_text())
+    heads = int(config["num_attention_heads"])
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_size = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    return int(config["num_hidden_layers"]), kv_heads, head_size
 
 
 def _size(path: Path) -> int:

@@ -111,7 +111,7 @@ class ModelPool(Generic[T]):
     def acquire(self, name: str, timeout: float = 60.0, keep_alive: float | None = None) -> Lease[T]:
         """A lease on `name`, loading it (and unloading others to make room) on this thread."""
         ticket = self.enter(name, keep_alive)
-        deadline = self.clock() + timeout
+        deadline = time.monotonic() + timeout  # real waiting, whatever the pool's clock
         try:
             while True:
                 got = self.poll(ticket)
@@ -121,7 +121,7 @@ class ModelPool(Generic[T]):
                     got()
                     continue
                 with self.changed:
-                    left = deadline - self.clock()
+                    left = deadline - time.monotonic()
                     if left <= 0:
                         raise self.busy(name)
                     self.changed.wait(min(left, 1.0))

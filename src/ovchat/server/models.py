@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ovchat.errors import ModelNotFound, OvchatError, Unavailable
 from ovchat.model.device import DeviceConfig
 from ovchat.model.files import ModelFiles
-from ovchat.model.memory import GB, default_budget, model_bytes
+from ovchat.model.memory import GB, default_budget, kv_token_bytes, model_bytes
 from ovchat.model.pool import Lease, ModelPool
 from ovchat.model.slots import Event, SlotState, SlotView, Work
 from ovchat.prompt.template import ToolFormat
@@ -77,10 +77,10 @@ class EngineLoader:
         item.close(0)  # idle: nothing runs
 
     def size(self, name: str) -> int:
-        kv = self.config.kv_cache_gb * GB
-        if self.config.kv_cache_tokens:  # a coarse bound per token; the load's measure replaces it
-            kv = min(kv, self.config.kv_cache_tokens * 128 * 1024)
-        return model_bytes(self.models[name], kv)
+        files, kv = self.models[name], self.config.kv_cache_gb * GB
+        if self.config.kv_cache_tokens:
+            kv = min(kv, self.config.kv_cache_tokens * kv_token_bytes(files))
+        return model_bytes(files, kv)
 
 
 class ServedModels:

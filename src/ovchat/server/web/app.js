@@ -5,10 +5,11 @@
 const CHAT_STORE = "ovchat.chat.v1";
 const SETTINGS_STORE = "ovchat.settings.v1";
 const KEY_STORE = "ovchat.apiKey"; // sessionStorage: gone when the tab closes
+const MODEL_STORE = "ovchat.model.v1"; // localStorage: the picked model, picked again after a reload
 
 const $ = (id) => document.getElementById(id);
 let chat = loadChat();
-let modelName = null;
+let models = []; // the cards of GET /v1/models
 let running = null; // the AbortController of the answer being streamed
 let keyWaiters = []; // requests waiting for the key form
 
@@ -243,14 +244,44 @@ async function* sseData(response) {
   }
 }
 
-async function loadModel() {
+// ---- the model picker ----------------------------------------------------------------------------
+
+// Fills the picker from /v1/models (each model's state changes as it loads), keeping the choice.
+async function loadModels() {
   const response = await api("/v1/models");
-  if (!response.ok) return;
-  const card = (await response.json()).data[0];
-  modelName = card.id;
-  $("model-name").textContent = card.id;
-  const context = card.context_length ?? card.max_model_len;
-  $("context").textContent = context ? `· ${context.toLocaleString("en")} tokens context` : "";
+  if (!response.ok) throw new Error(await errorText(response));
+  models = (await response.json()).data;
+  const picker = $("model");
+  const wanted = picker.value || localStorage.getItem(MODEL_STORE);
+  picker.replaceChildren(...models.map(modelOption));
+  if (models.some((card) => card.id === wanted)) picker.value = wanted; // else the first one
+  showModel();
+}
+
+function refreshModels() {
+  loadModels().catch((error) => {
+    $("context").textContent = `(${error.message})`;
+  });
+}
+
+function modelOption(card) {
+  const option = el("option");
+  option.value = card.id;
+  option.textContent = card.state ? `${card.id} — ${card.state}` : card.id;
+  if (card.error) option.title = card.error;
+  return option;
+}
+
+function showModel() {
+  const card = models.find((m) => m.id === $("model").value);
+  const context = card?.context_length ?? card?.max_model_len;
+  if (card?.error) $("context").textContent = card.error;
+  else $("context").textContent = context ? `· ${context.toLocaleString("en")} tokens context` : "";
+}
+
+function pickModel() {
+  localStorage.setItem(MODEL_STORE, $("model").value);
+  showModel();
 }
 
 // ---- sending -------------------------------------------------------------------------------------
@@ -259,7 +290,8 @@ function requestBody(settings) {
   const history = chat.messages.filter((m) => m.content).map(({ role, content }) => ({ role, content }));
   const messages = settings.system ? [{ role: "system", content: settings.system }, ...history] : history;
   const body = { messages, stream: true, stream_options: { include_usage: true } };
-  if (modelName) body.model = modelName;
+  const model = $("model").value; // a switch mid-chat sends the whole conversation to the new model
+  if (model) body.model = model;
   if (Number.isFinite(settings.temperature)) body.temperature = settings.temperature;
   if (settings.maxTokens > 0) body.max_tokens = Math.round(settings.maxTokens);
   return body;
@@ -289,6 +321,7 @@ async function send(text) {
     saveChat();
     followBottom(() => renderMessage(reply, node));
     if (chat.messages.includes(reply)) showStats(timing); // not after New chat
+    refreshModels(); // the answer may have loaded (or unloaded) a model
   }
 }
 
@@ -367,9 +400,8 @@ $("prompt").addEventListener("keydown", onPromptKey);
 $("stop").addEventListener("click", () => running?.abort());
 $("new-chat").addEventListener("click", newChat);
 $("key-form").addEventListener("submit", useKey);
+$("model").addEventListener("change", pickModel);
 loadSettings();
 renderChat();
-loadModel().catch((error) => {
-  $("model-name").textContent = `(${error.message})`;
-});
+refreshModels();
 $("prompt").focus();
