@@ -47,6 +47,7 @@ class Lease(Generic[T]):
     def release(self) -> None:
         if self._held:
             self._held = False
+            self.item = None  # type: ignore[assignment]  # a lease kept around must not keep the model
             self._pool._release(self._slot)
 
     def __enter__(self) -> T:
@@ -216,7 +217,9 @@ class ModelPool(Generic[T]):
             self._notify()
         if item is None:
             return None
-        return Work(lambda: self._unload_item(name, item, "failed"), name)
+        held = [item]
+        del item
+        return Work(lambda: self._unload_item(name, held, "failed"), name)
 
     def close(self) -> list[Work]:
         """Unload everything that is loaded and idle (a shutdown)."""
@@ -317,10 +320,13 @@ class ModelPool(Generic[T]):
         slot.state = SlotState.UNLOADING
         self._notify()
 
+        held = [] if item is None else [item]
+        del item
+
         def run() -> None:
             try:
-                if item is not None:
-                    self._unload_item(slot.name, item, reason)
+                if held:
+                    self._unload_item(slot.name, held, reason)
             finally:
                 with self.changed:
                     if slot.state == SlotState.UNLOADING:
@@ -338,7 +344,10 @@ class ModelPool(Generic[T]):
 
     # --- outside the lock --------------------------------------------------------------------------
 
-    def _unload_item(self, name: str, item: T, reason: str) -> None:
+    def _unload_item(self, name: str, held: list[T], reason: str) -> None:
+        """Unload the one item in `held`, dropping the last reference to it before memory is given
+        back (a closure or a frame that kept it would keep all of it)."""
+        item = held.pop()
         try:
             self.loader.unload(name, item)
         finally:

@@ -68,7 +68,11 @@ class EngineLoader:
             engine.start(lambda message: self.on_fatal(name, message) if started else None)
         if engine.lifecycle.settle() == EngineState.FAILED:
             engine.close(0)
-            raise OvchatError(engine.lifecycle.error or "the model failed to load")
+            # Clients hear the model's name, not where the server keeps it (the log has the path).
+            message = (engine.lifecycle.error or "the model failed to load").replace(
+                f" at {self.models[name].path}", ""
+            )
+            raise OvchatError(message.replace(str(self.models[name].path), f"'{name}'"))
         started.append(True)
         self.facts[name] = Facts(engine.tool_format, engine.thinks)
         return engine
