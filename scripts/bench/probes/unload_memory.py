@@ -79,8 +79,18 @@ class _Mallinfo2:
         class Info(ctypes.Structure):
             _fields_ = [
                 (name, ctypes.c_size_t)
-                for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                             "fsmblks", "uordblks", "fordblks", "keepcost")
+                for name in (
+                    "arena",
+                    "ordblks",
+                    "smblks",
+                    "hblks",
+                    "hblkhd",
+                    "usmblks",
+                    "fsmblks",
+                    "uordblks",
+                    "fordblks",
+                    "keepcost",
+                )
             ]
 
         self._fn = _libc().mallinfo2
@@ -112,8 +122,11 @@ def child(model_dir: str, trim_each: bool, cycles: int) -> dict[str, Any]:
 
     def load_generate() -> Any:
         pipeline, pages = open_pipeline(
-            ov_genai.ContinuousBatchingPipeline, model, DeviceConfig(),
-            scheduler_config(EngineConfig()), warm=True,
+            ov_genai.ContinuousBatchingPipeline,
+            model,
+            DeviceConfig(),
+            scheduler_config(EngineConfig()),
+            warm=True,
         )
         pages.stop()
         results = pipeline.generate(["Hello"], [ov_genai.GenerationConfig(max_new_tokens=16)])
@@ -145,7 +158,12 @@ def child(model_dir: str, trim_each: bool, cycles: int) -> dict[str, Any]:
     maps_end = _maps()
     grown = {k: maps_end.get(k, 0.0) - maps_baseline.get(k, 0.0) for k in {*maps_end, *maps_baseline}}
     top = dict(sorted(grown.items(), key=lambda kv: -abs(kv[1]))[:6])
-    return {"points": points, "series": series, "maps_grown": top, "threads": len(os.listdir("/proc/self/task"))}
+    return {
+        "points": points,
+        "series": series,
+        "maps_grown": top,
+        "threads": len(os.listdir("/proc/self/task")),
+    }
 
 
 # ---------------------------------------------------------------- the parent: a fresh process per scenario
@@ -173,31 +191,44 @@ def slope(values: list[float]) -> float:
 
 def report(model: Path, results: dict[str, dict[str, Any]], cycles: int, series: bool) -> None:
     print(f"\n== {model.name}  (MB; VmRSS unless noted; {cycles} cycles)")
-    head = (f"{'scenario':<12}{'base':>7}{'loaded':>8}{'del+gc':>8}{'+trim':>7}"
-            f"{'cyc1':>7}{'cyc10':>7}{'cycN':>7}{'MB/cyc':>8}{'end+trim':>9}{'HWM':>7}")
+    head = (
+        f"{'scenario':<12}{'base':>7}{'loaded':>8}{'del+gc':>8}{'+trim':>7}"
+        f"{'cyc1':>7}{'cyc10':>7}{'cycN':>7}{'MB/cyc':>8}{'end+trim':>9}{'HWM':>7}"
+    )
     print(head)
     for name, r in results.items():
         p, s = r["points"], r["series"]
         after = [c["unloaded"]["VmRSS"] for c in s]
-        print(f"{name:<12}{p['baseline']['VmRSS']:>7.0f}{p['loaded']['VmRSS']:>8.0f}{p['del_gc']['VmRSS']:>8.0f}"
-              f"{p['trimmed']['VmRSS']:>7.0f}{after[0]:>7.0f}{after[min(9, len(after) - 1)]:>7.0f}"
-              f"{after[-1]:>7.0f}{slope(after[1:]):>8.2f}{p['end_trimmed']['VmRSS']:>9.0f}"
-              f"{p['end_trimmed']['VmHWM']:>7.0f}")
+        print(
+            f"{name:<12}{p['baseline']['VmRSS']:>7.0f}{p['loaded']['VmRSS']:>8.0f}{p['del_gc']['VmRSS']:>8.0f}"
+            f"{p['trimmed']['VmRSS']:>7.0f}{after[0]:>7.0f}{after[min(9, len(after) - 1)]:>7.0f}"
+            f"{after[-1]:>7.0f}{slope(after[1:]):>8.2f}{p['end_trimmed']['VmRSS']:>9.0f}"
+            f"{p['end_trimmed']['VmHWM']:>7.0f}"
+        )
     print("  heap used/free (mallinfo2), RssAnon, RssFile at: baseline | loaded | del+gc | end+trim")
     for name, r in results.items():
         p = r["points"]
         cell = lambda d: f"{d['heap_used']:.0f}/{d['heap_free']:.0f} {d['RssAnon']:.0f} {d['RssFile']:.0f}"  # noqa: E731
-        print(f"  {name:<12}" + " | ".join(cell(p[k]) for k in ("baseline", "loaded", "del_gc", "end_trimmed")))
+        print(
+            f"  {name:<12}" + " | ".join(cell(p[k]) for k in ("baseline", "loaded", "del_gc", "end_trimmed"))
+        )
     for name, r in results.items():
         grown = ", ".join(f"{Path(k).name} {v:+.0f}" for k, v in r["maps_grown"].items())
-        print(f"  {name:<12}RSS grown since baseline by mapping, at the end: {grown}  ({r['threads']} threads)")
+        print(
+            f"  {name:<12}RSS grown since baseline by mapping, at the end: {grown}  ({r['threads']} threads)"
+        )
     if series:
         for name, r in results.items():
-            print(f"  {name} after each unload: " + " ".join(f"{c['unloaded']['VmRSS']:.0f}" for c in r["series"]))
+            print(
+                f"  {name} after each unload: "
+                + " ".join(f"{c['unloaded']['VmRSS']:.0f}" for c in r["series"])
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--scenarios", default="plain,trim,arena2")

@@ -10,9 +10,10 @@ model is (the server's engine, the library's Model): a Loader loads and unloads 
 - A model that does not fit (count: `max_loaded`, memory: `memory_budget`) is loaded after the least
   recently used idle models are unloaded; while every loaded model is busy the request waits, in
   arrival order, up to its timeout (then Unavailable: 503 + Retry-After).
-- No thrash spiral: a loaded model stops taking new leases once an older request for a model that
-  needs its room has waited `patience` seconds, so it goes idle and the models take turns of at
-  least that long (at most one switch per `patience` under an alternating flood).
+- No thrash spiral: while an older request waits for a model that needs its room, a loaded model
+  takes new leases only until it has been loaded `patience` seconds (or twice that model's load
+  time); then it goes idle and is swapped out. Under an alternating flood the models take turns of
+  at least that long, so loading takes at most about a third of the time.
 - One load at a time (the memory measured around it is that model's), off the caller's lock: the
   decisions are taken under the pool's lock, the slow work (Work) runs outside it, on whatever
   thread the caller gives it (the server: a loader thread, never the event loop nor an engine's).
@@ -280,16 +281,20 @@ class ModelPool(Generic[T]):
         return victims
 
     def _yields(self, slot: Slot[T], ticket: Ticket) -> bool:
-        """Whether `slot` takes no new lease: an older request for a model that needs room has
-        waited `patience` seconds (so this one goes idle and can be unloaded)."""
-        now = self.clock()
+        """Whether `slot` takes no new lease, so that it goes idle and makes room: an older request
+        waits for a model that needs that room, and `slot` has had its turn — loaded for `patience`
+        seconds, or twice the waiting model's last load time if longer (loading then takes at most
+        a third of the time under an alternating flood)."""
+        turn = self.clock() - slot.loaded_at
         for other in self._tickets:
             if other is ticket or other.arrived >= ticket.arrived:
                 break
             waiting = self._slots[other.name]
             if other.name == slot.name or waiting.state != SlotState.UNLOADED:
                 continue
-            if now - other.arrived >= self.patience and not self._fits(waiting, self._holding()):
+            if turn >= max(self.patience, 2 * waiting.load_seconds) and not self._fits(
+                waiting, self._holding()
+            ):
                 return True
         return False
 
@@ -378,7 +383,7 @@ class ModelPool(Generic[T]):
                 slot.load_seconds = seconds
                 if item is not None:
                     slot.item, slot.state, slot.loads = item, SlotState.LOADED, slot.loads + 1
-                    slot.last_used = self.clock()
+                    slot.last_used = slot.loaded_at = self.clock()
                 else:
                     slot.state, slot.error = SlotState.FAILED, error or "the load was interrupted"
                 self._notify()

@@ -42,6 +42,7 @@ class Slot(Generic[T]):
     item: T | None = None
     users: int = 0
     last_used: float = 0.0
+    loaded_at: float = 0.0  # when its current turn began
     keep_alive: float | None = None  # this load's own keep-alive (a request may set it)
     error: str | None = None
     loads: int = 0

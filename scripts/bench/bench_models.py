@@ -1,0 +1,290 @@
+"""Benchmark several models in one server: a cold model's first token (its load included) against a
+warm one's, the stall one model's load causes in another model's stream, resident memory through
+load/unload cycles, and an alternating flood between two models that do not fit together — ovchat
+beside llama-server's router mode (--models-dir, --models-max) on the same GGUF where it applies.
+
+    build/venv/bin/python scripts/bench/bench_models.py --gguf FILE [--llama-server PATH] [--write]
+
+ovchat serves the default model (its IR) under two names, "one" and "two"; llama-server's router
+serves the GGUF the default model was built from, under two file names, each model in a child
+process of its own. Both with 2 threads' worth of CPU (the machine's), greedy, eos ignored.
+--write puts the table in BENCHMARKS.md ("Several models in one server").
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from lib.chat_stream import StreamReader, chat_body
+from lib.machine import machine
+from lib.paths import ROOT
+from lib.sections import replace_section
+from lib.server import ServerProcess, ovchat_serve, start_on_free_port
+from lib.stats import cell, percentile
+
+MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
+MB = 1024**2
+PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+
+
+@dataclass
+class Peer:
+    """One server under test: how to start it, load and unload a model, and read its memory."""
+
+    name: str
+    start: Callable[[int], ServerProcess]
+    load: Callable[[str, str], None]
+    unload: Callable[[str, str], None]
+    memory: Callable[[ServerProcess], float]  # resident bytes of the server and its children
+    models: tuple[str, str]
+
+
+def tree_rss(process: subprocess.Popen[bytes]) -> float:
+    """Resident bytes of a process and all its descendants (llama-server's router runs a child per model)."""
+    total, pending = 0.0, [process.pid]
+    while pending:
+        pid = pending.pop()
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        pending += [int(child) for child in children]
+    return total
+
+
+def ovchat_peer(max_loaded: int, tmp: Path) -> Peer:
+    two = tmp / "two"
+    if not two.exists():
+        shutil.copytree(MODEL, two)  # a real second folder: nothing shared on disk either
+
+    def start(_: int) -> ServerProcess:
+        args = ["--model", f"one={MODEL}", "--model", f"two={two}", "--max-loaded", str(max_loaded)]
+        return start_on_free_port(lambda port: ovchat_serve(port, *args), what="ovchat", timeout=120)
+
+    def load(url: str, model: str) -> None:
+        httpx.post(f"{url}/v1/models/{model}/load", timeout=300).raise_for_status()
+
+    def unload(url: str, model: str) -> None:
+        httpx.post(f"{url}/v1/models/{model}/unload", timeout=300).raise_for_status()
+
+    return Peer("ovchat", start, load, unload, lambda server: tree_rss(server.process), ("one", "two"))
+
+
+def llama_peer(binary: Path, gguf: Path, max_loaded: int, tmp: Path) -> Peer:
+    folder = tmp / "gguf"
+    folder.mkdir(exist_ok=True)
+    for name in ("one", "two"):
+        if not (folder / f"{name}.gguf").exists():
+            shutil.copyfile(gguf, folder / f"{name}.gguf")
+
+    def start(_: int) -> ServerProcess:
+        def command(port: int) -> list[str]:
+            flags = ["--models-max", str(max_loaded), "--threads", "2", "--ctx-size", "8192"]
+            flags += ["--no-webui", "--log-disable", "--port", str(port)]
+            return [str(binary), "--models-dir", str(folder), *flags]
+
+        return start_on_free_port(command, what="llama-server", timeout=120, quiet=True)
+
+    def load(url: str, model: str) -> None:
+        httpx.post(f"{url}/models/load", json={"model": model}, timeout=300)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # the router answers at once; the child loads after
+            body = {"model": model, "messages": PROMPT, "max_tokens": 1}
+            if httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300).status_code == 200:
+                return
+            time.sleep(0.05)
+
+    def unload(url: str, model: str) -> None:
+        httpx.post(f"{url}/models/unload", json={"model": model}, timeout=300)
+        time.sleep(0.5)  # the child process exits after the answer
+
+    return Peer(
+        "llama-server router", start, load, unload, lambda server: tree_rss(server.process), ("one", "two")
+    )
+
+
+def stream(url: str, model: str, tokens: int, times: list[float] | None = None) -> float:
+    """A streamed answer of `tokens` tokens; its time to first token (and every chunk's time in `times`)."""
+    reader = StreamReader()
+    body = chat_body(PROMPT, tokens, model=model, ignore_eos=True)
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=300) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            reader.feed(line)
+            if times is not None and line.startswith("data: {"):
+                times.append(time.perf_counter())
+    return reader.result().ttft_s
+
+
+def cold_and_warm(peer: Peer, url: str) -> tuple[float, float]:
+    """First token of a model just unloaded (its load included), then of the same model warm."""
+    one = peer.models[0]
+    peer.load(url, one)
+    peer.unload(url, one)
+    cold = stream(url, one, 8)
+    warm = stream(url, one, 8)
+    peer.unload(url, one)
+    return cold, warm
+
+
+def stall(peer: Peer, url: str) -> tuple[float, float, float]:
+    """The longest gap between two chunks of one model's stream while the other model loads, against
+    its median and 99th-percentile gaps with nothing loading."""
+    one, two = peer.models
+    peer.load(url, one)
+    peer.unload(url, two)
+    times: list[float] = []
+    reader = threading.Thread(target=stream, args=(url, one, 400, times))
+    reader.start()
+    while len(times) < 60:
+        time.sleep(0.01)
+    began = time.perf_counter()
+    peer.load(url, two)
+    ended = time.perf_counter()
+    reader.join()
+    gaps = [(b, b - a) for a, b in itertools.pairwise(times)]
+    during = [gap for at, gap in gaps if began <= at <= ended + 0.5] or [0.0]
+    quiet = [gap for at, gap in gaps if at < began or at > ended + 0.5]
+    return max(during), statistics.median(quiet), percentile(quiet, 99)
+
+
+def cycles(peer: Peer, url: str, server: ServerProcess, count: int) -> list[float]:
+    """Resident memory before the cycles, then after each unload of `count` load/unload cycles."""
+    one, two = peer.models
+    sizes = [peer.memory(server)]
+    for number in range(count):
+        model = one if number % 2 == 0 else two
+        peer.load(url, model)
+        stream(url, model, 8)
+        peer.unload(url, model)
+        sizes.append(peer.memory(server))
+    return sizes
+
+
+def flood(peer: Peer, url: str, seconds: float, clients: int = 4) -> tuple[int, int]:
+    """Clients alternating between the two models for `seconds`: answers, and refusals (503)."""
+    done, refused = [0], [0]
+    stop = time.monotonic() + seconds
+
+    def client(index: int) -> None:
+        number = index
+        while time.monotonic() < stop:
+            model = peer.models[number % 2]
+            body = {"model": model, "messages": PROMPT, "max_tokens": 16, "ignore_eos": True}
+            answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300)
+            (done if answer.status_code == 200 else refused)[0] += 1
+            number += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return done[0], refused[0]
+
+
+def measure(peer: Peer, rounds: int, cycle_count: int, flood_seconds: float, tmp: Path) -> dict[str, str]:
+    server = peer.start(0)
+    try:
+        url = server.url
+        started = peer.memory(server)
+        colds, warms, stalls, medians, p99s = [], [], [], [], []
+        for _ in range(rounds):
+            cold, warm = cold_and_warm(peer, url)
+            colds.append(cold)
+            warms.append(warm)
+            worst, median, p99 = stall(peer, url)
+            stalls.append(worst)
+            medians.append(median)
+            p99s.append(p99)
+        sizes = cycles(peer, url, server, cycle_count)
+    finally:
+        server.stop()
+    # The flood: both models cannot be loaded together (--models-max / --max-loaded 1).
+    single = (ovchat_peer(1, tmp) if peer.name == "ovchat" else peer).start(0)
+    try:
+        answered, refused = flood(peer, single.url, flood_seconds)
+        loads = count_loads(peer, single.url)
+    finally:
+        single.stop()
+    per_minute = "n/a" if loads is None else f"{loads * 60 / flood_seconds:.1f}"
+    return {
+        "cold first token (load included), s": cell(colds),
+        "warm first token, s": cell(warms),
+        "longest chunk gap while the other model loads, ms": cell([s * 1000 for s in stalls]),
+        "chunk gap with nothing loading, median / p99, ms": f"{statistics.median(medians) * 1000:.0f} / "
+        f"{statistics.median(p99s) * 1000:.0f}",
+        "RSS at start, nothing loaded, MB": f"{started / MB:.0f}",
+        "RSS after the 1st / 5th / last unload, MB": " / ".join(
+            f"{sizes[i] / MB:.0f}" for i in (1, min(5, len(sizes) - 1), -1)
+        ),
+        f"flood, {flood_seconds:.0f} s of 4 clients alternating: answers / 503s / loads a minute": (
+            f"{answered} / {refused} / {per_minute}"
+        ),
+    }
+
+
+def count_loads(peer: Peer, url: str) -> float | None:
+    if peer.name != "ovchat":
+        return None
+    text = httpx.get(f"{url}/metrics").text
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith("ovchat_model_loads_total{")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--gguf", type=Path, help="the GGUF for llama-server (the default model's source)")
+    parser.add_argument("--llama-server", type=Path, help="llama-server built from the vendored tree")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--flood-seconds", type=float, default=60.0)
+    parser.add_argument("--write", action="store_true", help="put the table in BENCHMARKS.md")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        peers = [ovchat_peer(2, tmp)]
+        if options.llama_server and options.gguf:
+            peers.append(llama_peer(options.llama_server, options.gguf, 2, tmp))
+        results = {
+            peer.name: measure(peer, options.rounds, options.cycles, options.flood_seconds, tmp)
+            for peer in peers
+        }
+    names = list(results)
+    lines = [f"| | {' | '.join(names)} |", "|---|" + "---|" * len(names)]
+    for row in results[names[0]]:
+        lines.append(f"| {row} | {' | '.join(results[name].get(row, 'n/a') for name in names)} |")
+    table = "\n".join(lines)
+    header = (
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()} by `make bench-models` "
+        f"(`scripts/bench/bench_models.py`; {options.rounds} rounds, median with min–max; {options.cycles} "
+        "load/unload cycles alternating the two models). ovchat: the default model's IR under two names "
+        "(two folders); llama-server's router mode: the GGUF it was built from under two names, each model "
+        f"in a child process. pid {os.getpid()}."
+    )
+    print(header + "\n\n" + table)
+    if options.write:
+        replace_section("models", f"## Several models in one server\n\n{header}\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
