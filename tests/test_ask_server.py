@@ -76,10 +76,6 @@ def test_what_a_server_cannot_do_is_one_clear_line(server: Server, model_dir: Pa
             "--top-k cannot be sent to a server",
         ),
         (("--server", server.base, "--api-key", KEY, "--device", "CPU", "hi"), "--device: not with --server"),
-        (
-            ("--server", server.base, "--api-key", KEY, "-m", str(model_dir), "hi"),
-            "--model: not with --server",
-        ),
         (("--server", server.base, "hi"), "answered 401"),  # no key
         (
             ("--server", f"http://127.0.0.1:{free_port()}", "hi"),

@@ -8,6 +8,7 @@ The pool's rules one by one, on a stand-in loader: unit/test_model_pool.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -24,6 +25,10 @@ from servers import Server, start_server
 
 PHI3_FIXTURES = ROOT / "build" / "test-archs" / "models"
 MB = 1024**2
+
+
+def ovchat(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(OVCHAT), *args], capture_output=True, text=True, timeout=120)
 
 
 def states(server: Server) -> dict[str, str]:
@@ -67,7 +72,9 @@ def several(model_dir: Path, broken_model: Path, tmp_path: Path) -> Iterator[Ser
         f"gguf={embedded_gguf()}",
         f"broken={broken_model}",
     ]
-    phi3 = sorted(PHI3_FIXTURES.glob("*phi3*"))
+    phi3 = [
+        path for path in sorted(PHI3_FIXTURES.glob("smollm2-phi3*")) if (path / "manifest.json").is_file()
+    ]
     if phi3:
         models.append(f"phi3={phi3[0]}")
     extra = [arg for model in models for arg in ("--model", model)]
@@ -111,6 +118,16 @@ def test_requests_pick_their_model_which_loads_on_demand_and_the_least_recently_
     assert card["error"] and card["tool_calls"] is None
     assert say(client, "one") and say(client, "two")
     assert several.metric("ovchat_generations_total", model="two") == 2
+
+    # The command line: `ask --server -m NAME` picks the model; `models --server` shows the states.
+    asked = ovchat("ask", "--server", several.base, "-m", "gguf", "-n", "2", "--json", "hi")
+    assert asked.returncode == 0 and json.loads(asked.stdout)["model"] == "gguf"
+    wrong = ovchat("ask", "--server", several.base, "-m", "nope", "hi")
+    assert wrong.returncode == 1 and "answered 404: model 'nope' is not served here" in wrong.stderr
+    listed = ovchat("models", "--server", several.base).stdout.splitlines()
+    assert listed[0].split() == ["NAME", "STATE", "CONTEXT", "TOOLS"]
+    assert any(line.split()[:2] == ["broken", "failed"] for line in listed)
+    assert any(line.strip().startswith("failed: cannot load the model") for line in listed)
 
 
 def test_the_admin_routes_load_and_unload_and_a_busy_model_is_neither_unloaded_nor_evicted(
@@ -212,8 +229,6 @@ def test_a_bad_model_set_is_one_line_and_a_non_zero_exit(
     args: list[str], message: str, model_dir: Path, tmp_path: Path
 ) -> None:
     filled = [arg.format(m=model_dir, gguf=embedded_gguf(), tmp=tmp_path) for arg in args]
-    done = subprocess.run(
-        [str(OVCHAT), "serve", "--port", "0", *filled], capture_output=True, text=True, timeout=60
-    )
+    done = ovchat("serve", "--port", "0", *filled)
     assert done.returncode in (1, 2) and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3

@@ -102,7 +102,7 @@ def ask(
     options = options_from_cli(kwargs)
     stream = not (no_stream or as_json)
     if server:
-        result = ask_remotely(server, api_key, text, options, system, raw, stream)
+        result = ask_remotely(server, api_key, kwargs.get("model"), text, options, system, raw, stream)
     else:
         result = ask_here(kwargs, text, options, system, raw, stream)
     if as_json:
@@ -141,23 +141,25 @@ def ask_here(
 def ask_remotely(
     url: str,
     api_key: str | None,
+    model: str | None,
     text: str,
     options: GenerationOptions,
     system: str | None,
     raw: bool,
     stream: bool,
 ) -> AskResult:
-    """`ask --server`: the server's model answers, so model and device options would be ignored."""
+    """`ask --server`: the server's model answers (--model names one of those it serves), so device
+    options would be ignored."""
     from ovchat.cli.remote import ask_server
 
     context = click.get_current_context()
     given = [
         f"--{name.replace('_', '-')}"
         for name in MODEL_OPTION_NAMES
-        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        if name != "model" and context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     ]
     if given:
         raise OvchatError(f"{', '.join(given)}: not with --server (the server's own model and device answer)")
     on_text, on_reasoning = (_show, _show_reasoning) if stream else (None, None)
-    reply = ask_server(url, text, options, system, raw, api_key, on_text, on_reasoning)
+    reply = ask_server(url, text, options, system, raw, api_key, on_text, on_reasoning, model)
     return AskResult(reply.text, reply.reasoning, reply.finish_reason, reply.model, url, None, reply.metrics)

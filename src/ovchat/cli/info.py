@@ -39,10 +39,25 @@ def info(model: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def models(as_json: bool) -> None:
-    """List the models ovchat finds by name, and the default one."""
+@click.option(
+    "--server",
+    envvar="OVCHAT_SERVER",
+    metavar="URL",
+    help="List what the `ovchat serve` at URL serves, and each model's state [env OVCHAT_SERVER].",
+)
+@click.option(
+    "--api-key", envvar="OVCHAT_API_KEY", metavar="KEY", help="The server's key [env OVCHAT_API_KEY]."
+)
+def models(as_json: bool, server: str | None, api_key: str | None) -> None:
+    """List the models ovchat finds by name, and the default one (or a server's models)."""
     from ovchat import list_models
 
+    if server:
+        from ovchat.cli.remote import server_models
+
+        served = server_models(server, api_key)
+        click.echo(json.dumps(served, indent=2, ensure_ascii=False) if as_json else format_served(served))
+        return
     catalog = list_models()
     if as_json:
         click.echo(json.dumps(catalog.as_json(), indent=2, ensure_ascii=False))
@@ -63,6 +78,19 @@ def format_catalog(catalog: Catalog) -> list[str]:
     else:
         lines.append(f"no default model: {catalog.default_problem}")
     return lines
+
+
+def format_served(cards: list[dict[str, object]]) -> str:
+    """A server's models as a table: name, state, context, tool calls; a failed one's reason below."""
+    lines = [f"{'NAME':34} {'STATE':10} {'CONTEXT':>8}  TOOLS"]
+    for card in cards:
+        context = card.get("context_length") or "?"
+        lines.append(
+            f"{card['id']!s:34} {card.get('state', '?')!s:10} {context!s:>8}  {card.get('tool_calls') or '-'}"
+        )
+        if card.get("error"):
+            lines.append(f"    failed: {card['error']}")
+    return "\n".join(lines)
 
 
 def _row(entry: ModelEntry) -> str:

@@ -39,16 +39,19 @@ class RemoteReply:
 
 
 def request_body(
-    text: str, options: GenerationOptions, system: str | None, raw: bool
+    text: str, options: GenerationOptions, system: str | None, raw: bool, model: str | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """The route and the OpenAI request for one answer (streamed, with usage at the end)."""
+    """The route and the OpenAI request for one answer (streamed, with usage at the end); without
+    `model`, the server's default model answers."""
     given = options.given()
     for name, flag in NOT_SENT.items():
         if name in given:
             raise OvchatError(
                 f"{flag} cannot be sent to a server (it is not an OpenAI field): drop it or --server"
             )
-    body: dict[str, Any] = {"model": "ovchat", "stream": True, "stream_options": {"include_usage": True}}
+    body: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+    if model:
+        body["model"] = model
     for name, value in given.items():  # a field left at its default is the server's default too
         body[OPENAI_NAMES[name]] = list(value) if isinstance(value, tuple) else value
     if raw:
@@ -68,10 +71,11 @@ def ask_server(
     api_key: str | None = None,
     on_text: Callable[[str], None] | None = None,
     on_reasoning: Callable[[str], None] | None = None,
+    model: str | None = None,
 ) -> RemoteReply:
-    """Stream one answer from the `ovchat serve` at `url`. Leaving early (Ctrl-C) closes the
-    connection, and the server cancels the request."""
-    route, body = request_body(text, options, system, raw)
+    """Stream one answer from the `ovchat serve` at `url` (from its `model`, else its default).
+    Leaving early (Ctrl-C) closes the connection, and the server cancels the request."""
+    route, body = request_body(text, options, system, raw, model)
     connection = _connect(url)
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
     if api_key:
@@ -150,6 +154,26 @@ def _events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
         if data == b"[DONE]":
             return
         yield json.loads(data)
+
+
+def server_models(url: str, api_key: str | None = None) -> list[dict[str, Any]]:
+    """The models the `ovchat serve` at `url` serves, as its GET /v1/models lists them."""
+    connection = _connect(url)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        connection.request("GET", _path(url, "/v1/models"), headers=headers)
+        response = connection.getresponse()
+        if response.status != 200:
+            raise OvchatError(f"the server at {url} answered {response.status}: {_error_message(response)}")
+        return list(json.loads(response.read())["data"])
+    except (ValueError, KeyError, TypeError):
+        raise OvchatError(f"the server at {url} did not answer as an OpenAI model list") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise OvchatError(
+            f"no ovchat server answers at {url} ({_reason(exc)}): start one with `ovchat serve`"
+        ) from None
+    finally:
+        connection.close()
 
 
 def _connect(url: str) -> http.client.HTTPConnection:

@@ -72,7 +72,7 @@ class EngineLoader:
             message = (engine.lifecycle.error or "the model failed to load").replace(
                 f" at {self.models[name].path}", ""
             )
-            raise OvchatError(message.replace(str(self.models[name].path), f"'{name}'"))
+            raise OvchatError(message.replace(str(self.models[name].path), name))
         started.append(True)
         self.facts[name] = Facts(engine.tool_format, engine.thinks)
         return engine
