@@ -232,3 +232,22 @@ def test_a_bad_model_set_is_one_line_and_a_non_zero_exit(
     done = ovchat("serve", "--port", "0", *filled)
     assert done.returncode in (1, 2) and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3
+
+
+def test_the_library_pool_holds_models_by_name_and_loads_them_on_demand(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    from ovchat import ChatSession, GenerationOptions, find_models, open_pool
+
+    (tmp_path / "two").mkdir()
+    models = find_models([f"one={model_dir}", f"two={copy_of(model_dir, tmp_path / 'two')}"])
+    pool = open_pool(models, max_loaded=1)
+    options = GenerationOptions(max_new_tokens=4, temperature=0.0)
+    with pool.acquire("one") as model:
+        assert ChatSession(model, options).send("Say hi.").text
+    with pool.acquire("two") as model:  # one, idle, makes room
+        assert ChatSession(model, options).send("Say hi.").text
+    assert {view.name: str(view.state) for view in pool.models()} == {"one": "unloaded", "two": "loaded"}
+    for work in pool.close():
+        work()
+    assert {str(view.state) for view in pool.models()} == {"unloaded"}
