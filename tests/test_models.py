@@ -175,12 +175,14 @@ def test_the_admin_routes_load_and_unload_and_a_busy_model_is_neither_unloaded_n
 
 
 def test_under_a_memory_budget_models_take_turns_keep_alive_unloads_and_memory_comes_back(
-    model_dir: Path, tmp_path: Path
+    model_dir: Path, broken_model: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "two").mkdir()
     # Each model counts its weights and the 1 GB KV-cache bound: 1.5 GB holds one at a time.
     server = start_server(
         Path(f"one={model_dir}"),
+        "--model",
+        f"broken={broken_model}",
         "--model",
         f"two={copy_of(model_dir, tmp_path / 'two')}",
         "--memory-budget",
@@ -194,7 +196,7 @@ def test_under_a_memory_budget_models_take_turns_keep_alive_unloads_and_memory_c
         assert say(client, "one")
         loaded = rss(server)
         assert say(client, "two")  # one makes room
-        assert states(server) == {"one": "unloaded", "two": "loaded"}
+        assert states(server) == {"one": "unloaded", "two": "loaded", "broken": "unloaded"}
         assert server.metric("ovchat_model_unloads_total", model="one", reason="room") == 1
         wait_state(server, "two", "unloaded")  # idle past its keep-alive
         assert server.metric("ovchat_model_unloads_total", model="two", reason="idle") == 1
@@ -203,14 +205,20 @@ def test_under_a_memory_budget_models_take_turns_keep_alive_unloads_and_memory_c
             assert httpx.post(f"{server.base}/v1/models/one/load", timeout=60).status_code == 200
             assert httpx.post(f"{server.base}/v1/models/one/unload").status_code == 200
         after_cycles = rss(server)
+        for _ in range(5):  # loads that fail half-way leave nothing behind either
+            failed = httpx.post(f"{server.base}/v1/models/broken/load", timeout=60)
+            assert failed.status_code == 500 and failed.json()["error"]["code"] == "model_failed"
+        after_failures = rss(server)
         print(
             f"\nRSS MB: before {before / MB:.0f}, loaded {loaded / MB:.0f}, unloaded {after_one / MB:.0f}, "
-            f"after 10 more load/unload cycles {after_cycles / MB:.0f}"
+            f"after 10 more load/unload cycles {after_cycles / MB:.0f}, after 5 failed loads "
+            f"{after_failures / MB:.0f}"
         )
         # What a load adds comes back (most of it: the first load also sets up OpenVINO itself), and
         # cycles do not add up.
         assert after_one - before < 0.5 * (loaded - before)
         assert after_cycles - after_one < 40 * MB
+        assert after_failures - after_cycles < 20 * MB
     finally:
         server.stop()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import shutil
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ from lib.sections import replace_section
 from lib.server import ServerProcess, ovchat_serve, start_on_free_port
 from lib.stats import cell, percentile
 
-MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
+DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
 MB = 1024**2
 PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
 
@@ -68,13 +67,13 @@ def tree_rss(process: subprocess.Popen[bytes]) -> float:
     return total
 
 
-def ovchat_peer(max_loaded: int, tmp: Path) -> Peer:
+def ovchat_peer(model: Path, max_loaded: int, tmp: Path) -> Peer:
     two = tmp / "two"
     if not two.exists():
-        shutil.copytree(MODEL, two)  # a real second folder: nothing shared on disk either
+        shutil.copytree(model, two)  # a real second folder: nothing shared on disk either
 
     def start(_: int) -> ServerProcess:
-        args = ["--model", f"one={MODEL}", "--model", f"two={two}", "--max-loaded", str(max_loaded)]
+        args = ["--model", f"one={model}", "--model", f"two={two}", "--max-loaded", str(max_loaded)]
         return start_on_free_port(lambda port: ovchat_serve(port, *args), what="ovchat", timeout=120)
 
     def load(url: str, model: str) -> None:
@@ -112,7 +111,12 @@ def llama_peer(binary: Path, gguf: Path, max_loaded: int, tmp: Path) -> Peer:
 
     def unload(url: str, model: str) -> None:
         httpx.post(f"{url}/models/unload", json={"model": model}, timeout=300)
-        time.sleep(0.5)  # the child process exits after the answer
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the child process exits after the answer
+            cards = httpx.get(f"{url}/models", timeout=30).json()["data"]
+            if next(card for card in cards if card["id"] == model)["status"]["value"] == "unloaded":
+                return
+            time.sleep(0.05)
 
     return Peer(
         "llama-server router", start, load, unload, lambda server: tree_rss(server.process), ("one", "two")
@@ -199,7 +203,9 @@ def flood(peer: Peer, url: str, seconds: float, clients: int = 4) -> tuple[int, 
     return done[0], refused[0]
 
 
-def measure(peer: Peer, rounds: int, cycle_count: int, flood_seconds: float, tmp: Path) -> dict[str, str]:
+def measure(
+    peer: Peer, flood_peer: Peer, rounds: int, cycle_count: int, flood_seconds: float
+) -> dict[str, str]:
     server = peer.start(0)
     try:
         url = server.url
@@ -217,7 +223,7 @@ def measure(peer: Peer, rounds: int, cycle_count: int, flood_seconds: float, tmp
     finally:
         server.stop()
     # The flood: both models cannot be loaded together (--models-max / --max-loaded 1).
-    single = (ovchat_peer(1, tmp) if peer.name == "ovchat" else peer).start(0)
+    single = flood_peer.start(0)
     try:
         answered, refused = flood(peer, single.url, flood_seconds)
         loads = count_loads(peer, single.url)
@@ -253,21 +259,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--gguf", type=Path, help="the GGUF for llama-server (the default model's source)")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ovchat's model folder")
+    parser.add_argument("--gguf", type=Path, help="the GGUF for llama-server (the model's source)")
     parser.add_argument("--llama-server", type=Path, help="llama-server built from the vendored tree")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--flood-seconds", type=float, default=60.0)
     parser.add_argument("--write", action="store_true", help="put the table in BENCHMARKS.md")
+    parser.add_argument("--section", default="models", help="the BENCHMARKS.md section it goes in")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
-        peers = [ovchat_peer(2, tmp)]
+        pairs = [(ovchat_peer(options.model, 2, tmp), ovchat_peer(options.model, 1, tmp))]
         if options.llama_server and options.gguf:
-            peers.append(llama_peer(options.llama_server, options.gguf, 2, tmp))
+            binary, gguf = options.llama_server, options.gguf
+            pairs.append((llama_peer(binary, gguf, 2, tmp), llama_peer(binary, gguf, 1, tmp)))
         results = {
-            peer.name: measure(peer, options.rounds, options.cycles, options.flood_seconds, tmp)
-            for peer in peers
+            peer.name: measure(peer, flood_peer, options.rounds, options.cycles, options.flood_seconds)
+            for peer, flood_peer in pairs
         }
     names = list(results)
     lines = [f"| | {' | '.join(names)} |", "|---|" + "---|" * len(names)]
@@ -277,13 +286,16 @@ def main() -> None:
     header = (
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()} by `make bench-models` "
         f"(`scripts/bench/bench_models.py`; {options.rounds} rounds, median with min–max; {options.cycles} "
-        "load/unload cycles alternating the two models). ovchat: the default model's IR under two names "
-        "(two folders); llama-server's router mode: the GGUF it was built from under two names, each model "
-        f"in a child process. pid {os.getpid()}."
+        f"load/unload cycles alternating the two models). ovchat: `{options.model.name}` under two names "
+        "(two folders), `--max-loaded 2` (the flood: 1); llama-server's router mode: the GGUF it was built "
+        "from under two names, each model in a child process, `--models-max 2` (the flood: 1)."
     )
     print(header + "\n\n" + table)
     if options.write:
-        replace_section("models", f"## Several models in one server\n\n{header}\n\n{table}\n")
+        title = "Several models in one server" + (
+            "" if options.section == "models" else f" ({options.section})"
+        )
+        replace_section(options.section, f"## {title}\n\n{header}\n\n{table}\n")
 
 
 if __name__ == "__main__":

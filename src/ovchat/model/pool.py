@@ -97,6 +97,11 @@ class ModelPool(Generic[T]):
     def state(self, name: str) -> SlotState:
         return self._slot(name).state
 
+    def waiting(self, name: str) -> int:
+        """Requests waiting for `name` to be loaded (or to take requests again)."""
+        with self.changed:
+            return sum(1 for ticket in self._tickets if ticket.name == name)
+
     def loaded(self, name: str) -> T | None:
         """The model if it is loaded now (no lease: for reading what it is, not for using it)."""
         slot = self._slot(name)

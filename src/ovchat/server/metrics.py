@@ -127,11 +127,13 @@ class ServerMetrics:
         running: Callable[[], float],
         queued: Callable[[], float],
         loaded: Callable[[], float],
+        size: Callable[[], float],
     ) -> None:
         """Read one model's gauges from the pool at each scrape."""
         self.running.labels(model=model).set_function(running)
         self.queued.labels(model=model).set_function(queued)
         self.loaded.labels(model=model).set_function(loaded)
+        self.model_bytes.labels(model=model).set_function(size)
 
     def for_model(self, model: str) -> ModelMetrics:
         return ModelMetrics(self, model)

@@ -125,6 +125,7 @@ class ServedModels:
         preload = self.settings.preload or ((self.default,) if self.single else ())
         self.preload = tuple(self.resolve(name) for name in preload)
         self._tasks: list[asyncio.Future[None]] = []
+        self._preloaded: set[str] = set()  # the preloads that have ended (loaded or failed)
         for name in models:
             metrics.watch_model(name, *self._gauges(name))
 
@@ -148,11 +149,22 @@ class ServedModels:
         if self.stopping:
             raise Unavailable("the server is shutting down: retry on another replica", "shutting_down")
         name = self.resolve(requested)
+        if self._preloading(name):
+            # At start, as any server that is not ready yet: refused fast, /health says when.
+            raise Unavailable("the model is still loading: retry shortly", "model_not_ready")
+        return await self._lease(name, keep_alive, self.settings.load_wait if wait is None else wait)
+
+    def _preloading(self, name: str) -> bool:
+        if name not in self.preload or name in self._preloaded:
+            return False
+        return next(view.loads == 0 for view in self.pool.models() if view.name == name)
+
+    async def _lease(self, name: str, keep_alive: float | None, wait: float) -> Lease[Engine]:
         pool, loop = self.pool, asyncio.get_running_loop()
         changed = asyncio.Event()
         unsubscribe = pool.subscribe(lambda: self._wake(loop, changed))
         ticket = pool.enter(name, keep_alive)
-        deadline = loop.time() + (self.settings.load_wait if wait is None else wait)
+        deadline = loop.time() + wait
         try:
             while True:
                 changed.clear()
@@ -202,9 +214,12 @@ class ServedModels:
 
     async def _preload(self, name: str) -> None:
         try:
-            await self.load(name)
+            self.pool.forget_failure(name)
+            (await self._lease(name, None, float("inf"))).release()
         except OvchatError as exc:
             self._engine_failed(name, str(exc))
+        finally:
+            self._preloaded.add(name)
 
     async def keep_alive_sweeper(self) -> None:
         """Unload the models idle past their keep-alive, as they expire (a task of the app's loop)."""
@@ -288,9 +303,12 @@ class ServedModels:
 
         def queued() -> float:
             engine = self.engine(name)
-            return engine.queued if engine else 0
+            return (engine.queued if engine else 0) + self.pool.waiting(name)
 
-        return running, queued, lambda: float(self.pool.state(name) == SlotState.LOADED)
+        def size() -> float:
+            return float(next(view.size for view in self.pool.models() if view.name == name))
+
+        return running, queued, lambda: float(self.pool.state(name) == SlotState.LOADED), size
 
     def _count(self, event: Event) -> None:
         if event.kind == "unloaded":
