@@ -169,7 +169,7 @@ def test_the_admin_routes_load_and_unload_and_a_busy_model_is_neither_unloaded_n
     assert third.status_code == 503 and int(third.headers["Retry-After"]) >= 1
     assert third.json()["error"]["code"] == "model_busy"
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "model_busy"
-    assert answers == {"two": 400, "gguf": 400} or min(answers.values()) > 100, answers
+    assert set(answers) == {"two", "gguf"} and min(answers.values()) > 100, answers  # both ran to the end
     assert {name for name, state in states(several).items() if state == "loaded"} == {"two", "gguf"}
     assert httpx.post(f"{base}/v1/models/two/unload").json()["state"] == "unloaded"
 

@@ -171,6 +171,8 @@ def stall(peer: Peer, url: str) -> tuple[float, float, float]:
 def cycles(peer: Peer, url: str, server: ServerProcess, count: int) -> list[float]:
     """Resident memory before the cycles, then after each unload of `count` load/unload cycles."""
     one, two = peer.models
+    for model in (one, two):
+        peer.unload(url, model)
     sizes = [peer.memory(server)]
     for number in range(count):
         model = one if number % 2 == 0 else two
@@ -182,18 +184,17 @@ def cycles(peer: Peer, url: str, server: ServerProcess, count: int) -> list[floa
 
 
 def flood(peer: Peer, url: str, seconds: float, clients: int = 4) -> tuple[int, int]:
-    """Clients alternating between the two models for `seconds`: answers, and refusals (503)."""
+    """Half the clients asking one model, half the other, for `seconds` (so requests alternate
+    between two models that do not fit together): answers, and refusals (503)."""
     done, refused = [0], [0]
     stop = time.monotonic() + seconds
 
     def client(index: int) -> None:
-        number = index
+        model = peer.models[index % 2]
         while time.monotonic() < stop:
-            model = peer.models[number % 2]
             body = {"model": model, "messages": PROMPT, "max_tokens": 16, "ignore_eos": True}
             answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300)
             (done if answer.status_code == 200 else refused)[0] += 1
-            number += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
@@ -237,10 +238,10 @@ def measure(
         "chunk gap with nothing loading, median / p99, ms": f"{statistics.median(medians) * 1000:.0f} / "
         f"{statistics.median(p99s) * 1000:.0f}",
         "RSS at start, nothing loaded, MB": f"{started / MB:.0f}",
-        "RSS after the 1st / 5th / last unload, MB": " / ".join(
-            f"{sizes[i] / MB:.0f}" for i in (1, min(5, len(sizes) - 1), -1)
+        "RSS with both unloaded, then after the 1st / 5th / last unload of a cycle, MB": " / ".join(
+            f"{sizes[i] / MB:.0f}" for i in (0, 1, min(5, len(sizes) - 1), -1)
         ),
-        f"flood, {flood_seconds:.0f} s of 4 clients alternating: answers / 503s / loads a minute": (
+        f"flood, {flood_seconds:.0f} s, 2 clients on each model: answers / 503s / loads a minute": (
             f"{answered} / {refused} / {per_minute}"
         ),
     }

@@ -110,7 +110,7 @@ def test_a_busy_model_is_never_unloaded_the_request_waits_then_gets_503() -> Non
 
 
 def test_a_waiting_request_gets_its_model_as_soon_as_the_busy_one_is_released() -> None:
-    pool, _, _ = pool_of("a b", max_loaded=1)
+    pool, _, _ = pool_of("a b", max_loaded=1, patience=0.0)  # no turn to wait out
     held = pool.acquire("a")
     got: list[Lease[str]] = []
     waiter = threading.Thread(target=lambda: got.append(pool.acquire("b", timeout=10)))
@@ -244,3 +244,18 @@ def test_a_bad_duration_names_the_option(text: str) -> None:
 
 def test_states_are_plain_words() -> None:
     assert [str(state) for state in SlotState] == ["unloaded", "loading", "loaded", "unloading", "failed"]
+
+
+def test_in_its_turn_a_model_in_use_a_moment_ago_is_not_swapped_out() -> None:
+    """Its clients are between two requests: the waiting model gets its room once the turn is over."""
+    pool, loader, clock = pool_of("a b", max_loaded=1, patience=5.0)
+    pool.acquire("a").release()  # loaded and used at 1000
+    waiting_b = pool.enter("b")
+    clock.now += 0.5
+    assert pool.poll(waiting_b) is None  # a was in use half a second ago, 0.5 s into its turn
+    clock.now += 2
+    work = pool.poll(waiting_b)  # not used for 2.5 s: nobody is waiting on it
+    assert isinstance(work, Work)
+    work()
+    assert loader.log == ["load a", "unload a", "load b"]
+    pool.leave(waiting_b)

@@ -8,11 +8,12 @@ model is (the server's engine, the library's Model): a Loader loads and unloads 
 
 - A request takes a Lease on a loaded model; a model with leases is never unloaded.
 - A model that does not fit (count: `max_loaded`, memory: `memory_budget`) is loaded after the least
-  recently used idle models are unloaded; while every loaded model is busy the request waits, in
-  arrival order, up to its timeout (then Unavailable: 503 + Retry-After).
-- No thrash spiral: while an older request waits for a model that needs its room, a loaded model
-  takes new leases only until it has been loaded `patience` seconds (or twice that model's load
-  time); then it goes idle and is swapped out. Under an alternating flood the models take turns of
+  recently used idle models are unloaded; while every loaded model is busy the request waits, up to
+  its timeout (then Unavailable: 503 + Retry-After).
+- No thrash spiral: a loaded model has a turn of `patience` seconds from its load (or twice the
+  load time of the model waiting for its room): in its turn, it is not unloaded while in use a
+  moment ago, and after it, while an older request waits for that room, it takes no new lease, goes
+  idle and is swapped out. Under an alternating flood the models take turns of
   at least that long, so loading takes at most about a third of the time.
 - One load at a time (the memory measured around it is that model's), off the caller's lock: the
   decisions are taken under the pool's lock, the slow work (Work) runs outside it, on whatever
@@ -24,16 +25,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from ovchat.errors import ModelBusy, ModelFailed, ModelNotFound, OvchatError, Unavailable, plain_message
 from ovchat.model.memory import GB, give_back, resident_bytes
 from ovchat.model.slots import HOLDING, Event, Loader, Slot, SlotState, SlotView, Ticket, Work
 
-if TYPE_CHECKING:
-    pass
-
 T = TypeVar("T")
+IN_USE_SECONDS = 1.0  # a model released this recently is in use (its client sends the next request)
 
 
 class Lease(Generic[T]):
@@ -275,7 +274,15 @@ class ModelPool(Generic[T]):
         requests wait for last), or None while it cannot fit yet."""
         staying = self._holding()
         wanted = {ticket.name for ticket in self._tickets}
-        idle = [s for s in staying if s.state == SlotState.LOADED and not s.users]
+        now, turn = self.clock(), self._turn(slot)
+        # In its turn and in use a moment ago (its clients between two requests), a model stays.
+        idle = [
+            s
+            for s in staying
+            if s.state == SlotState.LOADED
+            and not s.users
+            and not (now - s.loaded_at < turn and now - s.last_used < IN_USE_SECONDS)
+        ]
         idle.sort(key=lambda s: (s.name in wanted, s.last_used))
         victims: list[Slot[T]] = []
         while not self._fits(slot, staying):
@@ -297,11 +304,14 @@ class ModelPool(Generic[T]):
             waiting = self._slots[other.name]
             if other.name == slot.name or waiting.state != SlotState.UNLOADED:
                 continue
-            if turn >= max(self.patience, 2 * waiting.load_seconds) and not self._fits(
-                waiting, self._holding()
-            ):
+            had_its_turn = turn >= self._turn(waiting)
+            if had_its_turn and not self._fits(waiting, self._holding()):
                 return True
         return False
+
+    def _turn(self, waiting: Slot[T]) -> float:
+        """How long a loaded model keeps serving before it makes room for `waiting`."""
+        return max(self.patience, 2 * waiting.load_seconds)
 
     def _expires_at(self, slot: Slot[T]) -> float:
         keep = slot.keep_alive if slot.keep_alive is not None else self.keep_alive

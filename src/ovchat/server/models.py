@@ -145,7 +145,7 @@ class ServedModels:
         self, requested: str | None, keep_alive: float | None = None, wait: float | None = None
     ) -> Lease[Engine]:
         """A lease on the model the request names, loading it first if it is not loaded (the request
-        waits, in arrival order, up to the pool's wait; then 503 + Retry-After)."""
+        waits up to --load-wait while the models holding the memory are busy; then 503 + Retry-After)."""
         if self.stopping:
             raise Unavailable("the server is shutting down: retry on another replica", "shutting_down")
         name = self.resolve(requested)
