@@ -11,8 +11,8 @@ import threading
 import pytest
 
 from ovchat.errors import ModelBusy, ModelFailed, ModelNotFound, OvchatError, Unavailable
-from ovchat.model.pool import Lease, ModelPool
-from ovchat.model.slots import SlotState, Work
+from ovchat.model.pool import ModelPool
+from ovchat.model.slots import Lease, SlotState, Work
 from ovchat.server.settings import parse_duration
 
 

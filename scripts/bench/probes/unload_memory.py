@@ -177,7 +177,8 @@ def run_scenario(model: Path, name: str, cycles: int) -> dict[str, Any]:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{name} on {model} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def slope(values: list[float]) -> float:
@@ -208,7 +209,10 @@ def report(model: Path, results: dict[str, dict[str, Any]], cycles: int, series:
     print("  heap used/free (mallinfo2), RssAnon, RssFile at: baseline | loaded | del+gc | end+trim")
     for name, r in results.items():
         p = r["points"]
-        cell = lambda d: f"{d['heap_used']:.0f}/{d['heap_free']:.0f} {d['RssAnon']:.0f} {d['RssFile']:.0f}"  # noqa: E731
+
+        def cell(d: dict[str, float]) -> str:
+            return f"{d['heap_used']:.0f}/{d['heap_free']:.0f} {d['RssAnon']:.0f} {d['RssFile']:.0f}"
+
         print(
             f"  {name:<12}" + " | ".join(cell(p[k]) for k in ("baseline", "loaded", "del_gc", "end_trimmed"))
         )

@@ -29,32 +29,10 @@ from typing import Generic, TypeVar
 
 from ovchat.errors import ModelBusy, ModelFailed, ModelNotFound, OvchatError, Unavailable, plain_message
 from ovchat.model.memory import GB, give_back, resident_bytes
-from ovchat.model.slots import HOLDING, Event, Loader, Slot, SlotState, SlotView, Ticket, Work
+from ovchat.model.slots import HOLDING, Event, Lease, Loader, Slot, SlotState, SlotView, Ticket, Work
 
 T = TypeVar("T")
 IN_USE_SECONDS = 1.0  # a model released this recently is in use (its client sends the next request)
-
-
-class Lease(Generic[T]):
-    """One request's hold on a loaded model: the model stays loaded until every lease is released."""
-
-    def __init__(self, pool: ModelPool[T], slot: Slot[T]) -> None:
-        assert slot.item is not None
-        self.item: T = slot.item
-        self.name = slot.name
-        self._pool, self._slot, self._held = pool, slot, True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            self.item = None  # type: ignore[assignment]  # a lease kept around must not keep the model
-            self._pool._release(self._slot)
-
-    def __enter__(self) -> T:
-        return self.item
-
-    def __exit__(self, *_: object) -> None:
-        self.release()
 
 
 class ModelPool(Generic[T]):
@@ -157,7 +135,7 @@ class ModelPool(Generic[T]):
                 slot.users += 1
                 if ticket.keep_alive is not None:
                     slot.keep_alive = ticket.keep_alive
-                return Lease(self, slot)
+                return Lease(slot, lambda: self._release(slot))
             if slot.state == SlotState.FAILED:
                 raise ModelFailed(f"model '{slot.name}' failed to load: {slot.error}")
             if slot.state == SlotState.UNLOADED and not self._loading:

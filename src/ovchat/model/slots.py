@@ -1,5 +1,6 @@
 """What a pool of models keeps about each model (a Slot), shows of it (SlotView), asks of a loader
-(Loader), and leaves to be done outside its lock (Work): the records of ovchat.model.pool."""
+(Loader), hands to a request (Lease) and leaves to be done outside its lock (Work): the records of
+ovchat.model.pool."""
 
 from __future__ import annotations
 
@@ -94,3 +95,26 @@ class Work:
             self.run()
         finally:
             self.done.set()
+
+
+class Lease(Generic[T]):
+    """One request's hold on a loaded model: the model stays loaded until every lease is released."""
+
+    def __init__(self, slot: Slot[T], on_release: Callable[[], None]) -> None:
+        assert slot.item is not None
+        self.item: T = slot.item
+        self.name = slot.name
+        self._on_release: Callable[[], None] | None = on_release
+
+    def release(self) -> None:
+        """Once: a second call does nothing."""
+        if self._on_release is not None:
+            on_release, self._on_release = self._on_release, None
+            self.item = None  # type: ignore[assignment]  # a lease kept around must not keep the model
+            on_release()
+
+    def __enter__(self) -> T:
+        return self.item
+
+    def __exit__(self, *_: object) -> None:
+        self.release()

@@ -20,8 +20,8 @@ from ovchat.errors import ModelNotFound, OvchatError, Unavailable
 from ovchat.model.device import DeviceConfig
 from ovchat.model.files import ModelFiles
 from ovchat.model.memory import GB, default_budget, kv_token_bytes, model_bytes
-from ovchat.model.pool import Lease, ModelPool
-from ovchat.model.slots import Event, SlotState, SlotView, Work
+from ovchat.model.pool import ModelPool
+from ovchat.model.slots import Event, Lease, SlotState, SlotView, Work
 from ovchat.prompt.template import ToolFormat
 from ovchat.server.engine.engine import Engine
 from ovchat.server.engine.lifecycle import EngineState
