@@ -9,6 +9,7 @@ library only: the bare CLI needs no HTTP package for this.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import time
@@ -76,25 +77,9 @@ def ask_server(
     """Stream one answer from the `ovchat serve` at `url` (from its `model`, else its default).
     Leaving early (Ctrl-C) closes the connection, and the server cancels the request."""
     route, body = request_body(text, options, system, raw, model)
-    connection = _connect(url)
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
     started = time.perf_counter()
-    try:
-        connection.request("POST", _path(url, route), json.dumps(body).encode(), headers)
-        response = connection.getresponse()
-        if response.status != 200:
-            raise OvchatError(f"the server at {url} answered {response.status}: {_error_message(response)}")
+    with _exchange(url, "POST", route, api_key, body, "an OpenAI stream") as response:
         return _read_stream(response, raw, started, on_text, on_reasoning)
-    except ValueError:
-        raise OvchatError(f"the server at {url} did not answer as an OpenAI stream") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise OvchatError(
-            f"no ovchat server answers at {url} ({_reason(exc)}): start one with `ovchat serve`"
-        ) from None
-    finally:
-        connection.close()
 
 
 def _read_stream(
@@ -158,16 +143,28 @@ def _events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
 
 def server_models(url: str, api_key: str | None = None) -> list[dict[str, Any]]:
     """The models the `ovchat serve` at `url` serves, as its GET /v1/models lists them."""
+    with _exchange(url, "GET", "/v1/models", api_key, None, "an OpenAI model list") as response:
+        return list(json.loads(response.read())["data"])
+
+
+@contextlib.contextmanager
+def _exchange(
+    url: str, method: str, route: str, api_key: str | None, body: dict[str, Any] | None, shape: str
+) -> Iterator[http.client.HTTPResponse]:
+    """One request to the server at `url`, its 200 response read inside the block; every failure
+    (no server, a refusal, an answer not in `shape`) is one OvchatError."""
     connection = _connect(url)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    if body is not None:
+        headers |= {"Content-Type": "application/json", "Accept": "text/event-stream"}
     try:
-        connection.request("GET", _path(url, "/v1/models"), headers=headers)
+        connection.request(method, _path(url, route), json.dumps(body).encode() if body else None, headers)
         response = connection.getresponse()
         if response.status != 200:
             raise OvchatError(f"the server at {url} answered {response.status}: {_error_message(response)}")
-        return list(json.loads(response.read())["data"])
+        yield response
     except (ValueError, KeyError, TypeError):
-        raise OvchatError(f"the server at {url} did not answer as an OpenAI model list") from None
+        raise OvchatError(f"the server at {url} did not answer as {shape}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise OvchatError(
             f"no ovchat server answers at {url} ({_reason(exc)}): start one with `ovchat serve`"
