@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -109,6 +110,7 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
     "--models-dir",
     envvar="OVCHAT_MODELS_DIR",
     type=click.Path(file_okay=False),
+    metavar="DIR",
     help="Serve every model folder and .gguf file in DIR too, each under its name [env OVCHAT_MODELS_DIR].",
 )
 @click.option(
@@ -180,8 +182,8 @@ def run_server(
     log_level: str,
     **kwargs: Any,
 ) -> None:
-    """Serve models over an OpenAI-compatible HTTP API, batching concurrent requests. Several
-    models (--model repeated, --models-dir) are loaded on demand by the request's `model`."""
+    """Serve models over an OpenAI-compatible HTTP API, batching concurrent requests. Several models
+    (--model repeated, --models-dir) are loaded on demand by the request's `model`."""
     require_serve_extra()
     from ovchat import check_device, find_models
     from ovchat.server.run import check_port, serve_until_stopped
@@ -231,5 +233,5 @@ def require_serve_extra() -> None:
 
 
 # Annotated so that type checkers know it without following the decorators (ovchat.cli.main imports it).
-SERVE_HELP = f"{run_server.__doc__}\n\nWithout FastAPI, {SERVE_EXTRA}."
+SERVE_HELP = f"{inspect.cleandoc(run_server.__doc__ or '')}\n\nWithout FastAPI, {SERVE_EXTRA}."
 serve: click.Command = click.command("serve", help=SERVE_HELP)(run_server)
