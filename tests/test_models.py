@@ -215,10 +215,13 @@ def test_under_a_memory_budget_models_take_turns_keep_alive_unloads_and_memory_c
             f"{after_failures / MB:.0f}"
         )
         # What a load adds comes back (most of it: the first load also sets up OpenVINO itself), and
-        # cycles do not add up.
-        assert after_one - before < 0.5 * (loaded - before)
-        assert after_cycles - after_one < 40 * MB
-        assert after_failures - after_cycles < 20 * MB
+        # cycles do not add up. A model kept alive would add a model's worth a cycle (an engine held by
+        # a closure added 23 MB); the heap wanders by up to ~4 MB a cycle (40 MB over 10 seen in one
+        # run, none in others): the bounds are a quarter and a sixth of one model's load.
+        footprint = loaded - before
+        assert after_one - before < 0.5 * footprint
+        assert after_cycles - after_one < 0.25 * footprint
+        assert after_failures - after_cycles < footprint / 6
     finally:
         server.stop()
 
