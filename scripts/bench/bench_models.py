@@ -17,7 +17,6 @@ import argparse
 import itertools
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ import httpx
 from lib.chat_stream import StreamReader, chat_body
 from lib.machine import machine
 from lib.paths import ROOT
+from lib.processes import tree_memory_mb
 from lib.sections import replace_section
 from lib.server import ServerProcess, ovchat_serve, start_on_free_port
 from lib.stats import cell, percentile
@@ -41,30 +41,18 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 
 @dataclass
 class Peer:
-    """One server under test: how to start it, load and unload a model, and read its memory."""
+    """One server under test: how to start it, and load and unload a model."""
 
     name: str
     start: Callable[[int], ServerProcess]
     load: Callable[[str, str], None]
     unload: Callable[[str, str], None]
-    memory: Callable[[ServerProcess], float]  # resident bytes of the server and its children
     models: tuple[str, str]
 
 
-def tree_rss(process: subprocess.Popen[bytes]) -> float:
-    """Resident bytes of a process and all its descendants (llama-server's router runs a child per model)."""
-    total, pending = 0.0, [process.pid]
-    while pending:
-        pid = pending.pop()
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            continue
-        pending += [int(child) for child in children]
-    return total
+def memory(server: ServerProcess) -> float:
+    """Resident bytes of a server and its children (llama-server's router runs a child per model)."""
+    return tree_memory_mb(server.process.pid)[0] * MB
 
 
 def ovchat_peer(model: Path, max_loaded: int, tmp: Path) -> Peer:
@@ -82,7 +70,13 @@ def ovchat_peer(model: Path, max_loaded: int, tmp: Path) -> Peer:
     def unload(url: str, model: str) -> None:
         httpx.post(f"{url}/v1/models/{model}/unload", timeout=300).raise_for_status()
 
-    return Peer("ovchat", start, load, unload, lambda server: tree_rss(server.process), ("one", "two"))
+    return Peer(
+        "ovchat",
+        start,
+        load,
+        unload,
+        ("one", "two"),
+    )
 
 
 def llama_peer(binary: Path, gguf: Path, max_loaded: int, tmp: Path) -> Peer:
@@ -119,7 +113,11 @@ def llama_peer(binary: Path, gguf: Path, max_loaded: int, tmp: Path) -> Peer:
             time.sleep(0.05)
 
     return Peer(
-        "llama-server router", start, load, unload, lambda server: tree_rss(server.process), ("one", "two")
+        "llama-server router",
+        start,
+        load,
+        unload,
+        ("one", "two"),
     )
 
 
@@ -173,13 +171,13 @@ def cycles(peer: Peer, url: str, server: ServerProcess, count: int) -> list[floa
     one, two = peer.models
     for model in (one, two):
         peer.unload(url, model)
-    sizes = [peer.memory(server)]
+    sizes = [memory(server)]
     for number in range(count):
         model = one if number % 2 == 0 else two
         peer.load(url, model)
         stream(url, model, 8)
         peer.unload(url, model)
-        sizes.append(peer.memory(server))
+        sizes.append(memory(server))
     return sizes
 
 
@@ -210,7 +208,7 @@ def measure(
     server = peer.start(0)
     try:
         url = server.url
-        started = peer.memory(server)
+        started = memory(server)
         colds, warms, stalls, medians, p99s = [], [], [], [], []
         for _ in range(rounds):
             cold, warm = cold_and_warm(peer, url)

@@ -147,6 +147,7 @@ def test_a_model_that_fails_to_load_fails_alone_and_loads_again_when_asked() -> 
 def test_a_model_that_breaks_while_loaded_is_discarded_and_the_others_go_on() -> None:
     pool, loader, clock = pool_of("a b")
     use(pool, clock, "a", "b")
+    in_flight = pool.acquire("a")  # a request the broken engine fails
     work = pool.discard("a", "the engine failed 5 steps in a row")
     assert isinstance(work, Work)
     work()
@@ -154,6 +155,10 @@ def test_a_model_that_breaks_while_loaded_is_discarded_and_the_others_go_on() ->
     with pytest.raises(ModelFailed, match="the engine failed 5 steps"):
         pool.acquire("a")
     use(pool, clock, "b")
+    in_flight.release()
+    pool.load("a")  # loaded again, and idle: no lease of the broken engine counts against it
+    work = pool.unload("a")
+    assert work is not None
 
 
 def test_unloading_a_busy_model_is_refused_and_an_idle_one_goes() -> None:

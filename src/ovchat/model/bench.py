@@ -7,17 +7,16 @@ prompt's prefill from memory and make TTFT meaningless.
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import openvino_genai as ov_genai
 
 from ovchat.errors import OptionsError
 from ovchat.model.device import DeviceConfig
+from ovchat.model.memory import MB, process_status
 from ovchat.model.pipeline import Model, open_model
 
 # Plain words that each encode to one token in typical BPE vocabularies.
@@ -70,15 +69,10 @@ def memory_mb() -> tuple[float, float]:
     ru_maxrss also carries the peak of the process that forked this one. Without /proc it is the
     only peak there is, and the current figure is unknown (0).
     """
-    fields: dict[str, float] = {}
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                fields[name] = int(value.split()[0]) / 1024
+    fields = process_status("VmRSS", "VmHWM")
     if "VmHWM" not in fields:
         return 0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return fields.get("VmRSS", 0.0), fields["VmHWM"]
+    return fields.get("VmRSS", 0) / MB, fields["VmHWM"] / MB
 
 
 def make_prompt(model: Model, tokens: int, salt: int) -> ov_genai.TokenizedInputs:

@@ -15,6 +15,7 @@ from ovchat.model.device import CGROUP_ROOT, own_cgroup
 from ovchat.model.files import ModelFiles
 from ovchat.model.gguf_head import GGUFFormatError, read_gguf_head
 
+MB = 1024**2
 GB = 1024**3
 # What a loaded model takes beyond its weight files: the compiled model's own buffers, the tokenizer,
 # the first KV blocks (the cache grows as it is used, up to the engine's bound, counted apart).
@@ -23,19 +24,21 @@ LOAD_OVERHEAD = 1.25
 
 def resident_bytes() -> int | None:
     """This process's resident memory now (VmRSS)."""
-    return _status_field("VmRSS")
+    return process_status("VmRSS").get("VmRSS")
 
 
-def _status_field(name: str) -> int | None:
+def process_status(*names: str) -> dict[str, int]:
+    """Fields of /proc/self/status in bytes (VmRSS, VmHWM, ...), from one read; {} without /proc."""
+    found: dict[str, int] = {}
     try:
         lines = Path("/proc/self/status").read_text().splitlines()
     except OSError:
-        return None
+        return found
     for line in lines:
         key, _, value = line.partition(":")
-        if key == name:
-            return int(value.split()[0]) * 1024
-    return None
+        if key in names:
+            found[key] = int(value.split()[0]) * 1024
+    return found
 
 
 def available_bytes(root: Path = CGROUP_ROOT) -> int | None:

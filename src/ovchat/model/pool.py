@@ -196,7 +196,8 @@ class ModelPool(Generic[T]):
         with self.changed:
             slot = self._slot(name)
             item, slot.item = slot.item, None
-            slot.state, slot.error, slot.users = SlotState.FAILED, error, 0
+            # Its requests still hold leases (the engine fails them); they release as they end.
+            slot.state, slot.error = SlotState.FAILED, error
             self._notify()
         if item is None:
             return None

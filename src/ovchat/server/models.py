@@ -110,7 +110,6 @@ class ServedModels:
         self.leaving = False  # SIGTERM's drain delay: /health says draining
         self.stopping = False
         self._on_fatal: Fatal | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ovchat-loader")
         self.loader = EngineLoader(models, device, config, metrics, self._engine_failed, make_engine)
         budget = self.settings.memory_budget_gb
@@ -204,7 +203,7 @@ class ServedModels:
     async def load(self, name: str) -> None:
         """Load `name` now (again after a failed load), unloading idle models to make room."""
         self.pool.forget_failure(name)
-        (await self.lease(name, wait=float("inf"))).release()
+        (await self._lease(name, None, float("inf"))).release()
 
     async def unload(self, name: str) -> None:
         """Unload an idle model now (ModelBusy while requests use it)."""
@@ -214,8 +213,7 @@ class ServedModels:
 
     async def _preload(self, name: str) -> None:
         try:
-            self.pool.forget_failure(name)
-            (await self._lease(name, None, float("inf"))).release()
+            await self.load(name)
         except OvchatError as exc:
             self._engine_failed(name, str(exc))
         finally:
