@@ -4,7 +4,9 @@ import mmap
 
 from ovchat.model.bench import memory_mb
 
-SIZE = 64 * 1024 * 1024
+# Twice what the assertions need: other threads of the test process (a model unloaded by an earlier
+# test) may free a few MB while it measures (a fresh-clone run saw 58 MB grow for 64 touched).
+SIZE = 128 * 1024 * 1024
 
 
 def test_the_peak_covers_memory_just_touched_and_freed() -> None:
