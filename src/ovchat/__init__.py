@@ -1,4 +1,4 @@
-"""ovchat: chat with and serve int4 OpenVINO LLMs on CPUs, with no PyTorch at run time.
+"""ovchat: chat with, embed with and serve OpenVINO models on CPUs, with no PyTorch at run time.
 
 The library's names load lazily, so `ovchat --help` does not pay for importing OpenVINO.
 """
@@ -25,6 +25,15 @@ if TYPE_CHECKING:
     from ovchat.model.bench import BenchReport, bench_model
     from ovchat.model.catalog import Catalog, ModelEntry, list_models
     from ovchat.model.device import DeviceConfig, check_device
+    from ovchat.model.encoders import (
+        Embedder,
+        Embeddings,
+        Ranking,
+        Reranker,
+        open_embedder,
+        open_encoder,
+        open_reranker,
+    )
     from ovchat.model.facts import describe_model
     from ovchat.model.files import ModelFiles, find_model, find_models
     from ovchat.model.models import open_pool
@@ -42,12 +51,16 @@ _LAZY = {
     "Catalog": "ovchat.model.catalog",
     "ChatSession": "ovchat.chat.session",
     "DeviceConfig": "ovchat.model.device",
+    "Embedder": "ovchat.model.encoders",
+    "Embeddings": "ovchat.model.encoders",
     "GenerationOptions": "ovchat.options",
     "Model": "ovchat.model.pipeline",
     "ModelEntry": "ovchat.model.catalog",
     "ModelFiles": "ovchat.model.files",
     "ModelPool": "ovchat.model.pool",
+    "Ranking": "ovchat.model.encoders",
     "Reply": "ovchat.chat.reply",
+    "Reranker": "ovchat.model.encoders",
     "Tool": "ovchat.prompt.tools.use",
     "ToolCall": "ovchat.prompt.tools.hermes",
     "ToolChoice": "ovchat.prompt.tools.use",
@@ -61,8 +74,11 @@ _LAZY = {
     "find_models": "ovchat.model.files",
     "is_text": "ovchat.prompt.messages",
     "list_models": "ovchat.model.catalog",
+    "open_embedder": "ovchat.model.encoders",
+    "open_encoder": "ovchat.model.encoders",
     "open_model": "ovchat.model.pipeline",
     "open_pool": "ovchat.model.models",
+    "open_reranker": "ovchat.model.encoders",
     "read_transcript": "ovchat.chat.transcript",
 }
 __all__ = [
@@ -72,6 +88,8 @@ __all__ = [
     "ContextError",
     "DeviceConfig",
     "DeviceError",
+    "Embedder",
+    "Embeddings",
     "GenerationError",
     "GenerationOptions",
     "Model",
@@ -81,7 +99,9 @@ __all__ = [
     "ModelPool",
     "OptionsError",
     "OvchatError",
+    "Ranking",
     "Reply",
+    "Reranker",
     "Tool",
     "ToolCall",
     "ToolChoice",
@@ -97,8 +117,11 @@ __all__ = [
     "find_models",
     "is_text",
     "list_models",
+    "open_embedder",
+    "open_encoder",
     "open_model",
     "open_pool",
+    "open_reranker",
     "read_transcript",
 ]
 

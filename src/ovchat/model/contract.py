@@ -34,6 +34,17 @@ DEFAULT_MODEL_NAME = f"{EMBEDDED_NAME}-int4"
 # SmolLM2's authors recommend sampling at temperature 0.2, top_p 0.9: the build writes it into the
 # model's generation_config.json, so chat samples by default (--temperature 0 gives greedy).
 EMBEDDED_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
+# The default embedding model: sentence-transformers/all-MiniLM-L6-v2, its sentence-transformers folder
+# shipped zipped inside a PyPI package (`ovchat-build all-minilm-l6-v2`, `make embed-model`).
+EMBEDDED_ENCODER_PACKAGE = "all_minilm_l6_v2"
+EMBEDDED_ENCODER_FILE = "model.zip"
+EMBEDDED_ENCODER_NAME = "all-minilm-l6-v2"
+DEFAULT_EMBEDDER_NAME = f"{EMBEDDED_ENCODER_NAME}-fp16"
+
+# What a model folder holds: a chat model (an LLM), an embedding model (text -> one vector) or a
+# reranker (a query and a text -> a relevance score). Folders built before kinds were recorded are chat.
+CHAT, EMBEDDING, RERANK = "chat", "embedding", "rerank"
+MODEL_KINDS = (CHAT, EMBEDDING, RERANK)
 BUILD_COMMAND = "make model"  # what builds the default model in a checkout
 # What to do when a model is missing, worded for a checkout and for an installed wheel alike.
 BUILD_HINT = (
@@ -85,6 +96,11 @@ class Manifest:
     # OpenVINO CPU properties the fidelity figures were measured with; the runtime applies them
     # (e.g. INFERENCE_PRECISION_HINT f32 where bf16 made the model drift) unless told otherwise.
     runtime: dict[str, str] = field(default_factory=dict)
+    kind: str = CHAT  # one of MODEL_KINDS
+    # An embedding model's or reranker's settings, read by the runtime: pooling (mean, cls,
+    # last_token), normalize, max_length (tokens), dimension, matryoshka (the dimensions it was trained
+    # to be cut to, if any); a reranker's score ("sigmoid" of its one logit).
+    encoder: dict[str, Any] = field(default_factory=dict)
     build_seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)  # build step -> seconds it took
     built_at: str = ""

@@ -14,6 +14,7 @@ from ovchat.errors import ModelError
 from ovchat.model.contract import (
     BUILD_COMMAND,
     BUILD_HINT,
+    CHAT,
     DEFAULT_MODEL_NAME,
     LOSSY_GGUF_FILE_TYPES,
     MODEL_FILES,
@@ -41,6 +42,16 @@ class ModelFiles:
     @property
     def name(self) -> str:
         return self.path.stem if self.is_gguf else self.path.name
+
+    @property
+    def kind(self) -> str:
+        """chat, embedding or rerank (contract.MODEL_KINDS): what its build recorded; chat without one."""
+        return self.manifest.kind if self.manifest else CHAT
+
+    @property
+    def encoder(self) -> dict[str, Any]:
+        """An embedding model's or reranker's settings (pooling, normalize, max_length, dimension)."""
+        return dict(self.manifest.encoder) if self.manifest else {}
 
     @property
     def runtime(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ovchat.errors import ModelError, plain_message
+from ovchat.model.contract import CHAT, EMBEDDING
 from ovchat.model.device import DeviceConfig, check_device
 from ovchat.model.files import ModelFiles, find_model
 from ovchat.model.gguf_cache import Conversion, cached_ir, start_conversion
@@ -89,6 +90,7 @@ def open_model(
     """Find, validate and load a model on a device (`spec` as find_model takes it, or its result)."""
     device = device or DeviceConfig()
     files = spec if isinstance(spec, ModelFiles) else find_model(spec)
+    check_chat_kind(files)
     started = time.perf_counter()
     converted_before = gguf_ir(files, device)
     # The pages keep being dropped until the first token (Model.settle_memory): ovchat.model.paging.
@@ -103,6 +105,20 @@ def open_model(
             "later starts open that instead"
         )
     return Model(files, pipeline, device, seconds, pages, note)
+
+
+def check_chat_kind(files: ModelFiles) -> None:
+    """A chat model, or a ModelError that says what the folder is and what opens it."""
+    if files.kind == CHAT:
+        return
+    opener = (
+        "ovchat embed / ovchat.open_embedder"
+        if files.kind == EMBEDDING
+        else "ovchat rerank / ovchat.open_reranker"
+    )
+    raise ModelError(
+        f"{files.name} is {'an embedding model' if files.kind == EMBEDDING else 'a reranker'}, not a chat model: use {opener}"
+    )
 
 
 def gguf_ir(files: ModelFiles, device: DeviceConfig) -> Path | None:

@@ -7,9 +7,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ovchat.model.contract import EMBEDDED_NAME
+from ovchat.model.contract import CHAT, EMBEDDED_ENCODER_NAME, EMBEDDED_NAME
 from ovchat_build.errors import BuildError
-from ovchat_build.export.profiles import BLOCKS_EXPORT, PROFILES, ExportFlags, flags_summary
+from ovchat_build.export.profiles import (
+    BLOCKS_EXPORT,
+    ENCODER_EXPORT,
+    ENCODER_TASKS,
+    ENCODER_WEIGHT_FORMATS,
+    PROFILES,
+    ExportFlags,
+    flags_summary,
+)
 from ovchat_build.fidelity.criteria import DEFAULT_MIN_AGREEMENT
 from ovchat_build.source.resolve import Source
 
@@ -39,14 +47,35 @@ class Plan:
     flags: ExportFlags
     gguf_grid: bool  # the source's linear weights are a GGUF grid that can be carried over
     grid: str | None = None  # how: "Q4_1" (into an int4 export) or "blocks" (into an fp32 one)
+    kind: str = CHAT  # chat | embedding | rerank (ovchat.model.contract.MODEL_KINDS)
+    encoder: dict[str, Any] = field(default_factory=dict)  # an encoder's settings (source.kind)
 
     def record(self) -> dict[str, Any]:
-        return {"profile": self.profile, "flags": flags_summary(self.flags)}
+        encoder = {"kind": self.kind, "encoder": self.encoder} if self.kind != CHAT else {}
+        return {"profile": self.profile, "flags": flags_summary(self.flags), **encoder}
 
     @property
     def carries_blocks(self) -> bool:
         """The file's block formats go into an fp32 export, tensor by tensor."""
         return self.profile == "gguf" and self.grid == "blocks"
+
+
+def encoder_plan(request: BuildRequest, kind: str, settings: dict[str, Any]) -> Plan:
+    """An embedding model's or reranker's export: 16-bit weights unless --weight-format says int8 or
+    fp32; the chat profiles (int4 grids, calibration) are not for encoders."""
+    if request.profile is not None:
+        what = "an embedding model" if kind == "embedding" else "a reranker"
+        raise BuildError(
+            f"--profile is for chat models; this is {what}, "
+            f"built at fp16 (--weight-format {'|'.join(ENCODER_WEIGHT_FORMATS)} chooses)"
+        )
+    unknown = sorted(set(request.overrides) - {"weight_format", "trust_remote_code"})
+    if unknown:
+        raise BuildError(f"--{unknown[0].replace('_', '-')} does not apply to {kind} models")
+    flags = replace(ENCODER_EXPORT, task=ENCODER_TASKS[kind], **request.overrides)
+    if flags.weight_format not in ENCODER_WEIGHT_FORMATS:
+        raise BuildError(f"--weight-format for {kind} models: one of {', '.join(ENCODER_WEIGHT_FORMATS)}")
+    return Plan("encoder", flags, False, kind=kind, encoder=settings)
 
 
 def make_plan(request: BuildRequest, source: Source) -> Plan:
@@ -91,6 +120,8 @@ def default_name(source: Source, flags: ExportFlags, profile: str | None, weight
     """A self-explaining folder name: <model>-<weight format>[-<profile>] (the profile if one was chosen)."""
     if source.kind == "embedded":
         base = EMBEDDED_NAME
+    elif source.kind == "embedded-encoder":
+        base = EMBEDDED_ENCODER_NAME
     elif source.kind == "hub":
         base = source.ref.split("/")[-1]
     elif source.kind == "gguf":

@@ -28,6 +28,7 @@ class ExportFlags:
     sym: bool = True
     group_size_fallback: str = "adjust"
     trust_remote_code: bool = False
+    library: str | None = None  # optimum's --library (encoders: transformers, so GenAI does the pooling)
     # Data-aware compression: calibration text, then the methods that use it.
     dataset: str | None = None
     awq: bool = False
@@ -59,6 +60,8 @@ class ExportFlags:
                 args += ["--num-samples", str(self.num_samples)]
         if self.trust_remote_code:
             args.append("--trust-remote-code")
+        if self.library:
+            args += ["--library", self.library]
         return args
 
     def describe(self) -> str:
@@ -92,6 +95,13 @@ PROFILES: dict[str, ExportFlags] = {
     "speed": replace(REFERENCE, ratio=1.0),
     "quality": replace(REFERENCE, weight_format="int8"),
 }
+# Embedding models and rerankers: 16-bit weights by default (all-MiniLM-L6-v2: mean cosine 0.99998
+# to sentence-transformers' f32 vectors), int8 or fp32 on request, behind the encoder gate. optimum
+# exports the bare transformer (--library transformers): GenAI's pipelines pool and score.
+ENCODER_TASKS = {"embedding": "feature-extraction", "rerank": "text-classification"}
+ENCODER_EXPORT = ExportFlags(weight_format="fp16", sym=False, library="transformers")
+ENCODER_WEIGHT_FORMATS = ("fp16", "int8", "fp32")
+
 # The export a GGUF's "blocks" grid is written into (gguf/grid.py): unquantized, so that every
 # weight is a plain constant.
 BLOCKS_EXPORT = ExportFlags(weight_format="fp32", sym=False)

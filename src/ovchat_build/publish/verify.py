@@ -9,8 +9,9 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from ovchat import DeviceConfig, Model, open_model
+from ovchat import DeviceConfig, Embedder, Model, find_model, open_encoder, open_model
 from ovchat.errors import OvchatError
+from ovchat.model.contract import CHAT, Manifest
 
 # Fixed texts the tokenizer/detokenizer pair must round-trip exactly.
 ROUND_TRIP_TEXTS = {
@@ -89,8 +90,34 @@ def check_chat(model: Model) -> dict[str, Any]:
     }
 
 
+def verify_encoder(model_dir: Path) -> dict[str, Any]:
+    """An embedding model or reranker opened as users will: one vector of the recorded dimension (of
+    unit length if it is normalised), or one score per document in [0, 1]."""
+    try:
+        model = open_encoder(find_model(model_dir), DeviceConfig(cache_dir=""))
+        if isinstance(model, Embedder):
+            (vector,) = model.embed([CHAT_QUESTION]).vectors
+            length = sum(x * x for x in vector) ** 0.5
+            if len(vector) != model.dimension:
+                raise VerifyError(
+                    f"the vector has {len(vector)} dimensions, the manifest says {model.dimension}"
+                )
+            if model.normalized and abs(length - 1.0) > 1e-3:
+                raise VerifyError(f"the model normalises, but a vector's length is {length:.4f}")
+            return {"embedding": {"dimension": len(vector), "length": round(length, 6)}}
+        ranked = model.rerank(CHAT_QUESTION, ["Paris.", "Bananas are yellow."]).results
+    except OvchatError as exc:
+        raise VerifyError(str(exc)) from None
+    if len(ranked) != 2 or not all(0.0 <= score <= 1.0 for _, score in ranked):
+        raise VerifyError(f"the reranker's scores are not one in [0, 1] per document: {ranked}")
+    return {"rerank": {"scores": [round(score, 6) for _, score in ranked]}}
+
+
 def verify(model_dir: Path, chat: bool = True) -> dict[str, Any]:
     """Run every check on a folder whose manifest is written; raise VerifyError on the first failure."""
+    manifest = Manifest.read(model_dir)
+    if manifest is not None and manifest.kind != CHAT:
+        return verify_encoder(model_dir)
     tokenizer = ov_genai.Tokenizer(str(model_dir))
     report: dict[str, Any] = {
         "round_trip": check_round_trip(tokenizer),

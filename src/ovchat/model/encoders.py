@@ -1,0 +1,207 @@
+"""Embedding models and rerankers: GenAI's TextEmbeddingPipeline and TextRerankPipeline, set up as
+the model's build recorded (pooling, normalisation, max length) and run with the CPU properties its
+gate verified.
+
+An input longer than the model takes is refused with its length and the limit, unless the caller
+asks for truncation: a silently cut text gives a vector of another text."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openvino_genai as ov_genai
+
+from ovchat.errors import ContextError, ModelError, RequestRejected, plain_message
+from ovchat.model.contract import DEFAULT_EMBEDDER_NAME, EMBEDDING, RERANK
+from ovchat.model.device import DeviceConfig, check_device
+from ovchat.model.files import ModelFiles, find_model
+
+POOLING = {
+    "mean": ov_genai.TextEmbeddingPipeline.PoolingType.MEAN,
+    "cls": ov_genai.TextEmbeddingPipeline.PoolingType.CLS,
+    "last_token": ov_genai.TextEmbeddingPipeline.PoolingType.LAST_TOKEN,
+}
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]
+    tokens: int  # the inputs' tokens, special tokens included (what the model ran)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    results: list[tuple[int, float]]  # (document index, relevance score), most relevant first
+    tokens: int
+
+
+class Encoder:
+    """An opened embedding model or reranker: its pipeline, tokenizer and limits."""
+
+    kind = ""
+
+    def __init__(self, files: ModelFiles, pipeline: Any, device: DeviceConfig, load_seconds: float) -> None:
+        self.files, self.pipeline, self.device, self.load_seconds = files, pipeline, device, load_seconds
+        self.tokenizer = ov_genai.Tokenizer(str(files.path))
+        self.max_length = int(files.encoder.get("max_length") or files.context_length or 512)
+
+    @property
+    def name(self) -> str:
+        return self.files.name
+
+    def lengths(self, texts: list[str], pair_with: str | None = None) -> list[int]:
+        """Each text's tokens as the model reads it (special tokens included; with `pair_with`, the
+        query and the text together, as a reranker reads them)."""
+        if not texts:
+            return []
+        if pair_with is not None and self.tokenizer.supports_paired_input():
+            encoded = self.tokenizer.encode([pair_with], texts, add_special_tokens=True)
+        elif pair_with is not None:  # GenAI then joins the query and the text into one input
+            encoded = self.tokenizer.encode([pair_with + text for text in texts], add_special_tokens=True)
+        else:
+            encoded = self.tokenizer.encode(texts, add_special_tokens=True)
+        return [int(row.sum()) for row in encoded.attention_mask.data]
+
+    def counted(self, lengths: list[int], truncate: bool, field: str) -> int:
+        """The tokens the model runs for inputs of `lengths`: refused past max_length unless `truncate`."""
+        too_long = [(i, n) for i, n in enumerate(lengths) if n > self.max_length]
+        if too_long and not truncate:
+            index, n = too_long[0]
+            where = f"{field}[{index}]" if len(lengths) > 1 else field
+            raise ContextError(
+                f"{where} has {n} tokens; {self.name} reads at most {self.max_length}: shorten it, "
+                "or ask for truncation (truncate)"
+            )
+        return sum(min(n, self.max_length) for n in lengths)
+
+    def ids_to_text(self, rows: list[list[int]]) -> list[str]:
+        """Token-id inputs (this model's own vocabulary) as the texts they are: kept only when the text
+        reads back as the same ids, so the vector is the one those ids would give."""
+        texts = []
+        for index, ids in enumerate(rows):
+            text = str(self.tokenizer.decode(ids, skip_special_tokens=True))
+            back = self.tokenizer.encode(text, add_special_tokens=False).input_ids.data[0].tolist()
+            if back != [i for i in ids if i not in self._special_ids()]:
+                raise RequestRejected(
+                    f"input[{index}]: these token ids do not read back as the same ids with {self.name}'s "
+                    "tokenizer (ids are the model's own vocabulary): send the text instead",
+                    "input",
+                )
+            texts.append(text)
+        return texts
+
+    def _special_ids(self) -> set[int]:
+        empty = self.tokenizer.encode("", add_special_tokens=True).input_ids.data[0].tolist()
+        return {int(i) for i in empty}
+
+
+class Embedder(Encoder):
+    """Text in, one vector per text out (`embed`)."""
+
+    kind = EMBEDDING
+
+    @property
+    def dimension(self) -> int:
+        return int(self.files.encoder.get("dimension") or 0)
+
+    @property
+    def normalized(self) -> bool:
+        return bool(self.files.encoder.get("normalize"))
+
+    def embed(self, texts: list[str], *, truncate: bool = False, field: str = "input") -> Embeddings:
+        tokens = self.counted(self.lengths(texts), truncate, field)
+        if not texts:
+            return Embeddings([], 0)
+        try:
+            vectors = self.pipeline.embed_documents(texts)
+        except RuntimeError as exc:
+            raise ModelError(f"{self.name} could not embed the input: {plain_message(exc)}") from None
+        return Embeddings([list(map(float, v)) for v in vectors], tokens)
+
+    def shorten(self, vectors: list[list[float]], dimensions: int) -> list[list[float]]:
+        """Vectors cut to `dimensions`, where the model was trained for it (Matryoshka); renormalised."""
+        if dimensions == self.dimension:
+            return vectors
+        allowed = [int(n) for n in self.files.encoder.get("matryoshka") or []]
+        if dimensions not in allowed:
+            offer = f"it was trained to be cut to {allowed}" if allowed else "it was not trained to be cut"
+            raise RequestRejected(
+                f"dimensions: {self.name} makes {self.dimension}-dimensional vectors and {offer}",
+                "dimensions",
+            )
+        cut = [v[:dimensions] for v in vectors]
+        if self.normalized:
+            cut = [[x / (sum(y * y for y in v) ** 0.5 or 1.0) for x in v] for v in cut]
+        return cut
+
+
+class Reranker(Encoder):
+    """A query and texts in, the texts' relevance scores out, most relevant first (`rerank`)."""
+
+    kind = RERANK
+
+    def rerank(
+        self, query: str, documents: list[str], *, top_n: int | None = None, truncate: bool = False
+    ) -> Ranking:
+        tokens = self.counted(self.lengths(documents, pair_with=query), truncate, "documents")
+        if not documents:
+            return Ranking([], 0)
+        try:
+            ranked = self.pipeline.rerank(query, documents)
+        except RuntimeError as exc:
+            raise ModelError(f"{self.name} could not rank the documents: {plain_message(exc)}") from None
+        results = [(int(index), float(score)) for index, score in ranked]
+        return Ranking(results[: top_n if top_n is not None else len(results)], tokens)
+
+
+def open_encoder(
+    spec: str | os.PathLike[str] | ModelFiles | None, device: DeviceConfig | None = None
+) -> Embedder | Reranker:
+    """Load an embedding model or a reranker (whichever the folder is) on a device."""
+    device = device or DeviceConfig()
+    files = spec if isinstance(spec, ModelFiles) else find_model(spec)
+    if files.kind not in (EMBEDDING, RERANK):
+        raise ModelError(f"{files.name} is a {files.kind} model, not an embedding model or a reranker")
+    props = device.properties(files.runtime, paged=False)
+    props.pop("ATTENTION_BACKEND", None)
+    max_length = int(files.encoder.get("max_length") or files.context_length or 512)
+    started = time.perf_counter()
+    try:
+        if files.kind == EMBEDDING:
+            config = ov_genai.TextEmbeddingPipeline.Config()
+            config.pooling_type = POOLING[str(files.encoder.get("pooling", "mean"))]
+            config.normalize = bool(files.encoder.get("normalize"))
+            config.max_length = max_length
+            pipeline: Any = ov_genai.TextEmbeddingPipeline(str(files.path), device.device, config, **props)
+        else:
+            rerank_config = ov_genai.TextRerankPipeline.Config()
+            rerank_config.top_n = 1 << 30  # every document, in order; callers cut
+            rerank_config.max_length = max_length
+            pipeline = ov_genai.TextRerankPipeline(str(files.path), device.device, rerank_config, **props)
+    except RuntimeError as exc:
+        check_device(device)
+        raise ModelError(f"cannot load the model at {files.path}: {plain_message(exc)}") from None
+    seconds = time.perf_counter() - started
+    kind = Embedder if files.kind == EMBEDDING else Reranker
+    return kind(files, pipeline, device, seconds)
+
+
+def open_embedder(
+    spec: str | os.PathLike[str] | ModelFiles | None = None, device: DeviceConfig | None = None
+) -> Embedder:
+    """Load an embedding model (`spec` as find_model takes it; None: the default embedding model)."""
+    encoder = open_encoder(DEFAULT_EMBEDDER_NAME if spec is None else spec, device)
+    if not isinstance(encoder, Embedder):
+        raise ModelError(f"{encoder.name} is a reranker, not an embedding model")
+    return encoder
+
+
+def open_reranker(spec: str | os.PathLike[str] | ModelFiles, device: DeviceConfig | None = None) -> Reranker:
+    """Load a reranker (`spec` as find_model takes it)."""
+    encoder = open_encoder(spec, device)
+    if not isinstance(encoder, Reranker):
+        raise ModelError(f"{encoder.name} is an embedding model, not a reranker")
+    return encoder
