@@ -111,14 +111,10 @@ def check_chat_kind(files: ModelFiles) -> None:
     """A chat model, or a ModelError that says what the folder is and what opens it."""
     if files.kind == CHAT:
         return
-    opener = (
-        "ovchat embed / ovchat.open_embedder"
-        if files.kind == EMBEDDING
-        else "ovchat rerank / ovchat.open_reranker"
-    )
-    raise ModelError(
-        f"{files.name} is {'an embedding model' if files.kind == EMBEDDING else 'a reranker'}, not a chat model: use {opener}"
-    )
+    embedding = files.kind == EMBEDDING
+    what = "an embedding model" if embedding else "a reranker"
+    opener = "ovchat embed / ovchat.open_embedder" if embedding else "ovchat rerank / ovchat.open_reranker"
+    raise ModelError(f"{files.name} is {what}, not a chat model: use {opener}")
 
 
 def gguf_ir(files: ModelFiles, device: DeviceConfig) -> Path | None:
