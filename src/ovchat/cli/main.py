@@ -12,6 +12,7 @@ from ovchat.cli.ask import ask
 from ovchat.cli.bench import bench
 from ovchat.cli.chat import chat
 from ovchat.cli.edge import OvchatGroup
+from ovchat.cli.encode import embed, rerank
 from ovchat.cli.info import info, models
 from ovchat.cli.serve import serve
 
@@ -19,10 +20,10 @@ from ovchat.cli.serve import serve
 @click.group(cls=OvchatGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ovchat")
 def cli() -> None:
-    """Chat with an int4 OpenVINO LLM on this machine, with no PyTorch."""
+    """Chat with, embed with and serve OpenVINO models on this machine, with no PyTorch."""
 
 
-for command in (chat, ask, info, models, serve, bench):
+for command in (chat, ask, embed, rerank, info, models, serve, bench):
     cli.add_command(command)
 
 

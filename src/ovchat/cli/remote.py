@@ -198,3 +198,10 @@ def _error_message(response: http.client.HTTPResponse) -> str:
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def encode_server(url: str, route: str, body: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
+    """`embed --server` / `rerank --server`: one JSON request to /v1/embeddings or /v1/rerank."""
+    with _exchange(url, "POST", route, api_key, body, "an embeddings or rerank answer") as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer

@@ -112,30 +112,19 @@ class Embedder(Encoder):
         return bool(self.files.encoder.get("normalize"))
 
     def embed(self, texts: list[str], *, truncate: bool = False, field: str = "input") -> Embeddings:
+        """One vector per text (an input past max_length refused unless `truncate`)."""
         tokens = self.counted(self.lengths(texts), truncate, field)
+        return Embeddings(self.vectors(texts), tokens)
+
+    def vectors(self, texts: list[str]) -> list[list[float]]:
+        """The pipeline's vectors of `texts`, as they are (their lengths checked by the caller)."""
         if not texts:
-            return Embeddings([], 0)
+            return []
         try:
             vectors = self.pipeline.embed_documents(texts)
         except RuntimeError as exc:
             raise ModelError(f"{self.name} could not embed the input: {plain_message(exc)}") from None
-        return Embeddings([list(map(float, v)) for v in vectors], tokens)
-
-    def shorten(self, vectors: list[list[float]], dimensions: int) -> list[list[float]]:
-        """Vectors cut to `dimensions`, where the model was trained for it (Matryoshka); renormalised."""
-        if dimensions == self.dimension:
-            return vectors
-        allowed = [int(n) for n in self.files.encoder.get("matryoshka") or []]
-        if dimensions not in allowed:
-            offer = f"it was trained to be cut to {allowed}" if allowed else "it was not trained to be cut"
-            raise RequestRejected(
-                f"dimensions: {self.name} makes {self.dimension}-dimensional vectors and {offer}",
-                "dimensions",
-            )
-        cut = [v[:dimensions] for v in vectors]
-        if self.normalized:
-            cut = [[x / (sum(y * y for y in v) ** 0.5 or 1.0) for x in v] for v in cut]
-        return cut
+        return [list(map(float, v)) for v in vectors]
 
 
 class Reranker(Encoder):
@@ -155,6 +144,24 @@ class Reranker(Encoder):
             raise ModelError(f"{self.name} could not rank the documents: {plain_message(exc)}") from None
         results = [(int(index), float(score)) for index, score in ranked]
         return Ranking(results[: top_n if top_n is not None else len(results)], tokens)
+
+
+def shorten(files: ModelFiles, vectors: list[list[float]], dimensions: int) -> list[list[float]]:
+    """Vectors cut to `dimensions`, where the model was trained for it (Matryoshka: the manifest's
+    `matryoshka` lists the sizes); renormalised if the model normalises. Else the request's error."""
+    native = int(files.encoder.get("dimension") or 0)
+    if dimensions == native:
+        return vectors
+    allowed = [int(n) for n in files.encoder.get("matryoshka") or []]
+    if dimensions not in allowed:
+        offer = f"it was trained to be cut to {allowed}" if allowed else "it was not trained to be cut"
+        raise RequestRejected(
+            f"dimensions: {files.name} makes {native}-dimensional vectors and {offer}", "dimensions"
+        )
+    cut = [v[:dimensions] for v in vectors]
+    if files.encoder.get("normalize"):
+        cut = [[x / (sum(y * y for y in v) ** 0.5 or 1.0) for x in v] for v in cut]
+    return cut
 
 
 def open_encoder(

@@ -15,14 +15,17 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
-from ovchat.errors import ModelNotFound, OvchatError, Unavailable
+from ovchat.errors import ModelNotFound, OvchatError, Unavailable, WrongKind
+from ovchat.model.contract import CHAT, EMBEDDING
 from ovchat.model.device import DeviceConfig
 from ovchat.model.files import ModelFiles
 from ovchat.model.memory import GB, default_budget, kv_token_bytes, model_bytes
 from ovchat.model.pool import ModelPool
 from ovchat.model.slots import Event, Lease, SlotState, SlotView, Work
 from ovchat.prompt.template import ToolFormat
+from ovchat.server.engine.encoders import EncoderRunner
 from ovchat.server.engine.engine import Engine
 from ovchat.server.engine.lifecycle import EngineState
 from ovchat.server.metrics import ServerMetrics
@@ -30,6 +33,10 @@ from ovchat.server.settings import EngineConfig, PoolSettings
 
 log = logging.getLogger("ovchat.server")
 Fatal = Callable[[str], None]
+Served = Engine | EncoderRunner  # a loaded chat model's engine, or an embedding model's or reranker's runner
+# What a request of each kind is, for the error that names a model of another kind.
+USES = {CHAT: "chat and completions", EMBEDDING: "/v1/embeddings", "rerank": "/v1/rerank"}
+ARTICLES = {CHAT: "a chat model", EMBEDDING: "an embedding model", "rerank": "a reranker"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,8 @@ class Facts:
 
 
 class EngineLoader:
-    """Loads a model as a started engine, ready for requests; unloads it by closing it."""
+    """Loads a model as a started engine (a chat model) or runner (an embedding model or reranker),
+    ready for requests; unloads it by closing it."""
 
     def __init__(
         self,
@@ -50,17 +58,20 @@ class EngineLoader:
         config: EngineConfig,
         metrics: ServerMetrics,
         on_fatal: Callable[[str, str], None],
-        make_engine: Callable[[str], Engine] | None = None,
+        make_engine: Callable[[str], Served] | None = None,
     ) -> None:
         self.models, self.device, self.config, self.metrics = models, device, config, metrics
         self.on_fatal = on_fatal
         self.make_engine = make_engine or self._engine
         self.facts: dict[str, Facts] = {}
 
-    def _engine(self, name: str) -> Engine:
-        return Engine(self.models[name], self.device, self.config, self.metrics.for_model(name))
+    def _engine(self, name: str) -> Served:
+        files, metrics = self.models[name], self.metrics.for_model(name)
+        if files.kind != CHAT:
+            return EncoderRunner(files, self.device, metrics)
+        return Engine(files, self.device, self.config, metrics)
 
-    def load(self, name: str) -> Engine:
+    def load(self, name: str) -> Served:
         engine = self.make_engine(name)
         started: list[bool] = []
         if not engine.started:  # (a test's stand-in may come started)
@@ -77,11 +88,13 @@ class EngineLoader:
         self.facts[name] = Facts(engine.tool_format, engine.thinks)
         return engine
 
-    def unload(self, name: str, item: Engine) -> None:
+    def unload(self, name: str, item: Served) -> None:
         item.close(0)  # idle: nothing runs
 
     def size(self, name: str) -> int:
         files, kv = self.models[name], self.config.kv_cache_gb * GB
+        if files.kind != CHAT:
+            return model_bytes(files)
         if self.config.kv_cache_tokens:
             kv = min(kv, self.config.kv_cache_tokens * kv_token_bytes(files))
         return model_bytes(files, kv)
@@ -97,7 +110,7 @@ class ServedModels:
         config: EngineConfig,
         metrics: ServerMetrics,
         settings: PoolSettings | None = None,
-        make_engine: Callable[[str], Engine] | None = None,
+        make_engine: Callable[[str], Served] | None = None,
     ) -> None:
         if not models:
             raise OvchatError("no model to serve")
@@ -113,7 +126,7 @@ class ServedModels:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ovchat-loader")
         self.loader = EngineLoader(models, device, config, metrics, self._engine_failed, make_engine)
         budget = self.settings.memory_budget_gb
-        self.pool: ModelPool[Engine] = ModelPool(
+        self.pool: ModelPool[Served] = ModelPool(
             models,
             self.loader,
             max_loaded=self.settings.max_loaded,
@@ -130,24 +143,42 @@ class ServedModels:
 
     # --- which model, and a lease on it ------------------------------------------------------------
 
-    def resolve(self, requested: str | None, exact: bool = False) -> str:
+    def resolve(self, requested: str | None, exact: bool = False, kind: str | None = None) -> str:
         """The served model a request means: with one served, any name means it; with several, the
-        name must be one of them (no name: the first, the default). `exact`: the name must match."""
+        name must be one of them (no name: the first of the `kind` asked for). `exact`: the name must
+        match. A model of another kind than `kind` is the request's error (WrongKind)."""
         if not exact and (self.single or requested is None):
-            return self.default
-        if requested in self.files:
-            return requested
-        served = ", ".join(self.files)
-        raise ModelNotFound(f"model '{requested}' is not served here; served: {served}")
+            name = next((n for n, f in self.files.items() if f.kind == kind), self.default)
+        elif requested in self.files:
+            name = requested
+        else:
+            served = ", ".join(self.files)
+            raise ModelNotFound(f"model '{requested}' is not served here; served: {served}")
+        have = self.files[name].kind
+        if kind is not None and have != kind:
+            raise WrongKind(f"model '{name}' is {ARTICLES[have]}: it serves {USES[have]}, not {USES[kind]}")
+        return name
+
+    async def chat_lease(self, requested: str | None, keep_alive: float | None = None) -> Lease[Engine]:
+        """A lease on the chat model the request names."""
+        return cast(Lease[Engine], await self.lease(requested, keep_alive, kind=CHAT))
+
+    async def encoder_lease(self, requested: str | None, kind: str) -> Lease[EncoderRunner]:
+        """A lease on the embedding model or reranker the request names."""
+        return cast(Lease[EncoderRunner], await self.lease(requested, kind=kind))
 
     async def lease(
-        self, requested: str | None, keep_alive: float | None = None, wait: float | None = None
-    ) -> Lease[Engine]:
+        self,
+        requested: str | None,
+        keep_alive: float | None = None,
+        wait: float | None = None,
+        kind: str | None = None,
+    ) -> Lease[Served]:
         """A lease on the model the request names, loading it first if it is not loaded (the request
         waits up to --load-wait while the models holding the memory are busy; then 503 + Retry-After)."""
         if self.stopping:
             raise Unavailable("the server is shutting down: retry on another replica", "shutting_down")
-        name = self.resolve(requested)
+        name = self.resolve(requested, kind=kind)
         if self._preloading(name):
             # At start, as any server that is not ready yet: refused fast, /health says when.
             raise Unavailable("the model is still loading: retry shortly", "model_not_ready")
@@ -158,7 +189,7 @@ class ServedModels:
             return False
         return next(view.loads == 0 for view in self.pool.models() if view.name == name)
 
-    async def _lease(self, name: str, keep_alive: float | None, wait: float) -> Lease[Engine]:
+    async def _lease(self, name: str, keep_alive: float | None, wait: float) -> Lease[Served]:
         pool, loop = self.pool, asyncio.get_running_loop()
         changed = asyncio.Event()
         unsubscribe = pool.subscribe(lambda: self._wake(loop, changed))
@@ -252,7 +283,7 @@ class ServedModels:
     def models(self) -> list[SlotView]:
         return self.pool.models()
 
-    def engine(self, name: str) -> Engine | None:
+    def engine(self, name: str) -> Served | None:
         return self.pool.loaded(name)
 
     def ready(self) -> bool:
@@ -291,7 +322,7 @@ class ServedModels:
             return "recovering"
         return str(view.state)
 
-    def _engines(self) -> list[Engine]:
+    def _engines(self) -> list[Served]:
         return [engine for name in self.files if (engine := self.engine(name)) is not None]
 
     def _gauges(self, name: str) -> tuple[Callable[[], float], ...]:

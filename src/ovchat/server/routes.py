@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from ovchat.model.contract import CHAT, EMBEDDING, RERANK
+from ovchat.model.encoders import shorten
 from ovchat.server.metrics import CONTENT_TYPE, ServerMetrics
 from ovchat.server.models import ServedModels
 from ovchat.server.protocol.http_errors import ErrorBody
@@ -21,6 +23,7 @@ from ovchat.server.protocol.llama_server import (
     Tokens,
     with_pieces,
 )
+from ovchat.server.protocol.openai.embeddings import EmbeddingList, EmbeddingRequest, embedding_list
 from ovchat.server.protocol.openai.requests import ChatRequest, CompletionRequest
 from ovchat.server.protocol.openai.responses import (
     ChatCompletion,
@@ -31,6 +34,7 @@ from ovchat.server.protocol.openai.responses import (
     TextCompletion,
 )
 from ovchat.server.protocol.openai.writer import ChatWriter, CompletionWriter
+from ovchat.server.protocol.rerank import RerankRequest, RerankResponse, rerank_response
 from ovchat.server.respond import respond
 from ovchat.server.settings import ServerSettings
 
@@ -118,11 +122,41 @@ async def generate(
 ) -> Any:
     """Both generation routes: the request to its model's engine, the answer as JSON or SSE."""
     wanted = body.generation_request()
-    lease = await replica.models.lease(body.model)
+    lease = await replica.models.chat_lease(body.model)
     kind = ChatWriter if chat else CompletionWriter
     writer = kind(lease.name, body.include_usage, wanted.logprobs)
     receive = request.receive
     return await respond(lease.item, wanted, writer, receive, body.stream, body.refine, lease.release)
+
+
+@API.post("/v1/embeddings", response_model=EmbeddingList, openapi_extra=PROTECTED, responses=ERRORS)
+async def embeddings(body: EmbeddingRequest, replica: ReplicaOf) -> EmbeddingList:
+    """OpenAI's embeddings: one vector per input (texts, or token ids of the model's vocabulary);
+    concurrent requests run as one batch."""
+    texts, id_rows = body.parts()
+    lease = await replica.models.encoder_lease(body.model, EMBEDDING)
+    with lease as runner:
+        dimensions = body.dimensions or int(runner.model.encoder.get("dimension") or 0)
+        shorten(runner.model, [], dimensions)  # refused before any work
+        if id_rows:
+            texts = await runner.on_model(lambda model: model.ids_to_text(id_rows))
+        answer = await runner.embed(texts, body.truncate)
+        vectors = shorten(runner.model, answer.vectors, dimensions)
+        return embedding_list(lease.name, vectors, answer.tokens, body.encoding_format)
+
+
+@API.post("/v1/rerank", response_model=RerankResponse, openapi_extra=PROTECTED, responses=ERRORS)
+@API.post("/v2/rerank", response_model=RerankResponse, openapi_extra=PROTECTED, responses=ERRORS)
+@API.post("/rerank", response_model=RerankResponse, openapi_extra=PROTECTED, responses=ERRORS)
+async def rerank(body: RerankRequest, replica: ReplicaOf) -> RerankResponse:
+    """Cohere's rerank (as Jina, llama-server and vLLM serve it): the documents' relevance to the
+    query, most relevant first (`top_n` of them)."""
+    texts = body.texts()
+    lease = await replica.models.encoder_lease(body.model, RERANK)
+    with lease as runner:
+        ranked = await runner.rerank(body.query, texts, body.top_n, body.truncating)
+        documents = texts if body.return_documents else None
+        return rerank_response(lease.name, ranked.results, documents, ranked.tokens)
 
 
 @API.post("/tokenize", response_model=Tokens, openapi_extra=PROTECTED, responses=ERRORS)
@@ -130,7 +164,7 @@ async def tokenize(body: TokenizeRequest, replica: ReplicaOf) -> Tokens:
     """llama-server's /tokenize: the ids of `content` as the model counts them (with_pieces: each
     id's text, or its bytes when it holds part of a character)."""
     body.check()
-    with await replica.models.lease(body.model) as engine:
+    with await replica.models.chat_lease(body.model) as engine:
         ids = await engine.tokenize(body.content, body.add_special)
         return with_pieces(ids, await engine.pieces(ids)) if body.with_pieces else Tokens(tokens=ids)
 
@@ -138,14 +172,14 @@ async def tokenize(body: TokenizeRequest, replica: ReplicaOf) -> Tokens:
 @API.post("/detokenize", response_model=Detokenized, openapi_extra=PROTECTED, responses=ERRORS)
 async def detokenize(body: DetokenizeRequest, replica: ReplicaOf) -> Detokenized:
     """llama-server's /detokenize: the text of `tokens`."""
-    with await replica.models.lease(body.model) as engine:
+    with await replica.models.chat_lease(body.model) as engine:
         return Detokenized(content=await engine.detokenize(body.tokens))
 
 
 @API.post("/apply-template", response_model=TemplatedPrompt, openapi_extra=PROTECTED, responses=ERRORS)
 async def apply_template(body: ApplyTemplateRequest, replica: ReplicaOf) -> TemplatedPrompt:
     """llama-server's /apply-template: the prompt the chat template makes of `messages` (and `tools`)."""
-    with await replica.models.lease(body.model) as engine:
+    with await replica.models.chat_lease(body.model) as engine:
         return TemplatedPrompt(prompt=await engine.render(*body.arguments()))
 
 
@@ -164,12 +198,14 @@ def card(served: ServedModels, name: str) -> ModelCard:
     files = served.files[name]
     limits = [n for n in (files.context_length, served.loader.config.kv_cache_tokens) if n]
     tool_format = facts.tool_format if facts else None
+    if files.kind != CHAT:
+        limits = [files.context_length] if files.context_length else []
     return ModelCard(
         id=name,
         object="model",
         created=0,
         owned_by="ovchat",
-        kind="chat",
+        kind=files.kind,  # type: ignore[arg-type]
         state=ModelState(served.health()[2][name]),
         error=view.error,
         context_length=engine.context_length if engine else (min(limits) if limits else None),

@@ -172,7 +172,11 @@ class ModelCard(BaseModel):
     object: Literal["model"]
     created: int
     owned_by: str
-    kind: Literal["chat"] = Field(default="chat", description="ovchat extension: what the model serves")
+    kind: Literal["chat", "embedding", "rerank"] = Field(
+        default="chat",
+        description="ovchat extension: what the model serves (chat: chat and completions; embedding: "
+        "/v1/embeddings; rerank: /v1/rerank)",
+    )
     state: ModelState = Field(
         default=ModelState.LOADED,
         description="ovchat extension: loaded (answers at once), loading, unloaded (loads on the first "
