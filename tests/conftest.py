@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ovchat.model.contract import DEFAULT_MODEL_NAME
+from ovchat.model.contract import DEFAULT_EMBEDDER_NAME, DEFAULT_MODEL_NAME
 from ovchat.model.device import DeviceConfig
 from ovchat.model.pipeline import Model, open_model
 
@@ -25,12 +25,26 @@ ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "tests" / "unit"
 # What opens the real model, builds it or starts a server: never in the unit layer.
 END_TO_END_FIXTURES = frozenset(
-    {"model_dir", "model", "manifest", "default_server", "model_copy", "small_context_model"}
+    {
+        "model_dir",
+        "model",
+        "manifest",
+        "default_server",
+        "model_copy",
+        "small_context_model",
+        "embedder_dir",
+        "reranker_dir",
+        "rag_server",
+    }
 )
 BUILD_PYTHON = ROOT / "build" / "venv-build" / "bin" / "python"
 # The model build as users run it: the build env's console script (pyproject.toml, make build-env).
 BUILD_COMMAND = ROOT / "build" / "venv-build" / "bin" / "ovchat-build"
 DEFAULT_MODEL = ROOT / "build" / "models" / DEFAULT_MODEL_NAME
+DEFAULT_EMBEDDER = ROOT / "build" / "models" / DEFAULT_EMBEDDER_NAME
+# The reranker fixture: MiniLM's encoder under a seeded random head (fixtures/make_cross_encoder.py).
+CROSS_ENCODER_SOURCE = ROOT / "build" / "fixtures" / "minilm-cross-encoder"
+RERANKER = ROOT / "build" / "test-rerank" / "models" / "minilm-cross-encoder-fp16"
 OVCHAT = Path(sys.executable).with_name("ovchat")  # the runtime venv's command
 CACHE_KEY = pytest.StashKey[str]()
 
@@ -112,6 +126,46 @@ def model_dir() -> Path:
     result = run_build()
     assert result.returncode == 0, result.stderr[-2000:]
     return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def embedder_dir() -> Path:
+    """all-MiniLM-L6-v2 from its PyPI package, built and gated (or confirmed up to date) once a run."""
+    result = run_build("all-minilm-l6-v2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return DEFAULT_EMBEDDER
+
+
+@pytest.fixture(scope="session")
+def reranker_dir(embedder_dir: Path) -> Path:
+    """The cross-encoder fixture, made from MiniLM's staged folder and built (as `make test-fixtures`)."""
+    (minilm,) = sorted((ROOT / "build" / "sources").glob("all_minilm_l6_v2-*"))[-1:]
+    made = subprocess.run(
+        [
+            str(BUILD_PYTHON),
+            str(ROOT / "tests" / "fixtures" / "make_cross_encoder.py"),
+            str(minilm),
+            str(CROSS_ENCODER_SOURCE),
+        ],
+        capture_output=True,
+        text=True,
+        env=build_env(),
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    result = run_build(str(CROSS_ENCODER_SOURCE), "--out-dir", str(RERANKER.parent))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return RERANKER
+
+
+@pytest.fixture(scope="session")
+def rag_server(model_dir: Path, embedder_dir: Path, reranker_dir: Path) -> Iterator[Server]:
+    """What a retrieval app runs: the default chat model, MiniLM and the reranker in one server."""
+    from servers import start_server
+
+    started = start_server(model_dir, "--model", str(embedder_dir), "--model", f"reranker={reranker_dir}")
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="session")

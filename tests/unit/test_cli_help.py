@@ -21,7 +21,7 @@ def help_of(*args: str) -> str:
 def test_the_group_lists_every_command_with_what_it_does() -> None:
     text = help_of()
     assert text.startswith("Usage: ")
-    assert set(COMMANDS) == {"ask", "bench", "chat", "info", "models", "serve"}
+    assert set(COMMANDS) == {"ask", "bench", "chat", "embed", "info", "models", "rerank", "serve"}
     for name, command in cli.commands.items():
         summary = command.get_short_help_str(limit=45).removesuffix("...")
         assert f"{name} {summary}" in text, name

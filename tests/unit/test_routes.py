@@ -25,6 +25,7 @@ from ovchat.server.settings import EngineConfig, ServerSettings
 ROUTES = {"/openapi.json", "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/live"}
 ROUTES |= {"/metrics", "/tokenize", "/detokenize", "/apply-template", "/", "/app.js", "/style.css"}
 ROUTES |= {"/v1/models/{name}/load", "/v1/models/{name}/unload"}
+ROUTES |= {"/v1/embeddings", "/v1/rerank", "/v2/rerank", "/rerank"}
 OPEN = {"/health", "/live", "/", "/app.js", "/style.css"}  # the probes and the chat page need no key
 
 

@@ -81,7 +81,11 @@ class Encoder:
         """Token-id inputs (this model's own vocabulary) as the texts they are: kept only when the text
         reads back as the same ids, so the vector is the one those ids would give."""
         texts = []
+        vocabulary = self.vocabulary_size()
         for index, ids in enumerate(rows):
+            outside = [i for i in ids if not 0 <= i < vocabulary]
+            if outside:
+                raise RequestRejected(f"input[{index}]: {outside[0]} is not a token of {self.name}", "input")
             text = str(self.tokenizer.decode(ids, skip_special_tokens=True))
             back = self.tokenizer.encode(text, add_special_tokens=False).input_ids.data[0].tolist()
             if back != [i for i in ids if i not in self._special_ids()]:
@@ -92,6 +96,9 @@ class Encoder:
                 )
             texts.append(text)
         return texts
+
+    def vocabulary_size(self) -> int:
+        return len(self.tokenizer.get_vocab_vector())
 
     def _special_ids(self) -> set[int]:
         empty = self.tokenizer.encode("", add_special_tokens=True).input_ids.data[0].tolist()

@@ -110,6 +110,18 @@ class ServerMetrics:
             buckets=LOAD_BUCKETS,
             registry=self.registry,
         )
+        self.encoder_runs = Counter(
+            "ovchat_encoder_runs",
+            "Inferences of an embedding model or reranker (concurrent embedding requests share one).",
+            by_model,
+            registry=self.registry,
+        )
+        self.encoded = Counter(
+            "ovchat_encoded_texts",
+            "Texts embedded, or documents ranked.",
+            by_model,
+            registry=self.registry,
+        )
         self.model_bytes = Gauge(
             "ovchat_model_memory_bytes",
             "Memory the model is expected to take (measured at its last load).",
@@ -166,6 +178,8 @@ class ModelMetrics:
         self._token_latency = server.token_latency.labels(model=model)
         self._steps = server.steps.labels(model=model)
         self._restarts = server.restarts.labels(model=model)
+        self._encoder_runs = server.encoder_runs.labels(model=model)
+        self._encoded = server.encoded.labels(model=model)
 
     def count_generation(self, outcome: str, prompt_tokens: int, completion_tokens: int) -> None:
         """One finished generation: stop, length, cancelled, rejected or failed."""
@@ -184,3 +198,9 @@ class ModelMetrics:
 
     def count_restart(self) -> None:
         self._restarts.inc()
+
+    def count_encoder_run(self, texts: int, tokens: int) -> None:
+        """One inference of an embedding model or reranker over `texts` inputs of `tokens` tokens."""
+        self._encoder_runs.inc()
+        self._encoded.inc(texts)
+        self._prompt_tokens.inc(tokens)

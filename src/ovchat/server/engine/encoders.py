@@ -172,9 +172,13 @@ class EncoderRunner:
             return
         if not batch[0].texts:
             try:
-                batch[0].settle(batch[0].run(model))
+                result = batch[0].run(model)
             except OvchatError as exc:
                 batch[0].settle(error=exc)
+                return
+            if isinstance(result, Ranking):
+                self.metrics.count_encoder_run(len(result.results), result.tokens)
+            batch[0].settle(result)
             return
         assert isinstance(model, Embedder)
         accepted: list[tuple[Task, int]] = []
@@ -184,12 +188,15 @@ class EncoderRunner:
             except OvchatError as exc:
                 task.settle(error=exc)
         texts = [text for task, _ in accepted for text in task.texts]
+        if not texts:
+            return
         try:
             vectors = model.vectors(texts)
         except OvchatError as exc:
             for task, _ in accepted:
                 task.settle(error=exc)
             return
+        self.metrics.count_encoder_run(len(texts), sum(tokens for _, tokens in accepted))
         start = 0
         for task, tokens in accepted:
             task.settle(Embeddings(vectors[start : start + len(task.texts)], tokens))

@@ -250,7 +250,8 @@ async function* sseData(response) {
 async function loadModels() {
   const response = await api("/v1/models");
   if (!response.ok) throw new Error(await errorText(response));
-  models = (await response.json()).data;
+  // The chat page talks to chat models; embedding models and rerankers are for other clients.
+  models = (await response.json()).data.filter((card) => (card.kind || "chat") === "chat");
   const picker = $("model");
   const wanted = picker.value || localStorage.getItem(MODEL_STORE);
   picker.replaceChildren(...models.map(modelOption));
