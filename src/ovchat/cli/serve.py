@@ -46,6 +46,13 @@ SERVE_EXTRA = "it needs the serve extra: pip install 'ovchat[serve]'"
     help="Requests generated together.",
 )
 @click.option(
+    "--encoder-batch",
+    default=field_default(EngineConfig, "encoder_batch"),
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Texts one embedding inference takes from the requests waiting (1: each request alone).",
+)
+@click.option(
     "--max-queue",
     default=field_default(EngineConfig, "max_queue"),
     show_default=True,
@@ -164,6 +171,7 @@ def run_server(
     cors: tuple[str, ...],
     web_ui: bool,
     max_batch: int,
+    encoder_batch: int,
     max_queue: int,
     prefill_chunk: int,
     kv_cache_gb: int,
@@ -183,7 +191,8 @@ def run_server(
     **kwargs: Any,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API, batching concurrent requests. Several models
-    (--model repeated, --models-dir) are loaded on demand by the request's `model`."""
+    (--model repeated, --models-dir: chat models, embedding models, rerankers) are loaded on demand by
+    the request's `model`."""
     require_serve_extra()
     from ovchat import check_device, find_models
     from ovchat.server.run import check_port, serve_until_stopped
@@ -205,6 +214,7 @@ def run_server(
     )
     engine_config = EngineConfig(
         max_batch=max_batch,
+        encoder_batch=encoder_batch,
         max_queue=max_queue,
         prefill_chunk=prefill_chunk,
         kv_cache_gb=kv_cache_gb,

@@ -68,7 +68,7 @@ class EngineLoader:
     def _engine(self, name: str) -> Served:
         files, metrics = self.models[name], self.metrics.for_model(name)
         if files.kind != CHAT:
-            return EncoderRunner(files, self.device, metrics)
+            return EncoderRunner(files, self.device, metrics, self.config.encoder_batch)
         return Engine(files, self.device, self.config, metrics)
 
     def load(self, name: str) -> Served:

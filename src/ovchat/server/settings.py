@@ -47,6 +47,7 @@ class EngineConfig:
     kv_cache_tokens: int | None = None  # an exact capacity instead, in tokens (blocks of KV_BLOCK_TOKENS)
     prefix_cache: bool = True  # reuse the KV blocks of a prompt prefix seen before (multi-turn chats)
     max_tokens_ceiling: int | None = 4096  # the most tokens one answer may ask for (None: no limit)
+    encoder_batch: int = 64  # texts one embedding inference takes from the requests waiting (1: one each)
 
 
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
