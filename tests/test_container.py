@@ -30,11 +30,11 @@ def image_script(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 @pytest.mark.build
 def test_the_image_is_slim_torch_free_and_serves_until_sigterm(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    model_dir: Path, embedder_dir: Path, reranker_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image = image_script(monkeypatch)
     require_programs(image.PODMAN, image.MMDEBSTRAP, "/usr/sbin/runc")
-    report = image.prove(model_dir, tag=TAG)
+    report = image.prove(model_dir, tag=TAG, encoders={"embedder": embedder_dir, "reranker": reranker_dir})
     # Start-up times are reported, never asserted (tests do not assert wall-clock times).
     print(f"\nimage report: {asdict(report)}")
 
@@ -52,11 +52,14 @@ def test_the_image_is_slim_torch_free_and_serves_until_sigterm(
         assert "Paris" in run.answer  # a chat completion through the openai SDK, from the host
         assert run.exit_code == 0  # SIGTERM: drained and exited 0
     # A host folder mounted at /ovchat/models: the image's model under its name (OVCHAT_MODEL names it
-    # too: served once) and a second. Both listed, neither loaded until named; the second answers.
+    # too: served once) and a second, an embedding model and a reranker: what a retrieval app serves.
+    # All listed, none loaded until named; the second answers, the encoders embed and rank.
     folder = report.models_dir
-    assert folder.before == {name: "unloaded" for name in (model_dir.name, image.SECOND_NAME)}
+    names = (model_dir.name, image.SECOND_NAME, "embedder", "reranker")
+    assert folder.before == {name: "unloaded" for name in names}
     assert "Paris" in folder.answer  # through the openai SDK, with model = the second name
-    assert folder.after == {model_dir.name: "unloaded", image.SECOND_NAME: "loaded"}
+    assert folder.after == {**folder.before, image.SECOND_NAME: "loaded"}
+    assert folder.dimensions == 384 and sorted(folder.ranked) == [0, 1]
     assert folder.exit_code == 0
     # --cpus 1 on a machine of more CPUs: a quota the processes inside do not see as fewer cores;
     # ovchat reads it and asks OpenVINO for one thread.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,46 @@ def test_the_library_opens_each_kind(embedder_dir: Path, reranker_dir: Path) -> 
         ovchat.open_model(embedder_dir)
     with pytest.raises(ovchat.ModelError, match="is a reranker, not an embedding model"):
         ovchat.open_embedder(reranker_dir)
+
+
+def test_the_worked_rag_example_retrieves_and_answers_against_one_endpoint(rag_server: Server) -> None:
+    example = ROOT / "docs" / "examples" / "rag.py"
+
+    def run(reranker: str) -> tuple[str, str]:
+        env = {"OVCHAT_URL": rag_server.base, "RERANK_MODEL": reranker, "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(
+            [sys.executable, str(example), "How many strings does a violin have?"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        context, answer = done.stdout.splitlines()[:2]
+        assert answer.startswith("answer: ") and len(answer) > len("answer: ")
+        return context.removeprefix("context: "), answer
+
+    # MiniLM's weights are real: retrieval alone finds the violin.
+    assert run("")[0].startswith("The violin has four strings")
+    # The fixture reranker's head is random: the context is whichever of the three nearest it puts first.
+    question = "How many strings does a violin have?"
+    body = {"model": EMBEDDER, "input": [*EXAMPLE_DOCUMENTS, question], "encoding_format": "float"}
+    vectors = [
+        d["embedding"] for d in httpx.post(f"{rag_server.base}/v1/embeddings", json=body).json()["data"]
+    ]
+    nearest = np.argsort([-np.dot(vector, vectors[-1]) for vector in vectors[:-1]])[:3]
+    candidates = [EXAMPLE_DOCUMENTS[i] for i in nearest]
+    ranked = httpx.post(
+        f"{rag_server.base}/v1/rerank", json={"model": "reranker", "query": question, "documents": candidates}
+    ).json()["results"]
+    assert run("reranker")[0] == candidates[ranked[0]["index"]]
+
+
+EXAMPLE_DOCUMENTS = [
+    "Paris is the capital and most populous city of France.",
+    "The violin has four strings tuned in perfect fifths: G, D, A and E.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+    "Marathon runners cover 42.195 kilometres.",
+    "Bees tell each other where flowers are with a waggle dance.",
+    "A cello also has four strings, an octave below a viola's.",
+]

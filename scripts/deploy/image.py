@@ -27,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,12 @@ DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m-instruct-int4"
 IMAGE = "localhost/ovchat:latest"
 # The image's model again, under another name, in the models folder the proof mounts at /ovchat/models.
 SECOND_NAME = "second-smollm2"
+# What a retrieval app adds beside the chat model in that folder, where they are built: the default
+# embedding model (`make embed-model`) and the test suite's reranker (`make test-fixtures`).
+ENCODERS = {
+    "embedder": ROOT / "build" / "models" / "all-minilm-l6-v2-fp16",
+    "reranker": ROOT / "build" / "test-rerank" / "models" / "minilm-cross-encoder-fp16",
+}
 LOCAL_BASE = "localhost/ovchat-base:bookworm"
 PODMAN = "/usr/bin/podman"
 MMDEBSTRAP = "/usr/bin/mmdebstrap"
@@ -109,6 +115,8 @@ class ModelsDirRun:
     answer: str  # a chat completion whose `model` is SECOND_NAME
     after: dict[str, str]  # the states after it: that model alone loaded
     exit_code: int
+    dimensions: int = 0  # the length of a vector from "embedder" (the openai SDK), if it was mounted
+    ranked: list[int] = field(default_factory=list)  # "reranker"'s order of two texts, if mounted
 
 
 @dataclass
@@ -377,13 +385,14 @@ def run_once(tag: str, volume: str, api_key: str | None = None) -> Run:
     )
 
 
-def run_models_dir(tag: str, model: Path) -> ModelsDirRun:
+def run_models_dir(tag: str, model: Path, encoders: dict[str, Path]) -> ModelsDirRun:
     """Start the image with a host folder at /ovchat/models holding `model` under its own name (which
-    OVCHAT_MODEL names too) and SECOND_NAME, as hard links; ask for SECOND_NAME, then stop it."""
-    folder, mounted = WORK / f"models-{os.getpid()}", [model.name, SECOND_NAME]
+    OVCHAT_MODEL names too) and SECOND_NAME, and `encoders` ("embedder", "reranker") under theirs, as
+    hard links; ask for SECOND_NAME, embed and rerank through the encoders, then stop it."""
+    folder, mounted = WORK / f"models-{os.getpid()}", [model.name, SECOND_NAME, *encoders]
     shutil.rmtree(folder, ignore_errors=True)
-    for name in mounted:
-        link_tree(model, folder / name)
+    for name, source in {model.name: model, SECOND_NAME: model, **encoders}.items():
+        link_tree(source, folder / name)
     port = free_port()
     container = f"ovchat-proof-{os.getpid()}-{port}"
     options = ["-p", f"127.0.0.1:{port}:8000", "-v", f"{folder}:/ovchat/models:ro"]
@@ -393,16 +402,43 @@ def run_models_dir(tag: str, model: Path) -> ModelsDirRun:
         before = model_states(port)
         answer = ask(port, None, SECOND_NAME)
         after = model_states(port)
+        dimensions, ranked = use_encoders(port, encoders)
         exit_code = stop(container)
     finally:
         podman("rm", "-f", "-v", container, check=False)
         shutil.rmtree(folder, ignore_errors=True)
-    return ModelsDirRun(mounted, before, answer, after, exit_code)
+    return ModelsDirRun(mounted, before, answer, after, exit_code, dimensions, ranked)
 
 
-def prove(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) -> Report:
-    """Build the image, run it cold and warm, then with a models folder; every check's result is in
+def use_encoders(port: int, encoders: dict[str, Path]) -> tuple[int, list[int]]:
+    """A vector's length from "embedder" (the openai SDK) and "reranker"'s order of two texts."""
+    dimensions, ranked = 0, []
+    if "embedder" in encoders:
+        vector = sdk(port).embeddings.create(model="embedder", input="hello", encoding_format="float")
+        dimensions = len(vector.data[0].embedding)
+    if "reranker" in encoders:
+        body = {"model": "reranker", "query": "capital of France", "documents": ["Paris", "bananas"]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/rerank",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            ranked = [int(r["index"]) for r in json.loads(response.read())["results"]]
+    return dimensions, ranked
+
+
+def prove(
+    model: Path = DEFAULT_MODEL,
+    base: str = "local",
+    tag: str = IMAGE,
+    encoders: dict[str, Path] | None = None,
+) -> Report:
+    """Build the image, run it cold and warm, then with a models folder (the image's model under two
+    names, and `encoders`: by default those of ENCODERS that are built); every check's result is in
     the report."""
+    if encoders is None:
+        encoders = {name: path for name, path in ENCODERS.items() if (path / "manifest.json").is_file()}
     base_image, build_s = build_image(model, base, tag)
     user = podman("image", "inspect", "--format", "{{.Config.User}}", tag).stdout.strip()
     volume = f"ovchat-cache-proof-{os.getpid()}"
@@ -415,7 +451,7 @@ def prove(model: Path = DEFAULT_MODEL, base: str = "local", tag: str = IMAGE) ->
     # A CPU limit is a quota the container's processes cannot see as fewer cores: ovchat reads it.
     limited = podman("run", "--rm", *ENGINE_FLAGS, "--cpus", "1", tag, "info", "--json").stdout
     threads = str(json.loads(limited).get("cpu_threads"))
-    models_dir = run_models_dir(tag, model)
+    models_dir = run_models_dir(tag, model, encoders)
     return Report(
         tag,
         image_size(tag),
@@ -465,6 +501,10 @@ def models_dir_problems(run: ModelsDirRun) -> list[str]:
         found.append(f"models folder {run.mounted}: /v1/models said {run.before} at start")
     if run.after != {**run.before, SECOND_NAME: "loaded"} or "Paris" not in run.answer:
         found.append(f"models folder: asked {SECOND_NAME}, got {run.answer!r}, then {run.after}")
+    if "embedder" in run.mounted and run.dimensions <= 0:
+        found.append("models folder: the embedding model gave no vector")
+    if "reranker" in run.mounted and sorted(run.ranked) != [0, 1]:
+        found.append(f"models folder: the reranker ranked {run.ranked}, not both texts")
     if run.exit_code != 0:
         found.append(f"models folder: SIGTERM -> exit {run.exit_code}")
     return found
@@ -485,7 +525,8 @@ def describe(report: Report) -> str:
     folder = report.models_dir
     lines.append(
         f"  models folder {folder.mounted}: /v1/models {folder.before}; {SECOND_NAME} answered "
-        f"{folder.answer!r}, then {folder.after}; SIGTERM -> exit {folder.exit_code}"
+        f"{folder.answer!r}, then {folder.after}; embedder: {folder.dimensions} dimensions; reranker: "
+        f"{folder.ranked}; SIGTERM -> exit {folder.exit_code}"
     )
     return "\n".join(lines)
 
