@@ -21,7 +21,7 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import BUILD_PYTHON, CROSS_ENCODER_SOURCE, OVCHAT, ROOT, build_env
+from conftest import BUILD_PYTHON, CROSS_ENCODER_SOURCE, OVCHAT, ROOT, build_env, run_build
 from servers import Server
 
 EMBEDDER = "all-minilm-l6-v2-fp16"
@@ -365,3 +365,14 @@ EXAMPLE_DOCUMENTS = [
     "Bees tell each other where flowers are with a waggle dance.",
     "A cello also has four strings, an octave below a viola's.",
 ]
+
+
+def test_the_gate_refuses_a_reranker_whose_int8_weights_drift(reranker_dir: Path, tmp_path: Path) -> None:
+    """int8 weights move the fixture's scores past 0.01 and swap documents (f32 inference too, so the
+    rescue fails as well): the build says so in one line and publishes nothing."""
+    result = run_build(str(CROSS_ENCODER_SOURCE), "--weight-format", "int8", "--out-dir", str(tmp_path))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ovchat-build: error: fidelity gate failed, folder not accepted: ")
+    assert "pairs of documents change order" in last or "off (> 0.01)" in last
+    assert list(tmp_path.iterdir()) == []  # not even a partial folder
