@@ -122,15 +122,19 @@ def test_concurrent_requests_share_inferences_and_each_gets_its_own_vectors(rag_
     texts = [f"{i}: {DOCUMENTS[i % len(DOCUMENTS)]} " * 8 for i in range(24)]
     alone = client.embeddings.create(model=EMBEDDER, input=texts, encoding_format="float").data
     runs_before = rag_server.metric("ovchat_encoder_runs_total", model=EMBEDDER)
-    with ThreadPoolExecutor(24) as pool:
-        answers = list(
-            pool.map(
-                lambda text: client.embeddings.create(model=EMBEDDER, input=text, encoding_format="float"),
-                texts,
-            )
-        )
+
+    def embed(text: str) -> Any:
+        try:
+            return client.embeddings.create(model=EMBEDDER, input=text, encoding_format="float")
+        except openai.BadRequestError as error:
+            return error
+
+    with ThreadPoolExecutor(25) as pool:  # and one request too long, in the middle of them
+        answers = list(pool.map(embed, [*texts[:12], "word " * 300, *texts[12:]]))
     runs = rag_server.metric("ovchat_encoder_runs_total", model=EMBEDDER) - runs_before
     assert runs < len(texts)  # batched: 24 requests on a busy model cannot each get an inference
+    refused = answers.pop(12)  # fails alone: its batch's other requests get their vectors
+    assert isinstance(refused, openai.BadRequestError) and refused.code == "context_length_exceeded"
     for answer, expected in zip(answers, alone, strict=True):
         assert cosine(answer.data[0].embedding, expected.embedding) >= 0.9999
 
@@ -367,6 +371,7 @@ EXAMPLE_DOCUMENTS = [
 ]
 
 
+@pytest.mark.build
 def test_the_gate_refuses_a_reranker_whose_int8_weights_drift(reranker_dir: Path, tmp_path: Path) -> None:
     """int8 weights move the fixture's scores past 0.01 and swap documents (f32 inference too, so the
     rescue fails as well): the build says so in one line and publishes nothing."""

@@ -13,10 +13,10 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ovchat.errors import OvchatError, Unavailable
+from ovchat.errors import GenerationError, OvchatError, Unavailable, plain_message
 from ovchat.model.device import DeviceConfig
 from ovchat.model.encoders import Embedder, Embeddings, Ranking, Reranker, open_encoder
 from ovchat.model.files import ModelFiles
@@ -34,7 +34,7 @@ class Task:
     run: Callable[[Any], Any]  # on the runner thread, with the opened model
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
-    texts: list[str] = field(default_factory=list)  # an embedding request's texts (batched)
+    texts: list[str] | None = None  # an embedding request's texts (batched with others); None: `run`
     truncate: bool = False
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
@@ -103,7 +103,7 @@ class EncoderRunner:
         """Vectors of `texts`, batched with whatever other embedding requests wait."""
         if not texts:
             return Embeddings([], 0)
-        return await self._submit(lambda model: None, texts=texts, truncate=truncate)  # type: ignore[no-any-return]
+        return await self._submit(lambda model: None, texts, truncate)  # type: ignore[no-any-return]
 
     async def rerank(self, query: str, documents: list[str], top_n: int | None, truncate: bool) -> Ranking:
         def work(model: Any) -> Ranking:
@@ -121,7 +121,7 @@ class EncoderRunner:
         self, run: Callable[[Any], Any], texts: list[str] | None = None, truncate: bool = False
     ) -> Any:
         loop = asyncio.get_running_loop()
-        task = Task(run, loop.create_future(), loop, texts or [], truncate)
+        task = Task(run, loop.create_future(), loop, texts, truncate)
         with self.lifecycle.wake:
             self.lifecycle.check_accepting()
             self._tasks.append(task)
@@ -146,6 +146,10 @@ class EncoderRunner:
                 self._busy = len(batch)
             try:
                 self._serve(batch)
+            except Exception as exc:  # a bug or GenAI's own failure: these requests fail, the model serves on
+                log.exception("model %s failed a request", self.model.name)
+                for task in batch:
+                    task.settle(error=GenerationError(f"{self.model.name} failed: {plain_message(exc)}"))
             finally:
                 self._busy = 0
         self.encoder = None  # the pipeline goes with the last reference (see ServedModels' unload)
@@ -153,11 +157,11 @@ class EncoderRunner:
     def _take(self) -> list[Task]:
         """The next task, and with an embedding task every embedding task after it that fits."""
         first = self._tasks.popleft()
-        if first.texts == [] or not isinstance(self.encoder, Embedder):
+        if first.texts is None or not isinstance(self.encoder, Embedder):
             return [first]
         batch, count = [first], len(first.texts)
         for task in list(self._tasks):
-            if task.texts and count + len(task.texts) <= self.max_texts:
+            if task.texts is not None and count + len(task.texts) <= self.max_texts:
                 self._tasks.remove(task)
                 batch.append(task)
                 count += len(task.texts)
@@ -170,7 +174,7 @@ class EncoderRunner:
             for task in batch:
                 task.settle(error=Unavailable("the server is shutting down", "shutting_down"))
             return
-        if not batch[0].texts:
+        if batch[0].texts is None:
             try:
                 result = batch[0].run(model)
             except OvchatError as exc:
@@ -183,11 +187,12 @@ class EncoderRunner:
         assert isinstance(model, Embedder)
         accepted: list[tuple[Task, int]] = []
         for task in batch:  # each request's own errors are its own
+            assert task.texts is not None
             try:
                 accepted.append((task, model.counted(model.lengths(task.texts), task.truncate, "input")))
             except OvchatError as exc:
                 task.settle(error=exc)
-        texts = [text for task, _ in accepted for text in task.texts]
+        texts = [text for task, _ in accepted for text in task.texts or []]
         if not texts:
             return
         try:
@@ -199,8 +204,9 @@ class EncoderRunner:
         self.metrics.count_encoder_run(len(texts), sum(tokens for _, tokens in accepted))
         start = 0
         for task, tokens in accepted:
-            task.settle(Embeddings(vectors[start : start + len(task.texts)], tokens))
-            start += len(task.texts)
+            count = len(task.texts or [])
+            task.settle(Embeddings(vectors[start : start + count], tokens))
+            start += count
 
     # --- shutdown ---------------------------------------------------------------------------------
 
