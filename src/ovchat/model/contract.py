@@ -45,6 +45,7 @@ DEFAULT_EMBEDDER_NAME = f"{EMBEDDED_ENCODER_NAME}-fp16"
 # reranker (a query and a text -> a relevance score). Folders built before kinds were recorded are chat.
 CHAT, EMBEDDING, RERANK = "chat", "embedding", "rerank"
 MODEL_KINDS = (CHAT, EMBEDDING, RERANK)
+KIND_WORDS = {CHAT: "a chat model", EMBEDDING: "an embedding model", RERANK: "a reranker"}  # in messages
 BUILD_COMMAND = "make model"  # what builds the default model in a checkout
 # What to do when a model is missing, worded for a checkout and for an installed wheel alike.
 BUILD_HINT = (

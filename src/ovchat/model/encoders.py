@@ -15,7 +15,7 @@ from typing import Any
 import openvino_genai as ov_genai
 
 from ovchat.errors import ContextError, ModelError, RequestRejected, plain_message
-from ovchat.model.contract import DEFAULT_EMBEDDER_NAME, EMBEDDING, RERANK
+from ovchat.model.contract import DEFAULT_EMBEDDER_NAME, EMBEDDING, KIND_WORDS, RERANK
 from ovchat.model.device import DeviceConfig, check_device
 from ovchat.model.files import ModelFiles, find_model
 
@@ -24,6 +24,11 @@ POOLING = {
     "cls": ov_genai.TextEmbeddingPipeline.PoolingType.CLS,
     "last_token": ov_genai.TextEmbeddingPipeline.PoolingType.LAST_TOKEN,
 }
+
+
+def max_length(files: ModelFiles) -> int:
+    """The most tokens one input may have (a reranker: the query and the text together)."""
+    return int(files.encoder.get("max_length") or files.context_length or 512)
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class Encoder:
     def __init__(self, files: ModelFiles, pipeline: Any, device: DeviceConfig, load_seconds: float) -> None:
         self.files, self.pipeline, self.device, self.load_seconds = files, pipeline, device, load_seconds
         self.tokenizer = ov_genai.Tokenizer(str(files.path))
-        self.max_length = int(files.encoder.get("max_length") or files.context_length or 512)
+        self.max_length = max_length(files)
 
     @property
     def name(self) -> str:
@@ -178,22 +183,22 @@ def open_encoder(
     device = device or DeviceConfig()
     files = spec if isinstance(spec, ModelFiles) else find_model(spec)
     if files.kind not in (EMBEDDING, RERANK):
-        raise ModelError(f"{files.name} is a {files.kind} model, not an embedding model or a reranker")
+        raise ModelError(f"{files.name} is {KIND_WORDS[files.kind]}, not an embedding model or a reranker")
     props = device.properties(files.runtime, paged=False)
     props.pop("ATTENTION_BACKEND", None)
-    max_length = int(files.encoder.get("max_length") or files.context_length or 512)
+    limit = max_length(files)
     started = time.perf_counter()
     try:
         if files.kind == EMBEDDING:
             config = ov_genai.TextEmbeddingPipeline.Config()
             config.pooling_type = POOLING[str(files.encoder.get("pooling", "mean"))]
             config.normalize = bool(files.encoder.get("normalize"))
-            config.max_length = max_length
+            config.max_length = limit
             pipeline: Any = ov_genai.TextEmbeddingPipeline(str(files.path), device.device, config, **props)
         else:
             rerank_config = ov_genai.TextRerankPipeline.Config()
             rerank_config.top_n = 1 << 30  # every document, in order; callers cut
-            rerank_config.max_length = max_length
+            rerank_config.max_length = limit
             pipeline = ov_genai.TextRerankPipeline(str(files.path), device.device, rerank_config, **props)
     except RuntimeError as exc:
         check_device(device)

@@ -16,7 +16,7 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ovchat.errors import ModelError, plain_message
-from ovchat.model.contract import CHAT, EMBEDDING
+from ovchat.model.contract import CHAT, EMBEDDING, KIND_WORDS
 from ovchat.model.device import DeviceConfig, check_device
 from ovchat.model.files import ModelFiles, find_model
 from ovchat.model.gguf_cache import Conversion, cached_ir, start_conversion
@@ -112,9 +112,8 @@ def check_chat_kind(files: ModelFiles) -> None:
     if files.kind == CHAT:
         return
     embedding = files.kind == EMBEDDING
-    what = "an embedding model" if embedding else "a reranker"
     opener = "ovchat embed / ovchat.open_embedder" if embedding else "ovchat rerank / ovchat.open_reranker"
-    raise ModelError(f"{files.name} is {what}, not a chat model: use {opener}")
+    raise ModelError(f"{files.name} is {KIND_WORDS[files.kind]}, not a chat model: use {opener}")
 
 
 def gguf_ir(files: ModelFiles, device: DeviceConfig) -> Path | None:

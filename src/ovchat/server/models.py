@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ovchat.errors import ModelNotFound, OvchatError, Unavailable, WrongKind
-from ovchat.model.contract import CHAT, EMBEDDING
+from ovchat.model.contract import CHAT, EMBEDDING, KIND_WORDS, RERANK
 from ovchat.model.device import DeviceConfig
 from ovchat.model.files import ModelFiles
 from ovchat.model.memory import GB, default_budget, kv_token_bytes, model_bytes
@@ -35,8 +35,7 @@ log = logging.getLogger("ovchat.server")
 Fatal = Callable[[str], None]
 Served = Engine | EncoderRunner  # a loaded chat model's engine, or an embedding model's or reranker's runner
 # What a request of each kind is, for the error that names a model of another kind.
-USES = {CHAT: "chat and completions", EMBEDDING: "/v1/embeddings", "rerank": "/v1/rerank"}
-ARTICLES = {CHAT: "a chat model", EMBEDDING: "an embedding model", "rerank": "a reranker"}
+USES = {CHAT: "chat and completions", EMBEDDING: "/v1/embeddings", RERANK: "/v1/rerank"}
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,7 @@ class ServedModels:
             raise ModelNotFound(f"model '{requested}' is not served here; served: {served}")
         have = self.files[name].kind
         if kind is not None and have != kind:
-            raise WrongKind(f"model '{name}' is {ARTICLES[have]}: it serves {USES[have]}, not {USES[kind]}")
+            raise WrongKind(f"model '{name}' is {KIND_WORDS[have]}: it serves {USES[have]}, not {USES[kind]}")
         return name
 
     async def chat_lease(self, requested: str | None, keep_alive: float | None = None) -> Lease[Engine]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ovchat.errors import GenerationError, OvchatError, Unavailable, plain_message
 from ovchat.model.device import DeviceConfig
-from ovchat.model.encoders import Embedder, Embeddings, Ranking, Reranker, open_encoder
+from ovchat.model.encoders import Embedder, Embeddings, Ranking, Reranker, max_length, open_encoder
 from ovchat.model.files import ModelFiles
 from ovchat.server.engine.lifecycle import EngineState, Lifecycle
 from ovchat.server.metrics import ModelMetrics
@@ -91,8 +91,8 @@ class EncoderRunner:
         return len(self._tasks)
 
     @property
-    def context_length(self) -> int | None:
-        return int(self.model.encoder.get("max_length") or self.model.context_length or 0) or None
+    def context_length(self) -> int:
+        return max_length(self.model)
 
     def start(self, on_fatal: Callable[[str], None] | None = None) -> None:
         self._thread.start()
