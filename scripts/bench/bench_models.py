@@ -163,7 +163,7 @@ def stall(peer: Peer, url: str) -> tuple[float, float, float]:
     gaps = [(b, b - a) for a, b in itertools.pairwise(times)]
     during = [gap for at, gap in gaps if began <= at <= ended + 0.5] or [0.0]
     quiet = [gap for at, gap in gaps if at < began or at > ended + 0.5]
-    return max(during), statistics.median(quiet), percentile(quiet, 99)
+    return max(during), statistics.median(quiet), percentile(quiet, 0.99)
 
 
 def cycles(peer: Peer, url: str, server: ServerProcess, count: int) -> list[float]:
