@@ -9,6 +9,7 @@ The gate's criteria on made-up figures: unit/test_encoder_gate.py."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import subprocess
 import sys
@@ -330,6 +331,11 @@ def test_the_library_opens_each_kind(embedder_dir: Path, reranker_dir: Path) -> 
 
 def test_the_worked_rag_example_retrieves_and_answers_against_one_endpoint(rag_server: Server) -> None:
     example = ROOT / "docs" / "examples" / "rag.py"
+    spec = importlib.util.spec_from_file_location("rag_example", example)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # its documents, for the check below
+    documents: list[str] = module.DOCUMENTS
 
     def run(reranker: str) -> tuple[str, str]:
         env = {"OVCHAT_URL": rag_server.base, "RERANK_MODEL": reranker, "PATH": "/usr/bin:/bin"}
@@ -349,26 +355,16 @@ def test_the_worked_rag_example_retrieves_and_answers_against_one_endpoint(rag_s
     assert run("")[0].startswith("The violin has four strings")
     # The fixture reranker's head is random: the context is whichever of the three nearest it puts first.
     question = "How many strings does a violin have?"
-    body = {"model": EMBEDDER, "input": [*EXAMPLE_DOCUMENTS, question], "encoding_format": "float"}
+    body = {"model": EMBEDDER, "input": [*documents, question], "encoding_format": "float"}
     vectors = [
         d["embedding"] for d in httpx.post(f"{rag_server.base}/v1/embeddings", json=body).json()["data"]
     ]
     nearest = np.argsort([-np.dot(vector, vectors[-1]) for vector in vectors[:-1]])[:3]
-    candidates = [EXAMPLE_DOCUMENTS[i] for i in nearest]
+    candidates = [documents[i] for i in nearest]
     ranked = httpx.post(
         f"{rag_server.base}/v1/rerank", json={"model": "reranker", "query": question, "documents": candidates}
     ).json()["results"]
     assert run("reranker")[0] == candidates[ranked[0]["index"]]
-
-
-EXAMPLE_DOCUMENTS = [
-    "Paris is the capital and most populous city of France.",
-    "The violin has four strings tuned in perfect fifths: G, D, A and E.",
-    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
-    "Marathon runners cover 42.195 kilometres.",
-    "Bees tell each other where flowers are with a waggle dance.",
-    "A cello also has four strings, an octave below a viola's.",
-]
 
 
 @pytest.mark.build

@@ -215,10 +215,4 @@ class EncoderRunner:
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new work, finish what waits for up to `timeout` s, then refuse the rest."""
-        self.drain()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._thread.is_alive():
-            self.lifecycle.abort()
-            self._thread.join()
-        self.lifecycle.stopped()
+        self.lifecycle.close(self._thread, timeout)

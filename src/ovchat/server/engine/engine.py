@@ -143,13 +143,7 @@ class Engine:
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new work, let running jobs finish for up to `timeout` s, then cancel the rest."""
-        self.drain()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._thread.is_alive():
-            self.lifecycle.abort()
-            self._thread.join()
-        self.lifecycle.stopped()
+        self.lifecycle.close(self._thread, timeout)
 
     # --- the token routes' work, on the engine thread between two steps -----------------------------
 

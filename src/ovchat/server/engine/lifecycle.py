@@ -106,6 +106,17 @@ class Lifecycle:
             if self.state != EngineState.FAILED:
                 self.state = EngineState.STOPPED
 
+    def close(self, thread: threading.Thread, timeout: float) -> None:
+        """Stop the thread this lifecycle's work runs on: refuse new work, let it finish for up to
+        `timeout` s, then abort what is left (an engine's and an encoder runner's close)."""
+        self.drain()
+        if thread.is_alive():
+            thread.join(timeout)
+        if thread.is_alive():
+            self.abort()
+            thread.join()
+        self.stopped()
+
     # --- moved by the engine thread ---------------------------------------------------------------
 
     def loaded(self) -> None:
