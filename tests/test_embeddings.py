@@ -220,6 +220,14 @@ def test_rerank_through_cohere_s_sdk_and_the_jina_shape_matches_torch(
         f"{rag_server.base}/v1/rerank", json={"model": "reranker", "query": "q", "documents": []}
     )
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "documents"
+    # No tokens of its own (blank, or control characters the tokenizer drops): refused before the
+    # tokenizer's pair joining, which corrupts the heap on an empty segment.
+    for body, param in (
+        ({"query": " ", "documents": ["d"]}, "query"),
+        ({"query": "q", "documents": ["d", "\t\u0001"]}, "documents"),
+    ):
+        blank = httpx.post(f"{rag_server.base}/v1/rerank", json={"model": "reranker", **body})
+        assert blank.status_code == 400 and blank.json()["error"]["param"] == param, blank.text
     too_long = httpx.post(
         f"{rag_server.base}/v1/rerank", json={"model": "reranker", "query": "q", "documents": ["word " * 600]}
     )

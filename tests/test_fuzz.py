@@ -31,6 +31,7 @@ from ovchat.server.settings import EngineConfig, ServerSettings
 from servers import Server, start_server
 
 KEY = "fuzz-key"
+ENCODER_PATHS = {"/v1/embeddings", "/v1/rerank", "/v2/rerank", "/rerank"}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -72,6 +73,7 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
         "/tokenize",
         "/detokenize",
         "/apply-template",
+        *ENCODER_PATHS,
     }
     temperature = document["components"]["schemas"]["ChatRequest"]["properties"]["temperature"]
     assert (temperature["minimum"], temperature["maximum"]) == (0.0, 2.0)  # GenerationOptions' bounds
@@ -82,6 +84,7 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
         if "503" in op["responses"]
     }
     generating = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/apply-template"}
+    generating |= ENCODER_PATHS
     assert set(unavailable) == generating | {"/health", "/live", "/v1/models/{name}/load"}
     assert all("Retry-After" in answer["headers"] for answer in unavailable.values())  # every 503 sends it
     assert document == app_document()
@@ -89,15 +92,34 @@ def test_the_openapi_document_needs_the_key_and_describes_every_route(fuzz_serve
 
 # schemathesis' lazy (fixture) loader does not run on pytest 9; the eager one does.
 schema = schemathesis.openapi.from_dict(app_document())
+ENCODING = "embeddings|rerank"
 
 
-@schema.parametrize()
+@schema.exclude(path_regex=ENCODING).parametrize()
 @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_fuzzed_requests_get_no_server_error_and_conform_to_the_document(
     case: schemathesis.Case, fuzz_server: Server
 ) -> None:
     case.call_and_validate(
         base_url=fuzz_server.base, headers=fuzz_server.headers(), checks=CHECKS, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def encoder_server(embedder_dir: Path, reranker_dir: Path) -> Iterator[Server]:
+    """MiniLM and the reranker: requests without `model` (and fuzzed names: 404) reach each kind."""
+    started = start_server(embedder_dir, "--model", f"reranker={reranker_dir}", key=KEY)
+    yield started
+    started.stop()
+
+
+@schema.include(path_regex=ENCODING).parametrize()
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_fuzzed_embedding_and_rerank_requests_get_no_server_error(
+    case: schemathesis.Case, encoder_server: Server
+) -> None:
+    case.call_and_validate(
+        base_url=encoder_server.base, headers=encoder_server.headers(), checks=CHECKS, timeout=60
     )
 
 

@@ -57,17 +57,14 @@ class Encoder:
     def name(self) -> str:
         return self.files.name
 
-    def lengths(self, texts: list[str], pair_with: str | None = None) -> list[int]:
-        """Each text's tokens as the model reads it (special tokens included; with `pair_with`, the
-        query and the text together, as a reranker reads them)."""
+    def lengths(self, texts: list[str]) -> list[int]:
+        """Each text's tokens as the model reads it, special tokens included."""
+        return self._lengths(texts, special=True)
+
+    def _lengths(self, texts: list[str], special: bool) -> list[int]:
         if not texts:
             return []
-        if pair_with is not None and self.tokenizer.supports_paired_input():
-            encoded = self.tokenizer.encode([pair_with], texts, add_special_tokens=True)
-        elif pair_with is not None:  # GenAI then joins the query and the text into one input
-            encoded = self.tokenizer.encode([pair_with + text for text in texts], add_special_tokens=True)
-        else:
-            encoded = self.tokenizer.encode(texts, add_special_tokens=True)
+        encoded = self.tokenizer.encode(texts, add_special_tokens=special)
         return [int(row.sum()) for row in encoded.attention_mask.data]
 
     def counted(self, lengths: list[int], truncate: bool, field: str) -> int:
@@ -144,10 +141,25 @@ class Reranker(Encoder):
 
     kind = RERANK
 
+    def pair_lengths(self, query: str, documents: list[str]) -> list[int]:
+        """The tokens of the query and each document read together ([CLS] query [SEP] text [SEP]:
+        the special tokens of one text, twice, less one). A query or document of no tokens of its own
+        is refused: openvino-tokenizers 2026.4's pair joining corrupts the heap on empty segments
+        (measured: "corrupted size vs. prev_size", the process gone), so it never reaches it."""
+        own = self._lengths([query, *documents], special=False)
+        if own[0] == 0:
+            raise RequestRejected(f"query has no text {self.name} reads: give the text to rank by", "query")
+        empty = [i for i, n in enumerate(own[1:]) if n == 0]
+        if empty:
+            where = f"documents[{empty[0]}]"
+            raise RequestRejected(f"{where} has no text {self.name} reads: drop it", "documents")
+        specials = 2 * (self.lengths([query])[0] - own[0]) - 1
+        return [own[0] + n + specials for n in own[1:]]
+
     def rerank(
         self, query: str, documents: list[str], *, top_n: int | None = None, truncate: bool = False
     ) -> Ranking:
-        tokens = self.counted(self.lengths(documents, pair_with=query), truncate, "documents")
+        tokens = self.counted(self.pair_lengths(query, documents), truncate, "documents")
         if not documents:
             return Ranking([], 0)
         try:
