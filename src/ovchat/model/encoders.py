@@ -7,6 +7,7 @@ asks for truncation: a silently cut text gives a vector of another text."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -83,14 +84,13 @@ class Encoder:
         """Token-id inputs (this model's own vocabulary) as the texts they are: kept only when the text
         reads back as the same ids, so the vector is the one those ids would give."""
         texts = []
-        vocabulary = self.vocabulary_size()
         for index, ids in enumerate(rows):
-            outside = [i for i in ids if not 0 <= i < vocabulary]
+            outside = [i for i in ids if not 0 <= i < self.vocabulary_size]
             if outside:
                 raise RequestRejected(f"input[{index}]: {outside[0]} is not a token of {self.name}", "input")
             text = str(self.tokenizer.decode(ids, skip_special_tokens=True))
             back = self.tokenizer.encode(text, add_special_tokens=False).input_ids.data[0].tolist()
-            if back != [i for i in ids if i not in self._special_ids()]:
+            if back != [i for i in ids if i not in self.special_ids]:
                 raise RequestRejected(
                     f"input[{index}]: these token ids do not read back as the same ids with {self.name}'s "
                     "tokenizer (ids are the model's own vocabulary): send the text instead",
@@ -99,12 +99,14 @@ class Encoder:
             texts.append(text)
         return texts
 
+    @functools.cached_property
     def vocabulary_size(self) -> int:
         return len(self.tokenizer.get_vocab_vector())
 
-    def _special_ids(self) -> set[int]:
-        empty = self.tokenizer.encode("", add_special_tokens=True).input_ids.data[0].tolist()
-        return {int(i) for i in empty}
+    @functools.cached_property
+    def special_ids(self) -> list[int]:
+        """The special tokens the tokenizer adds to one text ([CLS] and [SEP] for BERT)."""
+        return [int(i) for i in self.tokenizer.encode("", add_special_tokens=True).input_ids.data[0]]
 
 
 class Embedder(Encoder):
@@ -153,7 +155,7 @@ class Reranker(Encoder):
         if empty:
             where = f"documents[{empty[0]}]"
             raise RequestRejected(f"{where} has no text {self.name} reads: drop it", "documents")
-        specials = 2 * (self.lengths([query])[0] - own[0]) - 1
+        specials = 2 * len(self.special_ids) - 1
         return [own[0] + n + specials for n in own[1:]]
 
     def rerank(
